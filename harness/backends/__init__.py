@@ -1,0 +1,1 @@
+"""Built-in backends (cpu). GPU backends are plugin distributions under plugins/."""

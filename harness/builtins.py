@@ -1,0 +1,33 @@
+"""The essential built-ins, registered through the same hooks as any plugin."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.backends.cpu import CPU
+from harness.datasets import DIGITS, SYNTHETIC
+from harness.hookspecs import hookimpl
+from harness.methods.baseline import BASELINE
+from harness.models import CNN, MLP
+from harness.plugin_types import Backend, Dataset, Method, Model
+
+
+@hookimpl
+def register_methods(register: Callable[[Method], None]) -> None:
+    register(BASELINE)
+
+
+@hookimpl
+def register_backends(register: Callable[[Backend], None]) -> None:
+    register(CPU)
+
+
+@hookimpl
+def register_models(register: Callable[[Model], None]) -> None:
+    register(MLP)
+    register(CNN)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(DIGITS)
+    register(SYNTHETIC)

@@ -1,0 +1,149 @@
+"""The ``optbench`` command line: plugins, validate, schema, run, report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.errors import OptbenchError
+
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _pm() -> Any:
+    from harness.plugin_manager import PluginManager
+
+    return PluginManager.load()
+
+
+def _param_line(p: dict[str, Any]) -> str:
+    text = f"{p['name']}: {p['type']}"
+    text += " (required)" if p["required"] else f" = {json.dumps(p['default'])}"
+    if p["bounds"]:
+        marks = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        text += "  [" + ", ".join(f"{marks[k]} {v}" for k, v in p["bounds"].items()) + "]"
+    if p["description"]:
+        text += f"  {p['description']}"
+    return text
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    pm = _pm()
+    described = pm.describe()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return EXIT_OK
+    for plugin in described:
+        head = f"{plugin['distribution']} {plugin['version']}  (plugin {plugin['plugin']!r}, {plugin['module']})"
+        if plugin["error"]:
+            print(f"BROKEN {head}\n    {plugin['error'].strip().splitlines()[0]}")
+            continue
+        print(head)
+        for obj in plugin["registers"]:
+            print(f"  {obj['type']:<8} {obj['name']:<24} [{obj['kind']}] {obj['description']}")
+            for p in obj["params"]:
+                print(f"      {_param_line(p)}")
+    if pm.broken:
+        print(f"\n{len(pm.broken)} plugin(s) failed to load; the others are usable.", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.runner import plan
+
+    suite, cells = plan(Path(args.suite), _pm())
+    per = {k: len({getattr(c, k).label for c in cells}) for k in ("model", "dataset", "method", "backend")}
+    print(
+        f"{args.suite}: valid. {len(cells)} cells ({per['model']} models x {per['dataset']} datasets x "
+        f"{per['method']} methods incl. baseline x {per['backend']} backends), "
+        f"{len(cells) * len(suite.measure.batch_sizes)} records ({len(suite.measure.batch_sizes)} batch sizes)"
+    )
+    if not args.quiet:
+        for c in cells:
+            print(f"  {c.cell_id}  {c.label}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.json_schema import suite_schema
+
+    print(json.dumps(suite_schema(_pm().registry), indent=2))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.progress import make_progress
+    from harness.runner import Runner
+
+    if args.suite is None and args.resume is None:
+        raise OptbenchError("run: give a SUITE file, or --resume RUN_DIR")
+    progress = make_progress(args.quiet)
+    result = Runner(_pm(), progress).run(
+        Path(args.suite) if args.suite else None, Path(args.results), Path(args.resume) if args.resume else None
+    )
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
+    if not args.quiet:
+        print(f"cells: {counts or 'none to run'}", file=sys.stderr)
+    print(result.report)
+    return result.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "records.jsonl").exists():
+        raise OptbenchError(f"{run_dir}: not a run directory (no records.jsonl in it)")
+    print(write_report(run_dir))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    parser = argparse.ArgumentParser(
+        prog="optbench", parents=[common],
+        description="Benchmark neural-network optimization methods: latency, memory and accuracy.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plugins", parents=[common], help="list installed plugins and what they register")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("validate", parents=[common], help="check a suite without running it")
+    p.add_argument("suite", metavar="SUITE")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", parents=[common], help="print the suite JSON Schema, installed plugins included")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("run", parents=[common], help="run a suite")
+    p.add_argument("suite", metavar="SUITE", nargs="?")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: ./results)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="run only the cells of RUN_DIR without an ok record")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", parents=[common], help="rebuild a run's report.html")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OptbenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"optbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("optbench: interrupted", file=sys.stderr)
+        return 130

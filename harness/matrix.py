@@ -1,0 +1,204 @@
+"""Expanding a suite into cells: model x dataset x method(+params) x backend.
+
+Each method's params are validated against the plugin's own parameter model. A list
+given for a parameter whose type is not itself a list expands into one cell per
+value (a grid over every such parameter); for a list-typed parameter, a list of
+lists expands. The baseline is added for every model x dataset x backend and runs
+first in its group, so relative figures can be computed as each cell ends.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import Problem, SuiteError, suggest
+from harness.plugin_manager import Registry
+from harness.suite import Entry, Suite
+from harness.suite_loader import LineMap, format_loc, problems_from_validation
+
+
+@dataclass(frozen=True, eq=False)
+class Resolved:
+    """A plugin reference with its params fully resolved (defaults filled in)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    kind: str | None = None
+    checkpoint: str | None = None
+
+    @property
+    def label(self) -> str:
+        shown = self.id or self.name
+        if not self.params or self.kind in ("model", "dataset", "backend"):
+            return shown
+        inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{shown}({inner})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    model: Resolved
+    dataset: Resolved
+    method: Resolved
+    backend: Resolved
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return " · ".join((self.model.label, self.dataset.label, self.method.label, self.backend.label))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resolved, seed: int) -> str:
+    """Stable hash of what determines a cell's result (not measurement settings)."""
+    ident = {
+        "model": [model.name, model.id, model.params, model.checkpoint],
+        "dataset": [dataset.name, dataset.params],
+        "method": [method.name, method.params],
+        "backend": [backend.name, backend.params],
+        "seed": seed,
+    }
+    blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _is_list_type(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
+        return True
+    return any(_is_list_type(a) for a in typing.get_args(annotation) if a is not type(None)) if origin in (
+        typing.Union, getattr(__import__("types"), "UnionType", None)) else False
+
+
+class _Collector:
+    def __init__(self, file: str | None, lines: LineMap) -> None:
+        self.file, self.lines, self.problems = file, lines, []
+
+    def add(self, loc: tuple, message: str, **kw: Any) -> None:
+        self.problems.append(Problem(format_loc(loc), message, line=self.lines.line(loc), **kw))
+
+
+def _lookup(reg: Registry, table: str, entry: Entry, loc: tuple, out: _Collector) -> Any:
+    items = getattr(reg, table)
+    if entry.name not in items:
+        out.add(loc + ("name",), f"unknown {table[:-1]} {entry.name!r}", given=repr(entry.name),
+                hint=suggest(entry.name, items))
+        return None
+    return items[entry.name]
+
+
+def _validate_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collector) -> dict | None:
+    try:
+        return model.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        out.problems += problems_from_validation(exc, out.lines, prefix=loc + ("params",), model=model)
+        return None
+
+
+def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collector) -> list[dict]:
+    """Every combination of grid values, each validated; problems point at the bad element."""
+    axes: list[tuple[str, list[tuple[int | None, Any]]]] = []
+    for key, value in params.items():
+        f = model.model_fields.get(key)
+        grid = isinstance(value, list) and (
+            f is None or not _is_list_type(f.annotation) or (value and all(isinstance(v, list) for v in value))
+        )
+        if grid and f is not None:
+            if not value:
+                out.add(loc + ("params", key), "empty list of values", expected="at least one value")
+                return []
+            axes.append((key, list(enumerate(value))))
+        else:
+            axes.append((key, [(None, value)]))
+    combos, seen_problems = [], set()
+    for choice in itertools.product(*(vals for _, vals in axes)) if axes else [()]:
+        chosen = {key: v for (key, _), (_, v) in zip(axes, choice)}
+        index = {key: i for (key, _), (i, _) in zip(axes, choice)}
+        try:
+            combos.append(model.model_validate(chosen).model_dump(mode="json"))
+        except ValidationError as exc:
+            def remap(err_loc: tuple) -> tuple:
+                key = err_loc[0] if err_loc else None
+                i = index.get(key) if isinstance(key, str) else None
+                return (key, i, *err_loc[1:]) if i is not None else tuple(err_loc)
+
+            for p in problems_from_validation(exc, out.lines, prefix=loc + ("params",), model=model, loc_map=remap):
+                if (p.path, p.message) not in seen_problems:
+                    seen_problems.add((p.path, p.message))
+                    out.problems.append(p)
+    return combos
+
+
+def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, lines: LineMap | None = None) -> list[Cell]:
+    """All cells of the suite in run order; raises SuiteError listing every problem."""
+    out = _Collector(file, lines or LineMap(""))
+
+    datasets = []
+    for i, entry in enumerate(suite.datasets):
+        spec = _lookup(registry, "datasets", entry, ("datasets", i), out)
+        if spec:
+            p = _validate_params(spec.params, entry.params, ("datasets", i), out)
+            if p is not None:
+                datasets.append(Resolved(entry.name, p, kind="dataset"))
+
+    models, ids = [], {}
+    for i, entry in enumerate(suite.models):
+        if entry.display_id in ids:
+            out.add(("models", i), f"duplicate model id {entry.display_id!r} (also models[{ids[entry.display_id]}])",
+                    hint="give each model entry a distinct `id`")
+            continue
+        ids[entry.display_id] = i
+        spec = _lookup(registry, "models", entry, ("models", i), out)
+        if spec:
+            p = _validate_params(spec.params, entry.params, ("models", i), out)
+            if p is not None:
+                models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
+
+    backends = []
+    for i, entry in enumerate(suite.backends):
+        spec = _lookup(registry, "backends", entry, ("backends", i), out)
+        if spec:
+            p = _validate_params(spec.params, entry.params, ("backends", i), out)
+            if p is not None:
+                backends.append(Resolved(entry.name, p, kind="backend"))
+
+    methods: list[tuple[int, Resolved]] = []
+    for i, entry in enumerate(suite.methods):
+        spec = _lookup(registry, "methods", entry, ("methods", i), out)
+        if spec:
+            if spec.kind == "baseline":
+                out.add(("methods", i, "name"), "the baseline is added automatically; remove this entry")
+                continue
+            for p in expand_params(spec.params, entry.params, ("methods", i), out):
+                methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind)))
+
+    seen: dict[tuple, int] = {}
+    for i, m in methods:
+        key = (m.name, json.dumps(m.params, sort_keys=True))
+        if key in seen and seen[key] != i:
+            out.add(("methods", i), f"duplicate method {m.label} (also methods[{seen[key]}])",
+                    hint="each method and params combination may appear once")
+        seen.setdefault(key, i)
+
+    if out.problems:
+        raise SuiteError(file, out.problems)
+
+    baseline = Resolved("baseline", {}, kind="baseline")
+    unique_methods = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
+    cells = []
+    for d in datasets:
+        for m in models:
+            for b in backends:
+                for meth in [baseline, *unique_methods]:
+                    cells.append(Cell(cell_id(m, d, meth, b, suite.seed), m, d, meth, b, suite.seed))
+    return cells

@@ -1,0 +1,1 @@
+"""Built-in methods (only ``baseline``); the rest are plugin distributions under plugins/."""

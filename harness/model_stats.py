@@ -1,0 +1,99 @@
+"""Size and work of a model: serialized bytes, parameter counts, FLOPs.
+
+- ``model_bytes``: length of ``torch.save(model.state_dict())`` in memory, i.e. what a
+  checkpoint of the model would take on disk (quantized packed weights included).
+- ``params_count`` / ``nonzero_params``: elements of every parameter, counting the
+  packed weights and biases of quantized modules (which are not ``nn.Parameter``s).
+- ``flops``: for one sample, from ``torch.utils.flop_counter.FlopCounterMode`` (2 per
+  multiply-add); quantized Linear/Conv kernels, which that counter does not see, are
+  counted from their shapes the same way.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def model_bytes(model: nn.Module) -> int:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def _quantized(module: nn.Module) -> bool:
+    mod = type(module).__module__
+    return ".quantized" in mod and (mod.startswith("torch.ao.nn") or mod.startswith("torch.nn"))
+
+
+def _tensors_of(module: nn.Module) -> list[torch.Tensor]:
+    """The weights of one module (not its children), packed quantized ones included."""
+    tensors = list(module.parameters(recurse=False))
+    if _quantized(module):
+        for attr in ("weight", "bias"):
+            fn = getattr(module, attr, None)
+            if callable(fn):
+                try:
+                    t = fn()
+                except Exception:
+                    continue
+                if t is not None:
+                    tensors.append(t)
+    return tensors
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(params_count, nonzero_params) over all modules."""
+    total = nonzero = 0
+    for module in model.modules():
+        for t in _tensors_of(module):
+            t = t.detach()
+            if t.is_quantized:
+                t = t.dequantize()
+            total += t.numel()
+            nonzero += int((t != 0).sum())
+    return total, nonzero
+
+
+def _quantized_flops(module: nn.Module, out: Any) -> int:
+    if not hasattr(out, "shape"):
+        return 0
+    if hasattr(module, "in_features"):
+        rows = out.numel() // max(module.out_features, 1)
+        return 2 * rows * module.in_features * module.out_features
+    if hasattr(module, "in_channels") and hasattr(module, "kernel_size"):
+        k = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,)
+        return 2 * out.numel() * (module.in_channels // module.groups) * math.prod(k)
+    return 0
+
+
+def count_flops(model: nn.Module, sample: torch.Tensor) -> int | None:
+    """FLOPs of one forward pass on ``sample`` (batch of one); None if it cannot be counted."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    extra = 0
+    handles = []
+
+    def hook(module: nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal extra
+        extra += _quantized_flops(module, out)
+
+    for module in model.modules():
+        if _quantized(module):
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(sample)
+        return int(counter.get_total_flops()) + extra
+    except Exception:
+        return None
+    finally:
+        for h in handles:
+            h.remove()

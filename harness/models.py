@@ -1,0 +1,72 @@
+"""Built-in models: a multi-layer perceptron and a small convolutional network.
+
+Both are trained on the fly (see harness.training) when a trained baseline is
+needed; their params carry the training settings so the cache key covers them.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from harness.plugin_types import DatasetSplits, Model, Params
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class TrainableParams(Params):
+    """Training settings shared by models the harness trains itself."""
+
+    epochs: int = Field(20, ge=0, le=10_000, description="training epochs for the baseline")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="Adam learning rate")
+    batch_size: int = Field(64, ge=1, le=65_536, description="training batch size")
+
+
+class MLPParams(TrainableParams):
+    hidden: list[int] = Field([128, 128], description="hidden layer widths")
+
+
+def build_mlp(params: MLPParams, data: DatasetSplits) -> nn.Module:
+    from torch import nn
+
+    if any(h < 1 for h in params.hidden):
+        raise ValueError(f"hidden widths must be positive, got {params.hidden}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = math.prod(data.input_shape)
+    for h in params.hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, data.num_classes))
+    return nn.Sequential(*layers)
+
+
+class CNNParams(TrainableParams):
+    channels: list[int] = Field([16, 32], min_length=1, description="output channels of each 3x3 conv block")
+    hidden: int = Field(64, ge=1, description="width of the fully connected layer")
+
+
+def build_cnn(params: CNNParams, data: DatasetSplits) -> nn.Module:
+    """Conv-ReLU blocks (3x3, padding 1), one 2x2 max-pool, then two Linear layers.
+
+    Expects (C, H, W) input; a flat input is an error rather than a silent reshape.
+    """
+    from torch import nn
+
+    shape = data.input_shape
+    if len(shape) != 3:
+        raise ValueError(f"cnn needs (channels, height, width) input, the dataset gives {shape}")
+    c, h, w = shape
+    layers: list[nn.Module] = []
+    for out in params.channels:
+        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
+        c = out
+    layers += [nn.MaxPool2d(2), nn.Flatten()]
+    flat = c * (h // 2) * (w // 2)
+    layers += [nn.Linear(flat, params.hidden), nn.ReLU(), nn.Linear(params.hidden, data.num_classes)]
+    return nn.Sequential(*layers)
+
+
+MLP = Model(name="mlp", description="multi-layer perceptron (Flatten, Linear+ReLU blocks)", build=build_mlp, params=MLPParams)
+CNN = Model(name="cnn", description="small conv net: 3x3 conv blocks, max-pool, two Linear layers", build=build_cnn, params=CNNParams)

@@ -1,0 +1,192 @@
+"""The objects a plugin registers: methods, backends, models and datasets.
+
+Each is a frozen dataclass that names itself, says what kind it is, describes itself
+in one line and declares its parameters as a pydantic model (``Params``) with
+defaults and bounds. The harness validates suite input against that model, so a
+plugin receives parameters that are already typed and in range.
+"""
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
+    import torch
+    from torch import nn
+
+METHOD_KINDS = (
+    "baseline",
+    "quantizer",
+    "pruner",
+    "factorizer",
+    "sharing",
+    "compiler",
+    "optimizer",
+    "distiller",
+    "transfer",
+)
+PLUGIN_KINDS = METHOD_KINDS[1:] + ("backend", "model", "dataset")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+
+
+class Params(BaseModel):
+    """Base class for a plugin's parameters: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """For plugins that take no parameters."""
+
+
+class Skip(Exception):
+    """Raise from a method or backend when a cell cannot run here (status ``skipped``).
+
+    The message is the reason a user reads, e.g. "needs CUDA compute capability >= 8.0".
+    """
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A classification dataset already split and turned into tensors.
+
+    ``y_test`` is None when the data carries no meaningful labels (synthetic input);
+    accuracy is then reported as null rather than as a number that means nothing.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor | None
+    x_test: torch.Tensor
+    y_test: torch.Tensor | None
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_test.shape[1:])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y_train is not None and self.y_test is not None
+
+
+@dataclass
+class MethodContext:
+    """What a method may use besides the model: data for calibration or fine-tuning, the device."""
+
+    data: DatasetSplits
+    device: torch.device
+    backend: str
+    seed: int
+    log: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class Method:
+    """A technique that changes a trained model (or how it is trained).
+
+    ``apply(model, params, ctx)`` returns the changed model (it may change ``model`` in
+    place and return it). It runs on CPU before the model is moved to the backend.
+    """
+
+    name: str
+    kind: str
+    description: str
+    apply: Callable[[nn.Module, Any, MethodContext], nn.Module]
+    params: type[Params] = NoParams
+    plugin_type: ClassVar[str] = "method"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model architecture. ``build(params, data)`` returns an untrained module.
+
+    When ``trainable`` and the dataset has labels, the harness trains it with the
+    params' ``epochs``/``lr``/``batch_size`` (see ``TrainableParams``) and caches the
+    weights, so every method starts from the same trained baseline.
+    """
+
+    name: str
+    description: str
+    build: Callable[[Any, DatasetSplits], nn.Module]
+    params: type[Params] = NoParams
+    trainable: bool = True
+    kind: str = "model"
+    plugin_type: ClassVar[str] = "model"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset. ``load(params, seed)`` returns the train/test split as tensors."""
+
+    name: str
+    description: str
+    load: Callable[[Any, int], DatasetSplits]
+    params: type[Params] = NoParams
+    kind: str = "dataset"
+    plugin_type: ClassVar[str] = "dataset"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a model runs and how time and memory are read there.
+
+    ``create(params)`` returns a ``BackendSession`` used for one cell.
+    """
+
+    name: str
+    description: str
+    create: Callable[[Any], BackendSession]
+    params: type[Params] = NoParams
+    kind: str = "backend"
+    plugin_type: ClassVar[str] = "backend"
+
+
+@dataclass
+class MemoryReading:
+    """Memory figures for one measured window; keys become record fields."""
+
+    fields: dict[str, float | None] = field(default_factory=dict)
+
+
+class BackendSession(abc.ABC):
+    """One backend opened for one cell, inside the cell's own process."""
+
+    #: Cells whose latency is timed on the same device key never run at the same time.
+    device_key: str = "cpu"
+
+    @abc.abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when this backend can run here, else why not (the cell is skipped)."""
+
+    @abc.abstractmethod
+    def setup(self) -> dict[str, Any]:
+        """Fix threads, device and so on; returns facts recorded with each record."""
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device).eval()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device)
+
+    @abc.abstractmethod
+    def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
+        """Warm up, then time calls of ``fn``; returns one duration in ns per call."""
+
+    @contextmanager
+    def memory_window(self) -> Iterator[MemoryReading]:
+        """Reset peak counters on entry; fill the reading's fields on exit."""
+        yield MemoryReading()
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the hardware for env.json."""
+        return {}

@@ -1,0 +1,239 @@
+"""Running a suite: expand the matrix, run each cell in isolation, append records.
+
+A run directory holds records.jsonl, suite.yaml (the resolved suite), env.json,
+run.json (timings, status counts, isolation overhead), cells/<cell_id>/ (log.txt,
+samples.json with raw latency samples in ns per batch size) and report.html.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import env_info, records as rec
+from harness.errors import OptbenchError, SuiteError, Problem
+from harness.executor import LocalExecutor, Outcome
+from harness.matrix import Cell, build_matrix
+from harness.plugin_manager import PluginManager
+from harness.progress import Progress, QuietProgress
+from harness.stats import summarize
+from harness.suite import Suite
+from harness.suite_loader import LineMap, load_suite, parse_suite
+
+SUITE_COPY = "suite.yaml"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts.get("failed", 0) or self.counts.get("timeout", 0) else 0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def resolve_checkpoints(suite: Suite, base: Path, file: str | None, lines: LineMap) -> Suite:
+    """Make checkpoint paths absolute (relative to the suite file) and check they exist."""
+    problems = []
+    for i, m in enumerate(suite.models):
+        if m.checkpoint:
+            path = Path(m.checkpoint).expanduser()
+            path = path if path.is_absolute() else (base / path)
+            if not path.is_file():
+                loc = ("models", i, "checkpoint")
+                problems.append(Problem("models[%d].checkpoint" % i, "checkpoint file not found",
+                                        line=lines.line(loc), expected="an existing state_dict file", given=str(path)))
+            m.checkpoint = str(path.resolve())
+    if problems:
+        raise SuiteError(file, problems)
+    return suite
+
+
+def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
+    """Load, validate and expand a suite file (what ``optbench validate`` does)."""
+    suite, lines = load_suite(suite_path)
+    suite = resolve_checkpoints(suite, Path(suite_path).resolve().parent, str(suite_path), lines)
+    return suite, build_matrix(suite, pm.registry, file=str(suite_path), lines=lines)
+
+
+def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "cell_id": cell.cell_id,
+        "suite": suite.name,
+        "model": cell.model.id or cell.model.name,
+        "model_name": cell.model.name,
+        "dataset": cell.dataset.name,
+        "method": cell.method.name,
+        "method_kind": cell.method.kind,
+        "params": cell.method.params,
+        "backend": cell.backend.name,
+        "batch_size": bs,
+        "seed": cell.seed,
+    }
+
+
+def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples: dict[str, list[int]],
+                started_at: str) -> list[dict[str, Any]]:
+    out = []
+    facts = outcome.result.get("facts", {})
+    per_batch = outcome.result.get("per_batch", {})
+    for bs in suite.measure.batch_sizes:
+        r = _base_record(cell, run_id, suite, bs)
+        r.update(status=outcome.status, error=outcome.error, duration_s=round(outcome.wall_s, 3), started_at=started_at)
+        if outcome.status == "ok":
+            ns = samples.get(str(bs))
+            if not ns:
+                r.update(status="failed", error=f"no latency samples for batch size {bs}")
+            else:
+                r.update(summarize(ns, bs))
+                r.update(facts)
+                r.update(per_batch.get(str(bs), {}))
+        out.append(r)
+    return out
+
+
+class Runner:
+    def __init__(self, pm: PluginManager | None = None, progress: Progress | None = None,
+                 executor: LocalExecutor | None = None) -> None:
+        self.pm = pm or PluginManager.load()
+        self.progress = progress or QuietProgress()
+        self.executor = executor
+
+    def _executor(self) -> LocalExecutor:
+        if self.executor is None:
+            modules = [info.module.split(":")[0] for info in self.pm.plugins.values() if info.distribution != "(in-process)"]
+            self.executor = LocalExecutor(preload=modules)
+        return self.executor
+
+    def run(self, suite_path: Path | None, results_root: Path = Path("results"), resume: Path | None = None) -> RunResult:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / SUITE_COPY).is_file():
+                raise OptbenchError(f"--resume {run_dir}: not a run directory (no {SUITE_COPY} in it)")
+            copy = run_dir / SUITE_COPY
+            suite, lines = parse_suite(copy.read_text(), str(copy))
+            cells = build_matrix(suite, self.pm.registry, file=str(copy), lines=lines)
+            run_id = run_dir.name
+            meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+            meta.setdefault("resumes", []).append(_now())
+        else:
+            suite, cells = plan(Path(suite_path), self.pm)
+            run_id = new_run_id()
+            run_dir = Path(results_root) / suite.name / run_id
+            run_dir.mkdir(parents=True, exist_ok=False)
+            (run_dir / SUITE_COPY).write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
+            env = env_info.collect(self.pm, Path(suite_path).resolve())
+            (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+            meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
+                    "started_at": _now(), "executor": "local"}
+        return self._execute(suite, cells, run_dir, run_id, meta)
+
+    def _execute(self, suite: Suite, cells: list[Cell], run_dir: Path, run_id: str, meta: dict) -> RunResult:
+        records_path = run_dir / rec.RECORDS_FILE
+        rec.repair_torn_tail(records_path)
+        existing = rec.read_records(records_path)
+        by_cell: dict[str, list[dict]] = {}
+        for r in existing:
+            by_cell.setdefault(r.get("cell_id"), []).append(r)
+        n_bs = len(suite.measure.batch_sizes)
+        done = {cid for cid, rs in by_cell.items() if len(rs) >= n_bs and all(r.get("status") == "ok" for r in rs)}
+        baselines = {rec.baseline_key(r): r for r in existing if r.get("method") == "baseline" and r.get("cell_id") in done}
+        pending = [c for c in cells if c.cell_id not in done]
+        meta["cells_total"] = len(cells)
+        self._write_meta(run_dir, meta)
+
+        counts = {s: 0 for s in rec.STATUSES}
+        for cid in done:
+            counts["ok"] += 1 if any(c.cell_id == cid for c in cells) else 0
+        overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
+        self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
+        t_run = time.perf_counter()
+        try:
+            executor = self._executor() if pending else None
+            if executor is not None:
+                meta["executor_startup_s"] = round(executor.start(), 3)
+            for cell in pending:
+                cell_dir = run_dir / "cells" / cell.cell_id
+                cell_dir.mkdir(parents=True, exist_ok=True)
+                payload = {
+                    "cell": cell.to_dict(),
+                    "measure": suite.measure.model_dump(mode="json"),
+                    "plugins": self.pm.setup_payload(),
+                    "log_path": str(cell_dir / "log.txt"),
+                    "result_path": str(cell_dir / "result.json"),
+                    "samples_path": str(cell_dir / "samples.json"),
+                    "suite_dir": None,
+                }
+                self.progress.cell_started(cell.label)
+                started_at = _now()
+                outcome = executor.run(payload, suite.execution.timeout_s)
+                samples = _read_json(cell_dir / "samples.json") if outcome.status == "ok" else {}
+                new = records_for(cell, outcome, run_id, suite, samples or {}, started_at)
+                for r in new:
+                    if r["method"] == "baseline" and r["status"] == "ok":
+                        baselines[rec.baseline_key(r)] = r
+                    rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)))
+                rec.append_records(records_path, new)
+                status = "failed" if any(r["status"] == "failed" for r in new) and outcome.status == "ok" else outcome.status
+                counts[status] += 1
+                if outcome.overhead_s is not None:
+                    overheads.append(outcome.overhead_s)
+                self.progress.cell_finished(cell.label, status, outcome.wall_s, outcome.error or new[0].get("error"))
+        except KeyboardInterrupt:
+            if self.executor is not None:
+                self.executor.kill()
+            meta["interrupted_at"] = _now()
+            self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)
+            raise
+        finally:
+            self.progress.close()
+        return self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)
+
+    def _finish(self, run_dir: Path, meta: dict, counts: dict, overheads: list[float], elapsed: float) -> RunResult:
+        from harness.report import write_report
+
+        meta["finished_at"] = _now()
+        meta["wall_s"] = round(meta.get("wall_s", 0.0) + elapsed, 3)
+        meta["status_counts"] = counts
+        meta["isolation_overhead_s"] = {
+            "what": "per cell: wall time from asking for a process to reading its result, minus the time the cell reported working",
+            "median": statistics.median(overheads) if overheads else None,
+            "max": max(overheads) if overheads else None,
+            "n": len(overheads),
+            "samples": [round(o, 4) for o in overheads],
+        }
+        self._write_meta(run_dir, meta)
+        report = write_report(run_dir)
+        return RunResult(run_dir, counts, report)
+
+    @staticmethod
+    def _write_meta(run_dir: Path, meta: dict) -> None:
+        tmp = run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, run_dir / "run.json")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

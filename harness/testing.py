@@ -1,0 +1,124 @@
+"""pytest plugin for plugin authors (installed as the ``optbench`` pytest11 entry point).
+
+Fixtures:
+
+- ``optbench_plugin``: ``optbench_plugin(obj, name="mine")`` registers a plugin for this
+  test only (unregistered afterwards, even on failure). Cells run in their own
+  processes and re-create it by reference, so define it at module level of an
+  importable module (a test module is fine).
+- ``optbench_run``: ``optbench_run(suite)`` runs a suite (a dict, YAML text or a path)
+  in a temporary results folder with fast measurement settings unless the suite sets
+  its own, and returns a ``SuiteRun`` with the exit code, run folder and records.
+- ``tiny_suite``: ``tiny_suite("prune.magnitude", {"sparsity": [0.5]})`` builds a
+  small digits x mlp suite dict around one method.
+
+Trained baseline weights are cached for the whole test session in a temporary folder.
+This module imports nothing heavy at load time: pytest loads it in every project.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAST_MEASURE: dict[str, Any] = {
+    "batch_sizes": [1],
+    "warmup": {"min_iters": 2, "min_seconds": 0.0},
+    "repeat": {"min_iters": 5, "min_seconds": 0.0},
+    "accuracy": True,
+}
+
+
+@dataclass
+class SuiteRun:
+    exit_code: int
+    run_dir: Path
+    records: list[dict[str, Any]]
+
+    def by_method(self, method: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["method"] == method]
+
+
+def make_tiny_suite(
+    method: str | None = None,
+    params: dict[str, Any] | None = None,
+    *,
+    model: str = "mlp",
+    model_params: dict[str, Any] | None = None,
+    dataset: str = "digits",
+    name: str = "tiny",
+) -> dict[str, Any]:
+    methods = [] if method is None else [{"name": method, "params": params or {}}]
+    return {
+        "name": name,
+        "datasets": [dataset],
+        "models": [{"name": model, "params": model_params or {"epochs": 3}}],
+        "methods": methods,
+        "backends": ["cpu"],
+        "measure": dict(FAST_MEASURE),
+        "execution": {"timeout_s": 120},
+    }
+
+
+@pytest.fixture(scope="session")
+def optbench_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("optbench-cache")
+
+
+@pytest.fixture
+def optbench_plugin() -> Iterator[Callable[..., Any]]:
+    from harness.plugin_manager import register_session_plugin, unregister_session_plugin
+
+    names: list[str] = []
+
+    def register(plugin: Any, name: str | None = None) -> Any:
+        name = name or getattr(plugin, "__name__", type(plugin).__name__)
+        register_session_plugin(plugin, name)
+        names.append(name)
+        return plugin
+
+    try:
+        yield register
+    finally:
+        for name in names:
+            unregister_session_plugin(name)
+
+
+@pytest.fixture
+def tiny_suite() -> Callable[..., dict[str, Any]]:
+    return make_tiny_suite
+
+
+@pytest.fixture
+def optbench_run(
+    tmp_path: Path, optbench_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., SuiteRun]:
+    monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))
+
+    def run(suite: dict[str, Any] | str | Path, *, resume: Path | None = None) -> SuiteRun:
+        import yaml
+
+        from harness import records
+        from harness.runner import Runner
+
+        if isinstance(suite, dict):
+            data = {**suite, "measure": suite.get("measure", FAST_MEASURE)}
+            path = tmp_path / f"{data.get('name', 'suite')}.yaml"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        elif isinstance(suite, str) and "\n" in suite:
+            path = tmp_path / "suite.yaml"
+            path.write_text(suite)
+        else:
+            path = Path(suite)
+        result = Runner().run(None if resume else path, tmp_path / "results", resume)
+        return SuiteRun(result.exit_code, result.run_dir, records.read_records(result.run_dir))
+
+    return run
+
+
+
+

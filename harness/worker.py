@@ -1,0 +1,179 @@
+"""What runs inside a cell's own process: build, change, measure, write the result.
+
+The parent (harness.executor) passes a picklable payload and reads back
+``result.json``; nothing else crosses the process boundary, so a crash, hang or
+out-of-memory here costs only this cell. Stdout and stderr (C libraries included)
+go to the cell's log file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+# Imported at module level so a forkserver that preloads this module pays for torch once.
+import torch
+
+from harness import memory, model_stats, training, weight_cache
+from harness.plugin_manager import PluginManager
+from harness.plugin_types import MethodContext, Skip
+from harness.suite import Budget
+
+
+def _redirect_output(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def trained_model(pm: PluginManager, cell: dict, data: Any, suite_dir: str | None) -> tuple[Any, str]:
+    """The cell's starting model: the user's checkpoint, cached weights, or trained now."""
+    spec = pm.registry.models[cell["model"]["name"]]
+    params = spec.params.model_validate(cell["model"]["params"])
+    model = spec.build(params, data)
+    checkpoint = cell["model"].get("checkpoint")
+    if checkpoint:
+        path = Path(checkpoint)
+        if not path.is_absolute() and suite_dir:
+            path = Path(suite_dir) / path
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval(), f"checkpoint {path}"
+    if not (spec.trainable and data.has_labels):
+        return model.eval(), "untrained (no labels to train on)"
+    owner = pm.owner(spec)
+    key = weight_cache.cache_key(
+        {
+            "model": spec.name,
+            "params": cell["model"]["params"],
+            "dataset": [cell["dataset"]["name"], cell["dataset"]["params"]],
+            "seed": cell["seed"],
+            "provider": [owner.distribution, owner.version],
+        }
+    )
+    state = weight_cache.load(key)
+    if state is not None:
+        model.load_state_dict(state)
+        return model.eval(), f"cached weights {key}"
+    t0 = time.perf_counter()
+    training.train_classifier(
+        model, data, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=cell["seed"]
+    )
+    weight_cache.save(key, model.state_dict())
+    return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}"
+
+
+def _batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A batch of real inputs, repeating the test set when it is smaller than the batch."""
+    if x.shape[0] >= batch_size:
+        return x[:batch_size].contiguous()
+    reps = math.ceil(batch_size / x.shape[0])
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
+
+
+def measure_cell(payload: dict) -> dict:
+    """Run one cell; returns the per-batch-size measurements and the cell's facts."""
+    cell, measure = payload["cell"], payload["measure"]
+    pm = PluginManager.from_payload(payload["plugins"])
+    seed = cell["seed"]
+    torch.manual_seed(seed)
+
+    backend_spec = pm.registry.backends[cell["backend"]["name"]]
+    session = backend_spec.create(backend_spec.params.model_validate(cell["backend"]["params"]))
+    reason = session.unavailable_reason()
+    if reason:
+        raise Skip(reason)
+    facts = session.setup()
+
+    ds_spec = pm.registry.datasets[cell["dataset"]["name"]]
+    data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
+
+    rss_before_model = memory.rss_bytes()
+    model, source = trained_model(pm, cell, data, payload.get("suite_dir"))
+    log(f"model {cell['model']['id']}: {source}")
+
+    method = pm.registry.methods[cell["method"]["name"]]
+    ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log)
+    t0 = time.perf_counter()
+    model = method.apply(model, method.params.model_validate(cell["method"]["params"]), ctx)
+    setup_s = time.perf_counter() - t0
+    log(f"method {method.name} applied in {setup_s:.3f}s")
+    model = session.prepare_model(model)
+
+    params_count, nonzero = model_stats.param_counts(model)
+    facts.update(
+        model_bytes=model_stats.model_bytes(model),
+        params_count=params_count,
+        nonzero_params=nonzero,
+        flops=model_stats.count_flops(model, session.prepare_input(_batch(data.x_test, 1))),
+        setup_s=setup_s,
+        accuracy=None,
+    )
+    if measure["accuracy"] and data.y_test is not None:
+        facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device)
+        log(f"accuracy {facts['accuracy']:.4f}")
+
+    warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
+    per_batch, samples = {}, {}
+    for bs in measure["batch_sizes"]:
+        x = session.prepare_input(_batch(data.x_test, bs))
+        with torch.inference_mode():
+            with memory.PeakRSS() as peak, session.memory_window() as dev_mem:
+                ns = session.time_calls(lambda: model(x), warmup, repeat)
+        samples[str(bs)] = ns
+        per_batch[str(bs)] = {
+            "host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20,
+            **dev_mem.fields,
+        }
+        log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
+    return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples}
+
+
+def run_cell(payload: dict) -> None:
+    """Process entry point. Always leaves result.json unless the process itself dies."""
+    os.setpgrp()  # so the parent can kill this cell and anything it started
+    start = time.perf_counter()
+    result_path = Path(payload["result_path"])
+    _redirect_output(Path(payload["log_path"]))
+    warnings.simplefilter("default")
+    log(f"cell {payload['cell']['cell_id']} pid {os.getpid()}")
+    try:
+        result = {"status": "ok", **measure_cell(payload)}
+    except Skip as exc:
+        log(f"skipped: {exc}")
+        result = {"status": "skipped", "error": str(exc)}
+    except BaseException as exc:  # everything a plugin can throw ends as a failed cell
+        traceback.print_exc()
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    samples = result.pop("samples", None)
+    if samples is not None:
+        _write_json_atomic(Path(payload["samples_path"]), samples)
+    result["work_s"] = time.perf_counter() - start
+    _write_json_atomic(result_path, result)
+    sys.stdout.flush()
+    sys.stderr.flush()

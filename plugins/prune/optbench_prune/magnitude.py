@@ -1,0 +1,69 @@
+"""Unstructured L1-magnitude pruning with ``torch.nn.utils.prune``.
+
+The smallest-magnitude weights are set to zero and the masks are then made permanent
+(``prune.remove``), so the model keeps its ordinary dense ``weight`` tensors and its
+state_dict keys: the zeros are in the tensors, not in a reparametrization. Dense
+kernels still multiply by those zeros, so this changes size-after-compression and
+accuracy, not measured speed.
+
+torch imports stay inside functions: this module is imported at plugin discovery,
+and discovery should not pay for importing torch.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from harness import MethodContext, Params
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class MagnitudeParams(Params):
+    sparsity: float = Field(
+        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
+    )
+    scope: Literal["layer", "global"] = Field(
+        "layer",
+        description="layer: every layer gets this sparsity; global: one magnitude threshold across all layers",
+    )
+
+
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers whose ``weight`` is pruned: nn.Linear, nn.Conv1d and nn.Conv2d."""
+    from torch import nn
+
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+
+
+def apply(model: nn.Module, params: MagnitudeParams, ctx: MethodContext) -> nn.Module:
+    from torch.nn.utils import prune
+
+    layers = prunable_layers(model)
+    if not layers:
+        ctx.log("prune.magnitude: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
+        return model
+    order = [list(layer._parameters) for layer in layers]
+
+    if params.scope == "layer":
+        for layer in layers:
+            prune.l1_unstructured(layer, "weight", amount=params.sparsity)
+    else:
+        prune.global_unstructured(
+            [(layer, "weight") for layer in layers], pruning_method=prune.L1Unstructured, amount=params.sparsity
+        )
+    for layer, names in zip(layers, order):
+        prune.remove(layer, "weight")  # weight = weight_orig * mask, as a plain parameter
+        # remove() registers ``weight`` anew, after ``bias``; restore the state_dict order.
+        for name in names:
+            layer._parameters[name] = layer._parameters.pop(name)
+
+    zeros = sum(int((layer.weight == 0).sum()) for layer in layers)
+    total = sum(layer.weight.numel() for layer in layers)
+    ctx.log(
+        f"prune.magnitude: {params.scope} scope, {len(layers)} layer(s): "
+        f"{zeros}/{total} weights are zero ({zeros / total:.1%})"
+    )
+    return model
