@@ -139,6 +139,28 @@ def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collec
     return combos
 
 
+def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
+    """Unknown plugin names in raw suite data, for when the structure itself is invalid.
+
+    Lets a user see every problem at once instead of fixing structure first and only
+    then learning that a method name is misspelt.
+    """
+    out = _Collector(None, lines)
+    if not isinstance(data, dict):
+        return []
+    for key in ("datasets", "models", "methods", "backends"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+            table = getattr(registry, key)
+            if isinstance(name, str) and name not in table:
+                loc = (key, i) if isinstance(item, str) else (key, i, "name")
+                out.add(loc, f"unknown {key[:-1]} {name!r}", given=repr(name), hint=suggest(name, table))
+    return out.problems
+
+
 def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, lines: LineMap | None = None) -> list[Cell]:
     """All cells of the suite in run order; raises SuiteError listing every problem."""
     out = _Collector(file, lines or LineMap(""))

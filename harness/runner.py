@@ -14,19 +14,21 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from harness import env_info, records as rec
 from harness.errors import OptbenchError, SuiteError, Problem
-from harness.executor import LocalExecutor, Outcome
 from harness.matrix import Cell, build_matrix
 from harness.plugin_manager import PluginManager
 from harness.progress import Progress, QuietProgress
 from harness.stats import summarize
 from harness.suite import Suite
 from harness.suite_loader import LineMap, load_suite, parse_suite
+
+if TYPE_CHECKING:  # the executor imports torch; planning and validating do not need it
+    from harness.executor import LocalExecutor, Outcome
 
 SUITE_COPY = "suite.yaml"
 
@@ -67,9 +69,25 @@ def resolve_checkpoints(suite: Suite, base: Path, file: str | None, lines: LineM
     return suite
 
 
+def _add_name_problems(exc: SuiteError, path: Path, pm: PluginManager) -> None:
+    from harness.matrix import check_names
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return
+    exc.problems += check_names(data, pm.registry, LineMap(text))
+    exc.problems.sort(key=lambda p: (p.line or 0))
+
+
 def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
     """Load, validate and expand a suite file (what ``optbench validate`` does)."""
-    suite, lines = load_suite(suite_path)
+    try:
+        suite, lines = load_suite(suite_path)
+    except SuiteError as exc:
+        _add_name_problems(exc, Path(suite_path), pm)
+        raise
     suite = resolve_checkpoints(suite, Path(suite_path).resolve().parent, str(suite_path), lines)
     return suite, build_matrix(suite, pm.registry, file=str(suite_path), lines=lines)
 
@@ -119,6 +137,8 @@ class Runner:
         self.executor = executor
 
     def _executor(self) -> LocalExecutor:
+        from harness.executor import LocalExecutor
+
         if self.executor is None:
             modules = [info.module.split(":")[0] for info in self.pm.plugins.values() if info.distribution != "(in-process)"]
             self.executor = LocalExecutor(preload=modules)

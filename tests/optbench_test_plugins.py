@@ -1,0 +1,49 @@
+"""Misbehaving methods for the runner's isolation tests.
+
+Registered in-test with the ``optbench_plugin`` fixture; cell processes import this
+module by name (it sits on sys.path next to the tests).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import Field
+
+from harness import Method, Params, Skip, hookimpl
+
+
+class SleepParams(Params):
+    seconds: float = Field(1000.0, ge=0, description="how long apply() sleeps")
+
+
+def _crash(model, params, ctx):
+    os._exit(3)
+
+
+def _segfault(model, params, ctx):
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def _raise(model, params, ctx):
+    raise RuntimeError("plugin bug: tensor shapes do not match")
+
+
+def _hang(model, params, ctx):
+    time.sleep(params.seconds)
+    return model
+
+
+def _skip(model, params, ctx):
+    raise Skip("needs hardware this machine does not have")
+
+
+@hookimpl
+def register_methods(register):
+    register(Method(name="test.crash", kind="pruner", description="exits the process", apply=_crash))
+    register(Method(name="test.segfault", kind="pruner", description="dereferences NULL", apply=_segfault))
+    register(Method(name="test.raise", kind="pruner", description="raises", apply=_raise))
+    register(Method(name="test.hang", kind="pruner", description="sleeps", apply=_hang, params=SleepParams))
+    register(Method(name="test.skip", kind="pruner", description="skips", apply=_skip))
