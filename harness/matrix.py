@@ -139,6 +139,26 @@ def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collec
     return combos
 
 
+def _resolve_plain(entries: list[Entry], key: str, registry: Registry, out: _Collector) -> list[Resolved]:
+    """Datasets or backends: known name, valid params, no entry twice."""
+    resolved: list[Resolved] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(entries):
+        spec = _lookup(registry, key, entry, (key, i), out)
+        if not spec:
+            continue
+        p = _validate_params(spec.params, entry.params, (key, i), out)
+        if p is None:
+            continue
+        ident = (entry.name, json.dumps(p, sort_keys=True))
+        if ident in seen:
+            out.add((key, i), f"duplicate {key[:-1]} {entry.name!r} with the same params (also {key}[{seen[ident]}])")
+            continue
+        seen[ident] = i
+        resolved.append(Resolved(entry.name, p, kind=key[:-1]))
+    return resolved
+
+
 def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
     """Unknown plugin names in raw suite data, for when the structure itself is invalid.
 
@@ -165,13 +185,7 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     """All cells of the suite in run order; raises SuiteError listing every problem."""
     out = _Collector(file, lines or LineMap(""))
 
-    datasets = []
-    for i, entry in enumerate(suite.datasets):
-        spec = _lookup(registry, "datasets", entry, ("datasets", i), out)
-        if spec:
-            p = _validate_params(spec.params, entry.params, ("datasets", i), out)
-            if p is not None:
-                datasets.append(Resolved(entry.name, p, kind="dataset"))
+    datasets = _resolve_plain(suite.datasets, "datasets", registry, out)
 
     models, ids = [], {}
     for i, entry in enumerate(suite.models):
@@ -186,13 +200,7 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             if p is not None:
                 models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
 
-    backends = []
-    for i, entry in enumerate(suite.backends):
-        spec = _lookup(registry, "backends", entry, ("backends", i), out)
-        if spec:
-            p = _validate_params(spec.params, entry.params, ("backends", i), out)
-            if p is not None:
-                backends.append(Resolved(entry.name, p, kind="backend"))
+    backends = _resolve_plain(suite.backends, "backends", registry, out)
 
     methods: list[tuple[int, Resolved]] = []
     for i, entry in enumerate(suite.methods):

@@ -291,6 +291,9 @@ def describe_params(params: type[Params]) -> list[dict[str, Any]]:
     out = []
     for name, f in params.model_fields.items():
         p = props.get(name, {})
+        for alt in p.get("anyOf", []):  # Optional[...] fields keep their bounds in a branch
+            if alt.get("type") != "null":
+                p = {**alt, **p}
         bounds = {k: p[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in p}
         choices = p.get("enum")
         out.append(

@@ -23,10 +23,12 @@ FIELDS: tuple[str, ...] = (
     "suite",
     "model",
     "dataset",
+    "dataset_params",
     "method",
     "method_kind",
     "params",
     "backend",
+    "backend_params",
     "batch_size",
     "status",
     "error",
@@ -59,7 +61,15 @@ RELATIVE_FIELDS = ("speedup", "size_ratio", "accuracy_delta")
 
 
 def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    return (record["model"], record["dataset"], record["backend"], record["batch_size"])
+    """Records compared with each other: same model, dataset and backend (params included), batch size."""
+
+    def canon(value: Any) -> str:
+        return json.dumps(value or {}, sort_keys=True)
+
+    return (
+        record["model"], record["dataset"], canon(record.get("dataset_params")),
+        record["backend"], canon(record.get("backend_params")), record["batch_size"],
+    )
 
 
 def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:

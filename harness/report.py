@@ -153,7 +153,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("method", False, _text(lambda r: r.get("method"))),
     ("kind", False, _text(lambda r: r.get("method_kind"))),
     ("params", False, _text(lambda r: _fmt_params(r.get("params")))),
-    ("backend", False, _text(lambda r: r.get("backend"))),
+    ("backend", False, _text(lambda r: _variant(r, "backend"))),
     ("batch", True, _number("batch_size", lambda v: f"{v:g}")),
     ("status", False, _status),
     ("p50 ms", True, _number("latency_p50_ms")),
@@ -171,10 +171,17 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
 ]
 
 
+def _variant(r: dict, key: str) -> str:
+    """A dataset or backend named with its non-null params, so variants stay apart."""
+    params = {k: v for k, v in (r.get(f"{key}_params") or {}).items() if v is not None}
+    name = str(r.get(key))
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+
+
 def _row_order(r: dict) -> tuple:
     """Group rows the way they are compared: per model/dataset/backend/batch, baseline first."""
     b = _num(r.get("batch_size"))
-    return (str(r.get("model")), str(r.get("dataset")), str(r.get("backend")), b is None, b or 0,
+    return (str(r.get("model")), _variant(r, "dataset"), _variant(r, "backend"), b is None, b or 0,
             r.get("method") != "baseline", str(r.get("method")), _fmt_params(r.get("params")))
 
 
@@ -252,8 +259,15 @@ def _figures(records: list[dict]) -> tuple[str, int]:
     if not records:
         return '<p class="empty">No records, so no figures.</p>', 0
     groups: dict[tuple[str, str, str], list[dict]] = {}
+    variants: dict[str, set[str]] = {}
+    for r in records:
+        variants.setdefault(str(r.get("dataset")), set()).add(_variant(r, "dataset"))
+
+    def dataset(r: dict) -> str:  # name alone unless one suite used the dataset with several params
+        return _variant(r, "dataset") if len(variants[str(r.get("dataset"))]) > 1 else str(r.get("dataset"))
+
     for r in sorted(records, key=_row_order):
-        groups.setdefault((str(r.get("model")), str(r.get("dataset")), str(r.get("backend"))), []).append(r)
+        groups.setdefault((str(r.get("model")), dataset(r), _variant(r, "backend")), []).append(r)
     parts, n = [], 0
     for (model, dataset, backend), rs in groups.items():
         title = f'<h3>{_esc(model)} · {_esc(dataset)} · {_esc(backend)}</h3>'
@@ -285,9 +299,9 @@ def _names(records: list[dict], run: dict) -> tuple[Any, Any]:
 
 def _header(records: list[dict], run: dict, env: dict) -> str:
     suite, run_id = _names(records, run)
-    counts = run.get("status_counts")
+    counts, unit = run.get("status_counts"), "cells"
     if not isinstance(counts, dict):  # older or missing run.json: count the records instead
-        counts = Counter(str(r.get("status")) for r in records)
+        counts, unit = Counter(str(r.get("status")) for r in records), "records"
     keys = list(STATUSES) + sorted(str(k) for k in counts if k not in STATUSES)
     pills = " ".join(
         f'<span class="pill st-{k if k in STATUSES else "other"}">{_esc(k)} {_esc(counts.get(k, 0))}</span>'
@@ -298,7 +312,7 @@ def _header(records: list[dict], run: dict, env: dict) -> str:
     facts = [("run", run_id), ("started", run.get("started_at")), ("finished", run.get("finished_at"))]
     return (f'<h1>optbench report: {_esc(suite or "unnamed suite")}</h1>'
             f'<p class="meta">{" · ".join(f"{k} <b>{_esc(v)}</b>" for k, v in facts if v)}</p>'
-            f'<p class="meta">status: {pills}</p>'
+            f'<p class="meta">{unit}: {pills}</p>'
             f'<p class="meta">machine: {_esc(" · ".join(str(m) for m in machine if m) or "unknown")}</p>')
 
 

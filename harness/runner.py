@@ -100,10 +100,12 @@ def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, An
         "model": cell.model.id or cell.model.name,
         "model_name": cell.model.name,
         "dataset": cell.dataset.name,
+        "dataset_params": cell.dataset.params,
         "method": cell.method.name,
         "method_kind": cell.method.kind,
         "params": cell.method.params,
         "backend": cell.backend.name,
+        "backend_params": cell.backend.params,
         "batch_size": bs,
         "seed": cell.seed,
     }
@@ -182,8 +184,7 @@ class Runner:
         self._write_meta(run_dir, meta)
 
         counts = {s: 0 for s in rec.STATUSES}
-        for cid in done:
-            counts["ok"] += 1 if any(c.cell_id == cid for c in cells) else 0
+        counts["ok"] = len(done & {c.cell_id for c in cells})
         overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
         self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
         t_run = time.perf_counter()
@@ -201,7 +202,6 @@ class Runner:
                     "log_path": str(cell_dir / "log.txt"),
                     "result_path": str(cell_dir / "result.json"),
                     "samples_path": str(cell_dir / "samples.json"),
-                    "suite_dir": None,
                 }
                 self.progress.cell_started(cell.label)
                 started_at = _now()

@@ -52,16 +52,15 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def trained_model(pm: PluginManager, cell: dict, data: Any, suite_dir: str | None) -> tuple[Any, str]:
-    """The cell's starting model: the user's checkpoint, cached weights, or trained now."""
+def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str]:
+    """The cell's starting model: the user's checkpoint (an absolute path by now),
+    cached weights, or trained now."""
     spec = pm.registry.models[cell["model"]["name"]]
     params = spec.params.model_validate(cell["model"]["params"])
     model = spec.build(params, data)
     checkpoint = cell["model"].get("checkpoint")
     if checkpoint:
         path = Path(checkpoint)
-        if not path.is_absolute() and suite_dir:
-            path = Path(suite_dir) / path
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval(), f"checkpoint {path}"
     if not (spec.trainable and data.has_labels):
@@ -114,7 +113,7 @@ def measure_cell(payload: dict) -> dict:
     data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
 
     rss_before_model = memory.rss_bytes()
-    model, source = trained_model(pm, cell, data, payload.get("suite_dir"))
+    model, source = trained_model(pm, cell, data)
     log(f"model {cell['model']['id']}: {source}")
 
     method = pm.registry.methods[cell["method"]["name"]]

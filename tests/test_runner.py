@@ -158,3 +158,16 @@ def test_user_checkpoint_is_loaded_instead_of_training(optbench_run, tiny_suite,
     run = optbench_run(suite)
     assert run.records[0]["accuracy"] == pytest.approx(0.1, abs=0.02)
     assert "checkpoint" in (run.run_dir / "cells" / run.records[0]["cell_id"] / "log.txt").read_text()
+
+
+def test_each_backend_variant_is_compared_with_its_own_baseline(optbench_run, tiny_suite):
+    suite = tiny_suite("prune.magnitude", {"sparsity": 0.5})
+    suite["backends"] = [{"name": "cpu", "params": {"threads": 1}}, {"name": "cpu", "params": {"threads": 2}}]
+    run = optbench_run(suite)
+    assert run.exit_code == 0 and len(run.records) == 4
+    for threads in (1, 2):
+        rows = [r for r in run.records if r["backend_params"] == {"threads": threads}]
+        base, pruned = sorted(rows, key=lambda r: r["method"] != "baseline")
+        assert base["threads"] == pruned["threads"] == threads
+        assert pruned["speedup"] == pytest.approx(base["latency_p50_ms"] / pruned["latency_p50_ms"])
+    assert "cpu(threads=1)" in (run.run_dir / "report.html").read_text()

@@ -172,3 +172,8 @@ def test_validate_lists_cells(capsys, write_suite):
     code, out, _ = validate(capsys, write_suite(VALID))
     assert code == 0
     assert "valid. 3 cells" in out and "prune.magnitude(sparsity=0.9, scope=layer)" in out
+
+
+def test_the_same_backend_twice_with_the_same_params_is_a_duplicate(capsys, write_suite):
+    code, _, err = validate(capsys, write_suite(VALID + "backends: [cpu, {name: cpu, params: {threads: null}}]\n"))
+    assert code == 2 and "at backends[1]: duplicate backend 'cpu' with the same params (also backends[0])" in err
