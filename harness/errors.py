@@ -12,6 +12,12 @@ class OptbenchError(Exception):
     exit_code = 2
 
 
+class Interrupted(OptbenchError):
+    """The user stopped a run (Ctrl-C); finished cells are kept."""
+
+    exit_code = 130
+
+
 class RegistrationError(OptbenchError):
     """A plugin registered something malformed or a duplicate name."""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness import env_info, records as rec
-from harness.errors import OptbenchError, SuiteError, Problem
+from harness.errors import Interrupted, OptbenchError, Problem, SuiteError
 from harness.matrix import Cell, build_matrix
 from harness.plugin_manager import PluginManager
 from harness.progress import Progress, QuietProgress
@@ -223,7 +223,11 @@ class Runner:
                 self.executor.kill()
             meta["interrupted_at"] = _now()
             self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)
-            raise
+            done_now = sum(counts.values())
+            raise Interrupted(
+                f"interrupted with {done_now} of {len(cells)} cells done (records kept); "
+                f"finish with: optbench run --resume {run_dir}"
+            ) from None
         finally:
             self.progress.close()
         return self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)

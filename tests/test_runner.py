@@ -171,3 +171,29 @@ def test_each_backend_variant_is_compared_with_its_own_baseline(optbench_run, ti
         assert base["threads"] == pruned["threads"] == threads
         assert pruned["speedup"] == pytest.approx(base["latency_p50_ms"] / pruned["latency_p50_ms"])
     assert "cpu(threads=1)" in (run.run_dir / "report.html").read_text()
+
+
+def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, write_suite, optbench_cache_dir):
+    path = write_suite(
+        "name: interrupt\ndatasets: [digits]\nmodels: [{name: mlp, params: {epochs: 1}}]\n"
+        "methods:\n  - name: prune.magnitude\n    params: {sparsity: [0.2, 0.4, 0.6, 0.8]}\n"
+        "measure:\n  batch_sizes: [1]\n  warmup: {min_iters: 1, min_seconds: 0}\n"
+        "  repeat: {min_iters: 5, min_seconds: 1.0}\n"
+    )
+    results = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(path), "--results", str(results)],
+        env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(results.glob("interrupt/*/" + RECORDS_FILE)):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (run_dir,) = results.glob("interrupt/*")
+    assert f"finish with: optbench run --resume {run_dir}" in err and "Traceback" not in err
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["interrupted_at"] and meta["status_counts"]["ok"] >= 1
+    assert len(read_records(run_dir)) == meta["status_counts"]["ok"]
