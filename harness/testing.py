@@ -12,6 +12,9 @@ Fixtures:
 - ``tiny_suite``: ``tiny_suite("prune.magnitude", {"sparsity": [0.5]})`` builds a
   small digits x mlp suite dict around one method.
 
+``registered_objects(plugin)`` returns what a plugin registers, through the same
+plugin manager (and validation) the harness uses.
+
 Trained baseline weights are cached for the whole test session in a temporary folder.
 This module imports nothing heavy at load time: pytest loads it in every project.
 """
@@ -41,6 +44,14 @@ class SuiteRun:
 
     def by_method(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["method"] == method]
+
+
+def registered_objects(plugin: Any, name: str = "under-test") -> list[Any]:
+    """Everything ``plugin`` registers, validated exactly as at discovery (errors raise)."""
+    from harness.plugin_manager import PluginManager
+
+    pm = PluginManager.load(entry_points=False, extra=[])
+    return list(pm.add(plugin, name=name).registered)
 
 
 def make_tiny_suite(

@@ -5,13 +5,12 @@ import copy
 import tomllib
 from pathlib import Path
 
-import pluggy
 import pydantic
 import pytest
 import torch
 from torch import nn
 
-import harness.hookspecs
+from harness.testing import registered_objects
 from harness import DatasetSplits, Method, MethodContext
 from optbench_prune import plugin
 from optbench_prune.magnitude import MagnitudeParams, prunable_layers
@@ -34,9 +33,7 @@ class Net(nn.Module):
 
 
 def registered_method() -> Method:
-    methods: list[Method] = []
-    plugin.register_methods(register=methods.append)
-    (method,) = methods
+    (method,) = registered_objects(plugin)
     return method
 
 
@@ -61,12 +58,7 @@ def zero_counts(model: nn.Module) -> list[tuple[int, int]]:
 
 
 def test_registers_one_pruner_through_the_hookspec():
-    pm = pluggy.PluginManager(harness.hookspecs.PROJECT)
-    pm.add_hookspecs(harness.hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
-    methods: list[Method] = []
-    pm.hook.register_methods(register=methods.append)
+    methods = registered_objects(plugin)
     assert [(m.name, m.kind, m.params) for m in methods] == [("prune.magnitude", "pruner", MagnitudeParams)]
 
 

@@ -5,14 +5,13 @@ import io
 import tomllib
 from pathlib import Path
 
-import pluggy
 import pydantic
 import pytest
 import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
 
-import harness.hookspecs
+from harness.testing import registered_objects
 from harness import DatasetSplits, Method, MethodContext, Skip
 from optbench_quantize import plugin
 from optbench_quantize.dynamic_int8 import DynamicInt8Params, choose_engine
@@ -21,9 +20,7 @@ IN_FEATURES, CLASSES = 32, 4
 
 
 def registered_method() -> Method:
-    methods: list[Method] = []
-    plugin.register_methods(register=methods.append)
-    (method,) = methods
+    (method,) = registered_objects(plugin)
     return method
 
 
@@ -74,12 +71,7 @@ def mlp() -> nn.Module:
 
 
 def test_registers_one_quantizer_through_the_hookspec():
-    pm = pluggy.PluginManager(harness.hookspecs.PROJECT)
-    pm.add_hookspecs(harness.hookspecs)
-    pm.register(plugin)
-    pm.check_pending()
-    methods: list[Method] = []
-    pm.hook.register_methods(register=methods.append)
+    methods = registered_objects(plugin)
     assert [(m.name, m.kind, m.params) for m in methods] == [("quantize.dynamic_int8", "quantizer", DynamicInt8Params)]
 
 
