@@ -80,6 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.suite is None and args.resume is None:
         raise OptbenchError("run: give a SUITE file, or --resume RUN_DIR")
+    if args.suite is not None and args.resume is not None:
+        raise OptbenchError("run: --resume RUN_DIR reruns the run's own suite.yaml; drop SUITE")
     progress = make_progress(args.quiet)
     result = Runner(_pm(), progress).run(
         Path(args.suite) if args.suite else None, Path(args.results), Path(args.resume) if args.resume else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -73,11 +74,13 @@ def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resol
 
 
 def _is_list_type(annotation: Any) -> bool:
+    """True for list/tuple/set annotations, also inside Optional[...] or X | None."""
     origin = typing.get_origin(annotation)
-    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
         return True
-    return any(_is_list_type(a) for a in typing.get_args(annotation) if a is not type(None)) if origin in (
-        typing.Union, getattr(__import__("types"), "UnionType", None)) else False
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_list_type(a) for a in typing.get_args(annotation) if a is not type(None))
+    return False
 
 
 class _Collector:

@@ -162,19 +162,6 @@ class PluginManager:
         self.extra.append((name, plugin))
         return info
 
-    def remove(self, name: str) -> None:
-        """Undo ``add``: unregister the plugin and forget what it registered."""
-        info = self.plugins.pop(name, None) or self.broken.pop(name, None)
-        self.extra = [(n, p) for n, p in self.extra if n != name]
-        if self.pm.has_plugin(name):
-            self.pm.unregister(name=name)
-        if info is None:
-            return
-        for obj in info.registered:
-            table = getattr(self.registry, HOOKS["register_" + obj.plugin_type + "s"][0])
-            table.pop(obj.name, None)
-            self.registry.owner.pop((obj.plugin_type, obj.name), None)
-
     def _add(self, plugin: Any, info: PluginInfo) -> PluginInfo:
         try:
             self.pm.register(plugin, name=info.name)
