@@ -36,11 +36,13 @@ class Resolved:
 
     @property
     def label(self) -> str:
+        if self.kind == PIPELINE_KIND:
+            steps = " > ".join(_step_label(s["name"], s["params"]) for s in self.params["steps"])
+            return f"{self.id}: {steps}" if self.id else steps
         shown = self.id or self.name
-        if not self.params or self.kind in ("model", "dataset", "backend"):
+        if self.kind in ("model", "dataset", "backend"):
             return shown
-        inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{shown}({inner})"
+        return _step_label(shown, self.params)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,46 @@ def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collec
     return combos
 
 
+def _method_spec(registry: Registry, entry: Any, loc: tuple, out: _Collector) -> Any:
+    spec = _lookup(registry, "methods", entry, loc, out)
+    if spec is not None and spec.kind == "baseline":
+        out.add(loc + ("name",), "the baseline is added automatically; remove this entry")
+        return None
+    return spec
+
+
+PIPELINE_KIND = "pipeline"
+
+
+def _expand_pipeline(entry: Any, i: int, registry: Registry, out: _Collector) -> list[Resolved]:
+    """A pipeline's grid: every combination of its steps' grids, in step order.
+
+    The record names every step: method "a > b > c", params {"steps": [{name, params}, ...]}.
+    """
+    per_step: list[list[dict]] = []
+    for j, step in enumerate(entry.pipeline):
+        loc = ("methods", i, "pipeline", j)
+        spec = _method_spec(registry, step, loc, out)
+        if spec is None:
+            return []
+        per_step.append([{"name": step.name, "params": p}
+                         for p in expand_params(spec.params, step.params, loc, out)])
+    name = " > ".join(step.name for step in entry.pipeline)
+    return [Resolved(name, {"steps": list(combo)}, id=entry.id, kind=PIPELINE_KIND)
+            for combo in itertools.product(*per_step)]
+
+
+def method_steps(method: dict) -> list[dict]:
+    """The methods a cell applies, in order ({name, params} each): one, or a pipeline's steps."""
+    if method["kind"] == PIPELINE_KIND:
+        return list(method["params"]["steps"])
+    return [{"name": method["name"], "params": method["params"]}]
+
+
+def _step_label(name: str, params: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+
+
 def _resolve_plain(entries: list[Entry], key: str, registry: Registry, out: _Collector) -> list[Resolved]:
     """Datasets or backends: known name, valid params, no entry twice."""
     resolved: list[Resolved] = []
@@ -175,11 +217,16 @@ def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
         items = data.get(key)
         if not isinstance(items, list):
             continue
+        table = getattr(registry, key)
+        named: list[tuple[tuple, Any]] = []
         for i, item in enumerate(items):
+            named.append(((key, i), item))
+            if key == "methods" and isinstance(item, dict) and isinstance(item.get("pipeline"), list):
+                named += [((key, i, "pipeline", j), step) for j, step in enumerate(item["pipeline"])]
+        for loc, item in named:
             name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
-            table = getattr(registry, key)
             if isinstance(name, str) and name not in table:
-                loc = (key, i) if isinstance(item, str) else (key, i, "name")
+                loc = loc if isinstance(item, str) else loc + ("name",)
                 out.add(loc, f"unknown {key[:-1]} {name!r}", given=repr(name), hint=suggest(name, table))
     return out.problems
 
@@ -207,11 +254,11 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
 
     methods: list[tuple[int, Resolved]] = []
     for i, entry in enumerate(suite.methods):
-        spec = _lookup(registry, "methods", entry, ("methods", i), out)
+        if entry.pipeline is not None:
+            methods += [(i, m) for m in _expand_pipeline(entry, i, registry, out)]
+            continue
+        spec = _method_spec(registry, entry, ("methods", i), out)
         if spec:
-            if spec.kind == "baseline":
-                out.add(("methods", i, "name"), "the baseline is added automatically; remove this entry")
-                continue
             for p in expand_params(spec.params, entry.params, ("methods", i), out):
                 methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind)))
 

@@ -7,6 +7,9 @@
 - ``flops``: for one sample, from ``torch.utils.flop_counter.FlopCounterMode`` (2 per
   multiply-add); quantized Linear/Conv kernels, which that counter does not see, are
   counted from their shapes the same way.
+- ``effective_flops``: ``flops`` with each Linear/Conv layer's share scaled by the
+  fraction of its weights that are nonzero, i.e. what a kernel that skipped every zero
+  weight would do. ``theoretical_speedup`` = baseline effective_flops / effective_flops.
 """
 from __future__ import annotations
 
@@ -73,27 +76,53 @@ def _quantized_flops(module: nn.Module, out: Any) -> int:
     return 0
 
 
-def count_flops(model: nn.Module, sample: torch.Tensor) -> int | None:
-    """FLOPs of one forward pass on ``sample`` (batch of one); None if it cannot be counted."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+def _is_weight_layer(module: nn.Module) -> bool:
+    from torch import nn
 
-    extra = 0
+    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or (
+        _quantized(module) and (hasattr(module, "in_features") or hasattr(module, "in_channels"))
+    )
+
+
+def _zero_fraction(module: nn.Module) -> float:
+    weights = [t for t in _tensors_of(module) if t.dim() > 1]
+    total = sum(t.numel() for t in weights)
+    if not total:
+        return 0.0
+    zeros = sum(int(((t.dequantize() if t.is_quantized else t) == 0).sum()) for t in weights)
+    return zeros / total
+
+
+def count_flops(model: nn.Module, sample: torch.Tensor) -> tuple[int | None, int | None]:
+    """(flops, effective_flops) of one forward pass on ``sample`` (a batch of one).
+
+    None for both when the model cannot be counted (an op the counter rejects).
+    """
+    import torch
+
+    quantized_extra = 0
+    skippable = 0.0  # flops of zero weights in Linear/Conv layers
     handles = []
 
     def hook(module: nn.Module, _inp: Any, out: Any) -> None:
-        nonlocal extra
-        extra += _quantized_flops(module, out)
+        nonlocal quantized_extra, skippable
+        flops = _quantized_flops(module, out)  # from shapes; same formula as the counter's
+        if _quantized(module):
+            quantized_extra += flops
+        skippable += flops * _zero_fraction(module)
 
     for module in model.modules():
-        if _quantized(module):
+        if _is_weight_layer(module):
             handles.append(module.register_forward_hook(hook))
     try:
+        from torch.utils.flop_counter import FlopCounterMode
+
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             model(sample)
-        return int(counter.get_total_flops()) + extra
+        total = int(counter.get_total_flops()) + quantized_extra
+        return total, max(int(round(total - skippable)), 0)
     except Exception:
-        return None
+        return None, None
     finally:
         for h in handles:
             h.remove()

@@ -75,15 +75,37 @@ class DatasetSplits:
         return self.y_train is not None and self.y_test is not None
 
 
+#: Facts a method may report with ``ctx.report``; each becomes a record field.
+REPORTABLE_FACTS = {
+    "model_bytes": "effective storage in bytes when the in-memory model does not show it "
+    "(simulated quantization, codebooks); the serialized state_dict stays in serialized_bytes",
+    "bits_per_param": "effective bits per parameter; default model_bytes * 8 / params_count",
+    "compile_s": "seconds spent compiling (compilers), part of setup_s",
+}
+
+
 @dataclass
 class MethodContext:
-    """What a method may use besides the model: data for calibration or fine-tuning, the device."""
+    """What a method may use besides the model: data for calibration or fine-tuning, the device.
+
+    ``batch_sizes`` are the batch sizes that will be measured (a compiler may warm each).
+    ``report(**facts)`` records facts the harness cannot measure itself; see
+    ``REPORTABLE_FACTS`` for the keys it knows.
+    """
 
     data: DatasetSplits
     device: torch.device
     backend: str
     seed: int
     log: Callable[[str], None] = print
+    batch_sizes: tuple[int, ...] = (1,)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, **facts: Any) -> None:
+        unknown = set(facts) - set(REPORTABLE_FACTS)
+        if unknown:
+            raise ValueError(f"unknown fact(s) {sorted(unknown)}; known: {sorted(REPORTABLE_FACTS)}")
+        self.facts.update(facts)
 
 
 @dataclass(frozen=True)

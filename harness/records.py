@@ -43,21 +43,28 @@ FIELDS: tuple[str, ...] = (
     "throughput_per_s",
     "host_peak_mb",
     "model_bytes",
+    "serialized_bytes",
+    "bits_per_param",
     "params_count",
     "nonzero_params",
     "flops",
+    "effective_flops",
     "accuracy",
     "speedup",
+    "theoretical_speedup",
     "size_ratio",
     "accuracy_delta",
+    "passes_gate",
     "setup_s",
+    "compile_s",
+    "finetuned",
     "threads",
     "duration_s",
     "started_at",
 )
 STATUSES = ("ok", "failed", "timeout", "skipped")
 #: Fields computed against the baseline record of the same model, dataset, backend, batch size.
-RELATIVE_FIELDS = ("speedup", "size_ratio", "accuracy_delta")
+RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_delta")
 
 
 def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -72,12 +79,15 @@ def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill speedup, size_ratio and accuracy_delta from the matching baseline record.
+def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None, gate: Any = None) -> dict[str, Any]:
+    """Fill the baseline-relative figures from the matching baseline record.
 
-    speedup = baseline p50 / p50 (above 1 is faster); size_ratio = baseline
-    model_bytes / model_bytes (above 1 is smaller); accuracy_delta = accuracy -
-    baseline accuracy. Null when either side lacks the figure.
+    speedup = baseline p50 / p50 (above 1 is faster); theoretical_speedup = baseline
+    effective_flops / effective_flops (what skipping every zero weight would give);
+    size_ratio = baseline model_bytes / model_bytes (above 1 is smaller);
+    accuracy_delta = accuracy - baseline accuracy. Null when either side lacks the
+    figure. With an accuracy ``gate`` (harness.suite.AccuracyGate), passes_gate too;
+    without one, passes_gate is left as it is.
     """
 
     def ratio(num: Any, den: Any) -> float | None:
@@ -88,9 +98,13 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     ok = baseline is not None and baseline.get("status") == "ok" and record.get("status") == "ok"
     b = baseline or {}
     record["speedup"] = ratio(b.get("latency_p50_ms"), record.get("latency_p50_ms")) if ok else None
+    record["theoretical_speedup"] = ratio(b.get("effective_flops"), record.get("effective_flops")) if ok else None
     record["size_ratio"] = ratio(b.get("model_bytes"), record.get("model_bytes")) if ok else None
     acc, bacc = record.get("accuracy"), b.get("accuracy")
     record["accuracy_delta"] = (acc - bacc) if ok and acc is not None and bacc is not None else None
+    if gate is not None:
+        comparable = ok and acc is not None and bacc is not None
+        record["passes_gate"] = gate.passes(acc, bacc) if comparable else None
     return record
 
 

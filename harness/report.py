@@ -71,6 +71,9 @@ def _fmt_params(params: Any) -> str:
 
     def val(v: Any) -> str:
         return v if isinstance(v, str) else json.dumps(v, default=str)
+    steps = params.get("steps")
+    if isinstance(steps, list) and set(params) == {"steps"}:  # a pipeline: one "name(params)" per step
+        return " > ".join(f"{s.get('name')}({_fmt_params(s.get('params'))})" for s in steps if isinstance(s, dict))
     return ", ".join(f"{k}={val(v)}" for k, v in params.items())
 
 
@@ -138,6 +141,15 @@ def _error(r: dict) -> Cell:
     return f'<span title="{_esc(e)}">{_esc(short)}</span>', e, "err"
 
 
+def _gate(r: dict) -> Cell:
+    g = r.get("passes_gate")
+    if g is None:
+        return NULL, None, "null"
+    if g:
+        return '<span class="gate-pass">pass</span>', 1, ""
+    return '<span class="gate-fail" title="accuracy below the suite\'s accuracy_gate">fail</span>', 0, "worse"
+
+
 def _nonzero(r: dict) -> Cell:
     nz, total = _num(r.get("nonzero_params")), _num(r.get("params_count"))
     if nz is None:
@@ -164,6 +176,8 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("accuracy", True, _number("accuracy", lambda v: f"{v:.4f}")),
     ("Δ accuracy", True, _number("accuracy_delta", lambda v: f"{v:+.4f}", worse_below=0.0)),
     ("speedup (×)", True, _number("speedup", lambda v: f"{v:.2f}×", worse_below=1.0)),
+    ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
+    ("gate", True, _gate),
     ("size ratio (×)", True, _number("size_ratio", lambda v: f"{v:.2f}×", worse_below=1.0)),
     ("model bytes", True, _number("model_bytes", _fmt_bytes)),
     ("nonzero params", True, _nonzero),
@@ -329,6 +343,8 @@ tr.baseline td{background:#eef4ff;font-weight:600}tr.not-ok td{color:#777}
 td.null{color:#aaa}td.worse,.worse-text{color:#c62828;font-weight:600}td.err{color:#a33}
 .pill{display:inline-block;padding:0 7px;border-radius:9px;font-size:11.5px;color:#fff;background:#888}
 .st-ok{background:#2e7d32}.st-failed{background:#c62828}.st-timeout{background:#ef6c00}.st-skipped{background:#757575}
+.gate-fail{background:#fdecea;color:#c62828;padding:0 5px;border-radius:4px;font-weight:600}
+.gate-pass{color:#2e7d32}
 .noisy{background:#fff3cd;color:#8a6d00;padding:0 5px;border-radius:4px;font-size:11.5px}
 .plot{width:100%;max-width:900px;height:420px}.arrow{margin-left:4px;color:#555}
 """

@@ -202,6 +202,7 @@ class Runner:
                     "log_path": str(cell_dir / "log.txt"),
                     "result_path": str(cell_dir / "result.json"),
                     "samples_path": str(cell_dir / "samples.json"),
+                    "finetune": suite.finetune.model_dump(mode="json") if suite.finetune else None,
                 }
                 self.progress.cell_started(cell.label)
                 started_at = _now()
@@ -211,7 +212,7 @@ class Runner:
                 for r in new:
                     if r["method"] == "baseline" and r["status"] == "ok":
                         baselines[rec.baseline_key(r)] = r
-                    rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)))
+                    rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
                 rec.append_records(records_path, new)
                 status = "failed" if any(r["status"] == "failed" for r in new) and outcome.status == "ok" else outcome.status
                 counts[status] += 1

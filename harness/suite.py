@@ -6,9 +6,9 @@ A plain string where an entry is expected is shorthand for ``{name: <string>}``.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _entry(value: Any) -> Any:
@@ -35,8 +35,24 @@ class ModelEntry(Entry):
         return self.id or self.name
 
 
-class MethodEntry(Entry):
+StepItem = Annotated[Entry, BeforeValidator(_entry)]
+
+
+class MethodEntry(_Strict):
+    """One method, or a pipeline of methods applied in order (``pipeline: [..]``)."""
+
+    name: str | None = Field(None, min_length=1, description="name of an installed method plugin")
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters")
+    pipeline: list[StepItem] | None = Field(None, min_length=1, description="methods applied in order")
     id: str | None = Field(None, min_length=1, description="display id (default: name)")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MethodEntry:
+        if (self.name is None) == (self.pipeline is None):
+            raise ValueError("give either `name` (one method) or `pipeline` (a list of methods), not both")
+        if self.pipeline is not None and self.params:
+            raise ValueError("a pipeline takes params per step: pipeline: [{name: ..., params: {...}}]")
+        return self
 
 
 class Budget(_Strict):
@@ -51,6 +67,33 @@ class Measure(_Strict):
     warmup: Budget = Field(default_factory=lambda: Budget(min_iters=10, min_seconds=0.5))
     repeat: Budget = Field(default_factory=lambda: Budget(min_iters=30, min_seconds=2.0))
     accuracy: bool = Field(True, description="evaluate top-1 accuracy on the held-out split")
+
+
+class AccuracyGate(_Strict):
+    """MLPerf-style accuracy target relative to the baseline (relative 0.01 = the 99% tier)."""
+
+    relative: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline x (1 - relative)")
+    absolute: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline - absolute")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AccuracyGate:
+        if (self.relative is None) == (self.absolute is None):
+            raise ValueError("give exactly one of `relative` or `absolute`")
+        return self
+
+    def passes(self, accuracy: float, baseline: float) -> bool:
+        floor = baseline * (1 - self.relative) if self.relative is not None else baseline - (self.absolute or 0.0)
+        return accuracy >= floor - 1e-12
+
+
+class Finetune(_Strict):
+    """One schedule applied identically after every pruner or factorizer (ShrinkBench's rule)."""
+
+    epochs: int = Field(ge=0, le=10_000, description="fine-tuning epochs")
+    lr: float = Field(1e-4, gt=0.0, le=10.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    batch_size: int = Field(64, ge=1, le=65_536)
 
 
 class Execution(_Strict):
@@ -76,3 +119,5 @@ class Suite(_Strict):
     backends: list[BackendItem] = Field(default_factory=lambda: [Entry(name="cpu")], min_length=1)
     measure: Measure = Field(default_factory=Measure)
     execution: Execution = Field(default_factory=Execution)
+    finetune: Finetune | None = Field(None, description="fine-tune compressed models, same schedule for all")
+    accuracy_gate: AccuracyGate | None = Field(None, description="sets passes_gate on every record")

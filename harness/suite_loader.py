@@ -99,7 +99,7 @@ def problems_from_validation(
         path = format_loc(loc)
         given = None if err["type"] == "missing" else _short(err.get("input"))
         hint = None
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
             message = f"unknown key {key!r}"

@@ -5,7 +5,8 @@ torch build, which is what makes the on-disk cache (harness.weight_cache) sound.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -15,9 +16,22 @@ if TYPE_CHECKING:
 
 
 def train_classifier(
-    model: nn.Module, data: DatasetSplits, *, epochs: int, lr: float, batch_size: int, seed: int
+    model: nn.Module,
+    data: DatasetSplits,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    after_step: Callable[[], None] | None = None,
 ) -> nn.Module:
-    """Adam + cross-entropy over shuffled mini-batches; returns the model in eval mode."""
+    """Cross-entropy over shuffled mini-batches (Adam or SGD); returns the model in eval mode.
+
+    ``after_step`` runs after every optimizer step (fine-tuning uses it to keep pruned
+    weights at zero).
+    """
     import torch
     from torch import nn
 
@@ -25,7 +39,13 @@ def train_classifier(
         raise ValueError("cannot train without labels")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected adam or sgd")
     loss_fn = nn.CrossEntropyLoss()
     n = data.x_train.shape[0]
     model.train()
@@ -37,7 +57,38 @@ def train_classifier(
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step()
     return model.eval()
+
+
+def finetune_keeping_zeros(model: nn.Module, data: DatasetSplits, schedule: Any, seed: int) -> int:
+    """Fine-tune with ``schedule`` (a suite's ``finetune``) while pruned weights stay zero.
+
+    Every Linear/Conv weight entry that is exactly zero before fine-tuning is masked
+    back to zero after each step, so fine-tuning cannot undo a pruner. Returns how many
+    weights were held at zero.
+    """
+    import torch
+    from torch import nn
+
+    masks = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            zero = module.weight.detach() == 0
+            if zero.any():
+                masks.append((module.weight, ~zero))
+
+    def keep_zeros() -> None:
+        with torch.no_grad():
+            for weight, keep in masks:
+                weight.mul_(keep)
+
+    train_classifier(
+        model, data, epochs=schedule.epochs, lr=schedule.lr, batch_size=schedule.batch_size, seed=seed,
+        optimizer=schedule.optimizer, momentum=schedule.momentum, after_step=keep_zeros,
+    )
+    return sum(int((~keep).sum()) for _, keep in masks)
 
 
 def evaluate_accuracy(

@@ -87,6 +87,36 @@ def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str]:
     return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}"
 
 
+#: Kinds after which a suite's ``finetune`` schedule runs; the others either leave no
+#: float weights to train (converted quantizers, compilers) or would be undone by it
+#: (weight sharing, simulated quantization).
+FINETUNE_AFTER_KINDS = ("pruner", "factorizer")
+
+
+def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext,
+                 finetune: dict | None) -> tuple[Any, bool]:
+    """Apply a method or a pipeline's steps in order, fine-tuning after the last pruner or
+    factorizer step when the suite asks for it. Returns (model, fine-tuned?)."""
+    from harness.matrix import method_steps
+    from harness.suite import Finetune
+
+    steps = method_steps(method)
+    kinds = [pm.registry.methods[s["name"]].kind for s in steps]
+    tune_at = max((i for i, k in enumerate(kinds) if k in FINETUNE_AFTER_KINDS), default=None)
+    if finetune is None or not ctx.data.has_labels:
+        tune_at = None
+    for i, step in enumerate(steps):
+        spec = pm.registry.methods[step["name"]]
+        model = spec.apply(model, spec.params.model_validate(step["params"]), ctx)
+        if i == tune_at:
+            schedule = Finetune(**finetune)
+            t0 = time.perf_counter()
+            held = training.finetune_keeping_zeros(model, ctx.data, schedule, ctx.seed)
+            log(f"fine-tuned after {spec.name}: {schedule.epochs} epochs ({schedule.optimizer}, lr {schedule.lr}) "
+                f"in {time.perf_counter() - t0:.1f}s, {held} pruned weights held at zero")
+    return model, tune_at is not None
+
+
 def _batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """A batch of real inputs, repeating the test set when it is smaller than the batch."""
     if x.shape[0] >= batch_size:
@@ -116,21 +146,29 @@ def measure_cell(payload: dict) -> dict:
     model, source = trained_model(pm, cell, data)
     log(f"model {cell['model']['id']}: {source}")
 
-    method = pm.registry.methods[cell["method"]["name"]]
-    ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log)
+    ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
+                        batch_sizes=tuple(measure["batch_sizes"]))
     t0 = time.perf_counter()
-    model = method.apply(model, method.params.model_validate(cell["method"]["params"]), ctx)
+    model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
     setup_s = time.perf_counter() - t0
-    log(f"method {method.name} applied in {setup_s:.3f}s")
+    log(f"method {cell['method']['name']} applied in {setup_s:.3f}s")
     model = session.prepare_model(model)
 
     params_count, nonzero = model_stats.param_counts(model)
+    flops, effective_flops = model_stats.count_flops(model, session.prepare_input(_batch(data.x_test, 1)))
+    serialized = model_stats.model_bytes(model)
+    effective_bytes = ctx.facts.get("model_bytes", serialized)
     facts.update(
-        model_bytes=model_stats.model_bytes(model),
+        model_bytes=effective_bytes,
+        serialized_bytes=serialized,
+        bits_per_param=ctx.facts.get("bits_per_param", effective_bytes * 8 / params_count if params_count else None),
         params_count=params_count,
         nonzero_params=nonzero,
-        flops=model_stats.count_flops(model, session.prepare_input(_batch(data.x_test, 1))),
+        flops=flops,
+        effective_flops=effective_flops,
         setup_s=setup_s,
+        compile_s=ctx.facts.get("compile_s"),
+        finetuned=finetuned,
         accuracy=None,
     )
     if measure["accuracy"] and data.y_test is not None:

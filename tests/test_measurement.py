@@ -67,10 +67,12 @@ def test_model_size_counts_and_flops():
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     total, nonzero = model_stats.param_counts(model)
     assert total == nonzero == 64 * 32 + 32 + 32 * 10 + 10
-    assert model_stats.count_flops(model, torch.zeros(1, 64)) == 2 * (64 * 32 + 32 * 10)
+    dense = 2 * (64 * 32 + 32 * 10)
+    assert model_stats.count_flops(model, torch.zeros(1, 64)) == (dense, dense)
     with torch.no_grad():
-        model[0].weight[:16] = 0
+        model[0].weight[:16] = 0  # half of the first layer's weights
     assert model_stats.param_counts(model)[1] == nonzero - 16 * 64
+    assert model_stats.count_flops(model, torch.zeros(1, 64)) == (dense, dense - 64 * 32)
     assert model_stats.model_bytes(model) > 4 * total
 
 
@@ -81,8 +83,9 @@ def test_quantized_layers_are_counted_though_torch_flop_counter_misses_them():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    assert model_stats.count_flops(q, torch.zeros(1, 256)) == 2 * (256 * 128 + 128 * 10)
-    assert model_stats.count_flops(q, torch.zeros(3, 256)) == 3 * 2 * (256 * 128 + 128 * 10)
+    dense = 2 * (256 * 128 + 128 * 10)
+    assert model_stats.count_flops(q, torch.zeros(1, 256))[0] == dense
+    assert model_stats.count_flops(q, torch.zeros(3, 256))[0] == 3 * dense
     total, _ = model_stats.param_counts(q)
     assert total == 256 * 128 + 128 + 128 * 10 + 10
     assert model_stats.model_bytes(q) < model_stats.model_bytes(model) / 3  # int8 weights vs float32
