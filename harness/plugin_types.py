@@ -130,7 +130,9 @@ class Model:
 
     When ``trainable`` and the dataset has labels, the harness trains it with the
     params' ``epochs``/``lr``/``batch_size`` (see ``TrainableParams``) and caches the
-    weights, so every method starts from the same trained baseline.
+    weights, so every method starts from the same trained baseline. Otherwise, unless
+    the suite gives a ``checkpoint``, the weights are random: latency, memory and size
+    are measured and accuracy is null.
     """
 
     name: str

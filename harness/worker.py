@@ -52,9 +52,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str]:
+def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str, bool]:
     """The cell's starting model: the user's checkpoint (an absolute path by now),
-    cached weights, or trained now."""
+    cached weights, or trained now. The flag says whether its weights mean anything:
+    random weights give speed and size but no accuracy."""
     spec = pm.registry.models[cell["model"]["name"]]
     params = spec.params.model_validate(cell["model"]["params"])
     model = spec.build(params, data)
@@ -62,9 +63,11 @@ def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str]:
     if checkpoint:
         path = Path(checkpoint)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval(), f"checkpoint {path}"
-    if not (spec.trainable and data.has_labels):
-        return model.eval(), "untrained (no labels to train on)"
+        return model.eval(), f"checkpoint {path}", True
+    if not spec.trainable:
+        return model.eval(), "random weights (the model is not trained by the harness; give a checkpoint)", False
+    if not data.has_labels:
+        return model.eval(), "random weights (the dataset has no labels to train on)", False
     owner = pm.owner(spec)
     key = weight_cache.cache_key(
         {
@@ -78,13 +81,13 @@ def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str]:
     state = weight_cache.load(key)
     if state is not None:
         model.load_state_dict(state)
-        return model.eval(), f"cached weights {key}"
+        return model.eval(), f"cached weights {key}", True
     t0 = time.perf_counter()
     training.train_classifier(
         model, data, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=cell["seed"]
     )
     weight_cache.save(key, model.state_dict())
-    return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}"
+    return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}", True
 
 
 #: Kinds after which a suite's ``finetune`` schedule runs; the others either leave no
@@ -143,7 +146,7 @@ def measure_cell(payload: dict) -> dict:
     data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
 
     rss_before_model = memory.rss_bytes()
-    model, source = trained_model(pm, cell, data)
+    model, source, meaningful = trained_model(pm, cell, data)
     log(f"model {cell['model']['id']}: {source}")
 
     ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
@@ -171,7 +174,7 @@ def measure_cell(payload: dict) -> dict:
         finetuned=finetuned,
         accuracy=None,
     )
-    if measure["accuracy"] and data.y_test is not None:
+    if measure["accuracy"] and data.y_test is not None and meaningful:
         facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device)
         log(f"accuracy {facts['accuracy']:.4f}")
 

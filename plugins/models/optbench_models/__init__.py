@@ -1,0 +1,1 @@
+"""Adapters that bring real model libraries into optbench as model plugins."""

@@ -1,0 +1,20 @@
+"""Registers the model adapters and the token dataset."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness import Dataset, Model, hookimpl
+from optbench_models.text import TOKENS, TRANSFORMERS
+from optbench_models.vision import TIMM, TORCHVISION
+
+
+@hookimpl
+def register_models(register: Callable[[Model], None]) -> None:
+    register(TORCHVISION)
+    register(TIMM)
+    register(TRANSFORMERS)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(TOKENS)
