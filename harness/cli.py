@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"{args.suite}: valid. {len(cells)} cells ({per['model']} models x {per['dataset']} datasets x "
         f"{per['method']} methods incl. baseline x {per['backend']} backends), "
-        f"{len(cells) * len(suite.measure.batch_sizes)} records ({len(suite.measure.batch_sizes)} batch sizes)"
+        f"{sum(len(c.batch_sizes) for c in cells)} records (one per cell x batch size)"
     )
     if not args.quiet:
         for c in cells:

@@ -53,6 +53,7 @@ class Cell:
     method: Resolved
     backend: Resolved
     seed: int
+    batch_sizes: tuple[int, ...] = (1,)
 
     @property
     def label(self) -> str:
@@ -200,7 +201,7 @@ def _resolve_plain(entries: list[Entry], key: str, registry: Registry, out: _Col
             out.add((key, i), f"duplicate {key[:-1]} {entry.name!r} with the same params (also {key}[{seen[ident]}])")
             continue
         seen[ident] = i
-        resolved.append(Resolved(entry.name, p, kind=key[:-1]))
+        resolved.append(Resolved(entry.name, p, kind=key[:-1], id=getattr(entry, "display_id", None)))
     return resolved
 
 
@@ -236,8 +237,20 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     out = _Collector(file, lines or LineMap(""))
 
     datasets = _resolve_plain(suite.datasets, "datasets", registry, out)
+    dataset_ids: dict[str, int] = {}
+    for i, entry in enumerate(suite.datasets):
+        if entry.display_id in dataset_ids:
+            out.add(("datasets", i), f"duplicate dataset id {entry.display_id!r} (also datasets[{dataset_ids[entry.display_id]}])",
+                    hint="give each dataset entry a distinct `id`")
+        dataset_ids.setdefault(entry.display_id, i)
+    for i, entry in enumerate(suite.models):
+        for j, ref in enumerate(entry.datasets or []):
+            if ref not in dataset_ids:
+                out.add(("models", i, "datasets", j), f"no dataset with id {ref!r} in this suite",
+                        given=repr(ref), hint=suggest(ref, dataset_ids))
 
     models, ids = [], {}
+    pairing: dict[str, tuple[set[str] | None, tuple[int, ...]]] = {}
     for i, entry in enumerate(suite.models):
         if entry.display_id in ids:
             out.add(("models", i), f"duplicate model id {entry.display_id!r} (also models[{ids[entry.display_id]}])",
@@ -249,6 +262,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             p = _validate_params(spec.params, entry.params, ("models", i), out)
             if p is not None:
                 models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
+                pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None,
+                                             tuple(entry.batch_sizes or suite.measure.batch_sizes))
 
     backends = _resolve_plain(suite.backends, "backends", registry, out)
 
@@ -278,7 +293,13 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     cells = []
     for d in datasets:
         for m in models:
+            only, batch_sizes = pairing[m.id]
+            if only is not None and d.id not in only:
+                continue
             for b in backends:
                 for meth in [baseline, *unique_methods]:
-                    cells.append(Cell(cell_id(m, d, meth, b, suite.seed), m, d, meth, b, suite.seed))
+                    cells.append(Cell(cell_id(m, d, meth, b, suite.seed), m, d, meth, b, suite.seed, batch_sizes))
+    if not cells:
+        raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
+                                        line=out.lines.line(("models",)))])
     return cells

@@ -99,7 +99,8 @@ def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, An
         "suite": suite.name,
         "model": cell.model.id or cell.model.name,
         "model_name": cell.model.name,
-        "dataset": cell.dataset.name,
+        "dataset": cell.dataset.id or cell.dataset.name,
+        "dataset_name": cell.dataset.name,
         "dataset_params": cell.dataset.params,
         "method": cell.method.name,
         "method_kind": cell.method.kind,
@@ -116,7 +117,7 @@ def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples
     out = []
     facts = outcome.result.get("facts", {})
     per_batch = outcome.result.get("per_batch", {})
-    for bs in suite.measure.batch_sizes:
+    for bs in cell.batch_sizes:
         r = _base_record(cell, run_id, suite, bs)
         r.update(status=outcome.status, error=outcome.error, duration_s=round(outcome.wall_s, 3), started_at=started_at)
         if outcome.status == "ok":
@@ -176,15 +177,16 @@ class Runner:
         by_cell: dict[str, list[dict]] = {}
         for r in existing:
             by_cell.setdefault(r.get("cell_id"), []).append(r)
-        n_bs = len(suite.measure.batch_sizes)
-        done = {cid for cid, rs in by_cell.items() if len(rs) >= n_bs and all(r.get("status") == "ok" for r in rs)}
+        wanted = {c.cell_id: len(c.batch_sizes) for c in cells}
+        done = {cid for cid, rs in by_cell.items()
+                if cid in wanted and len(rs) >= wanted[cid] and all(r.get("status") == "ok" for r in rs)}
         baselines = {rec.baseline_key(r): r for r in existing if r.get("method") == "baseline" and r.get("cell_id") in done}
         pending = [c for c in cells if c.cell_id not in done]
         meta["cells_total"] = len(cells)
         self._write_meta(run_dir, meta)
 
         counts = {s: 0 for s in rec.STATUSES}
-        counts["ok"] = len(done & {c.cell_id for c in cells})
+        counts["ok"] = len(done)
         overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
         self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
         t_run = time.perf_counter()
@@ -197,7 +199,7 @@ class Runner:
                 cell_dir.mkdir(parents=True, exist_ok=True)
                 payload = {
                     "cell": cell.to_dict(),
-                    "measure": suite.measure.model_dump(mode="json"),
+                    "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes)},
                     "plugins": self.pm.setup_payload(),
                     "log_path": str(cell_dir / "log.txt"),
                     "result_path": str(cell_dir / "result.json"),

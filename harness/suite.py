@@ -24,10 +24,24 @@ class Entry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the plugin's parameters")
 
 
+class DatasetEntry(Entry):
+    id: str | None = Field(None, min_length=1, description="id, unique in the suite (default: name)")
+
+    @property
+    def display_id(self) -> str:
+        return self.id or self.name
+
+
 class ModelEntry(Entry):
     id: str | None = Field(None, min_length=1, description="display id, unique in the suite (default: name)")
     checkpoint: str | None = Field(
         None, description="path to a state_dict to load instead of training (relative to the suite file)"
+    )
+    datasets: list[str] | None = Field(
+        None, min_length=1, description="pair this model only with these dataset ids (default: all)"
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        None, min_length=1, description="measure this model at these batch sizes (default: measure.batch_sizes)"
     )
 
     @property
@@ -100,7 +114,7 @@ class Execution(_Strict):
     timeout_s: float = Field(600.0, gt=0.0, le=7 * 24 * 3600, description="wall-clock limit per cell")
 
 
-DatasetItem = Annotated[Entry, BeforeValidator(_entry)]
+DatasetItem = Annotated[DatasetEntry, BeforeValidator(_entry)]
 ModelItem = Annotated[ModelEntry, BeforeValidator(_entry)]
 MethodItem = Annotated[MethodEntry, BeforeValidator(_entry)]
 BackendItem = Annotated[Entry, BeforeValidator(_entry)]

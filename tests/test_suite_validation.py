@@ -177,3 +177,20 @@ def test_validate_lists_cells(capsys, write_suite):
 def test_the_same_backend_twice_with_the_same_params_is_a_duplicate(capsys, write_suite):
     code, _, err = validate(capsys, write_suite(VALID + "backends: [cpu, {name: cpu, params: {threads: null}}]\n"))
     assert code == 2 and "at backends[1]: duplicate backend 'cpu' with the same params (also backends[0])" in err
+
+
+def test_models_can_be_paired_with_some_datasets_and_their_own_batch_sizes():
+    cells = expand(
+        "name: t\ndatasets: [digits, {name: synthetic, id: big, params: {shape: [3, 32, 32]}}]\n"
+        "models:\n  - {name: mlp, datasets: [digits]}\n  - {name: cnn, datasets: [big], batch_sizes: [1, 8]}\n"
+        "methods: [prune.magnitude]\n"
+    )
+    assert [(c.model.id, c.dataset.id, c.batch_sizes) for c in cells] == [
+        ("mlp", "digits", (1,)), ("mlp", "digits", (1,)), ("cnn", "big", (1, 8)), ("cnn", "big", (1, 8)),
+    ]
+
+
+def test_a_model_paired_with_an_unknown_dataset_id_is_an_error(capsys, write_suite):
+    code, _, err = validate(capsys, write_suite(VALID.replace("  - name: mlp\n", "  - {name: mlp, datasets: [digit]}\n")))
+    assert code == 2 and "at models[0].datasets[0]: no dataset with id 'digit' in this suite" in err
+    assert "did you mean 'digits'" in err
