@@ -51,14 +51,25 @@ def _tensors_of(module: nn.Module) -> list[torch.Tensor]:
     return tensors
 
 
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A dense float view of a weight: quantized and semi-structured sparse ones included."""
+    import torch
+
+    t = t.detach()
+    if t.is_quantized:
+        return t.dequantize()
+    semi = getattr(torch.sparse, "SparseSemiStructuredTensor", None)
+    if semi is not None and isinstance(t, semi):
+        return t.to_dense()
+    return t
+
+
 def param_counts(model: nn.Module) -> tuple[int, int]:
     """(params_count, nonzero_params) over all modules."""
     total = nonzero = 0
     for module in model.modules():
         for t in _tensors_of(module):
-            t = t.detach()
-            if t.is_quantized:
-                t = t.dequantize()
+            t = _plain(t)
             total += t.numel()
             nonzero += int((t != 0).sum())
     return total, nonzero
@@ -89,7 +100,7 @@ def _zero_fraction(module: nn.Module) -> float:
     total = sum(t.numel() for t in weights)
     if not total:
         return 0.0
-    zeros = sum(int(((t.dequantize() if t.is_quantized else t) == 0).sum()) for t in weights)
+    zeros = sum(int((_plain(t) == 0).sum()) for t in weights)
     return zeros / total
 
 

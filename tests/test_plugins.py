@@ -58,8 +58,8 @@ def test_plugins_command_lists_distribution_version_and_parameters(cli):
     plugins = {p["distribution"]: p for p in json.loads(out.stdout)}
     prune = plugins["optbench-prune"]
     assert prune["version"] == "0.1.0" and prune["error"] is None
-    (method,) = prune["registers"]
-    assert (method["name"], method["kind"], method["type"]) == ("prune.magnitude", "pruner", "method")
+    method = next(m for m in prune["registers"] if m["name"] == "prune.magnitude")
+    assert (method["kind"], method["type"]) == ("pruner", "method")
     sparsity = next(p for p in method["params"] if p["name"] == "sparsity")
     assert sparsity["type"] == "float" and sparsity["default"] == 0.5
     assert sparsity["bounds"] == {"minimum": 0.0, "maximum": 1.0}
@@ -101,7 +101,7 @@ def test_broken_plugin_shows_in_cli_and_disable_env_blocks_plugins(site, cli):
     assert "BROKEN obtest-missing 1.2.3" in out.stdout and "good.identity" in out.stdout
     blocked = cli("plugins", "--json", env={**env, "OPTBENCH_DISABLE_PLUGINS": "good, missing,prune"})
     names = {p["plugin"] for p in json.loads(blocked.stdout)}
-    assert names == {"builtins", "quantize"}
+    assert {"builtins", "quantize"} <= names and not names & {"good", "missing", "prune"}
 
 
 def _register_plugin(obj, name="p"):

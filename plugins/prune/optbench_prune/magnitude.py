@@ -1,7 +1,8 @@
 """Unstructured L1-magnitude pruning with ``torch.nn.utils.prune``.
 
 The smallest-magnitude weights are set to zero and the masks are then made permanent
-(``prune.remove``), so the model keeps its ordinary dense ``weight`` tensors and its
+(``prune.remove``, through ``masks.permanent_masks``, shared with the other
+unstructured pruners), so the model keeps its ordinary dense ``weight`` tensors and its
 state_dict keys: the zeros are in the tensors, not in a reparametrization. Dense
 kernels still multiply by those zeros, so this changes size-after-compression and
 accuracy, not measured speed.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from harness import MethodContext, Params
+from optbench_prune.masks import permanent_masks, zero_summary
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,25 +47,13 @@ def apply(model: nn.Module, params: MagnitudeParams, ctx: MethodContext) -> nn.M
     if not layers:
         ctx.log("prune.magnitude: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
         return model
-    order = [list(layer._parameters) for layer in layers]
-
-    if params.scope == "layer":
-        for layer in layers:
-            prune.l1_unstructured(layer, "weight", amount=params.sparsity)
-    else:
-        prune.global_unstructured(
-            [(layer, "weight") for layer in layers], pruning_method=prune.L1Unstructured, amount=params.sparsity
-        )
-    for layer, names in zip(layers, order):
-        prune.remove(layer, "weight")  # weight = weight_orig * mask, as a plain parameter
-        # remove() registers ``weight`` anew, after ``bias``; restore the state_dict order.
-        for name in names:
-            layer._parameters[name] = layer._parameters.pop(name)
-
-    zeros = sum(int((layer.weight == 0).sum()) for layer in layers)
-    total = sum(layer.weight.numel() for layer in layers)
-    ctx.log(
-        f"prune.magnitude: {params.scope} scope, {len(layers)} layer(s): "
-        f"{zeros}/{total} weights are zero ({zeros / total:.1%})"
-    )
+    with permanent_masks(layers):
+        if params.scope == "layer":
+            for layer in layers:
+                prune.l1_unstructured(layer, "weight", amount=params.sparsity)
+        else:
+            prune.global_unstructured(
+                [(layer, "weight") for layer in layers], pruning_method=prune.L1Unstructured, amount=params.sparsity
+            )
+    ctx.log(f"prune.magnitude: {params.scope} scope, {len(layers)} layer(s): {zero_summary(layers)}")
     return model

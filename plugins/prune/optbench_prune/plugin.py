@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Method, hookimpl
+from harness import Method, NoParams, hookimpl
 
-from optbench_prune import magnitude
+from optbench_prune import gradient, magnitude, random_unstructured, semi_structured, structured
 
 
 @hookimpl
@@ -17,5 +17,41 @@ def register_methods(register: Callable[[Method], None]) -> None:
             description="unstructured L1-magnitude pruning of Linear/Conv weights, per layer or global",
             params=magnitude.MagnitudeParams,
             apply=magnitude.apply,
+        )
+    )
+    register(
+        Method(
+            name="prune.random",
+            kind="pruner",
+            description="unstructured pruning of a seeded random fraction of Linear/Conv weights (the control)",
+            params=random_unstructured.RandomParams,
+            apply=random_unstructured.apply,
+        )
+    )
+    register(
+        Method(
+            name="prune.gradient",
+            kind="pruner",
+            description="unstructured pruning of the Linear/Conv weights with the least |w * dL/dw| on training data",
+            params=gradient.GradientParams,
+            apply=gradient.apply,
+        )
+    )
+    register(
+        Method(
+            name="prune.structured",
+            kind="pruner",
+            description="removes conv channels / linear features with Torch-Pruning: a smaller dense model",
+            params=structured.StructuredParams,
+            apply=structured.apply,
+        )
+    )
+    register(
+        Method(
+            name="prune.semi_structured",
+            kind="pruner",
+            description="2:4 magnitude sparsity of Linear weights as semi-structured sparse tensors (CUDA sm80+)",
+            params=NoParams,
+            apply=semi_structured.apply,
         )
     )

@@ -33,8 +33,7 @@ class Net(nn.Module):
 
 
 def registered_method() -> Method:
-    (method,) = registered_objects(plugin)
-    return method
+    return next(m for m in registered_objects(plugin) if m.name == "prune.magnitude")
 
 
 def make_ctx(logs: list[str]) -> MethodContext:
@@ -57,9 +56,20 @@ def zero_counts(model: nn.Module) -> list[tuple[int, int]]:
     return [(int((m.weight == 0).sum()), m.weight.numel()) for m in prunable_layers(model)]
 
 
-def test_registers_one_pruner_through_the_hookspec():
+def test_registers_the_pruners_through_the_hookspec():
+    from harness import NoParams
+    from optbench_prune.gradient import GradientParams
+    from optbench_prune.random_unstructured import RandomParams
+    from optbench_prune.structured import StructuredParams
+
     methods = registered_objects(plugin)
-    assert [(m.name, m.kind, m.params) for m in methods] == [("prune.magnitude", "pruner", MagnitudeParams)]
+    assert [(m.name, m.kind, m.params) for m in methods] == [
+        ("prune.magnitude", "pruner", MagnitudeParams),
+        ("prune.random", "pruner", RandomParams),
+        ("prune.gradient", "pruner", GradientParams),
+        ("prune.structured", "pruner", StructuredParams),
+        ("prune.semi_structured", "pruner", NoParams),
+    ]
 
 
 def test_entry_point_names_the_plugin_module():

@@ -1,0 +1,46 @@
+"""Unstructured random pruning: the control every other pruner is compared with.
+
+A pruner whose accuracy is no better than this one's at the same sparsity has learnt
+nothing about which weights matter (ShrinkBench keeps random and magnitude baselines
+next to every method for this reason). Each weight gets a uniform random score from a
+``torch.Generator`` seeded with the cell's seed, and the lowest-scoring ``sparsity``
+fraction is zeroed, per layer or over all layers, with the same permanent-mask
+handling as prune.magnitude.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from harness import MethodContext, Params
+from optbench_prune.magnitude import prunable_layers
+from optbench_prune.masks import prune_by_scores, zero_summary
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class RandomParams(Params):
+    sparsity: float = Field(
+        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
+    )
+    scope: Literal["layer", "global"] = Field(
+        "layer",
+        description="layer: every layer loses exactly this fraction; global: the fraction is drawn over all "
+        "prunable weights together, so each layer loses about this fraction",
+    )
+
+
+def apply(model: nn.Module, params: RandomParams, ctx: MethodContext) -> nn.Module:
+    import torch
+
+    layers = prunable_layers(model)
+    if not layers:
+        ctx.log("prune.random: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
+        return model
+    g = torch.Generator().manual_seed(ctx.seed)
+    scores = [torch.rand(layer.weight.shape, generator=g) for layer in layers]
+    prune_by_scores(layers, scores, params.sparsity, params.scope)
+    ctx.log(f"prune.random: {params.scope} scope, seed {ctx.seed}, {len(layers)} layer(s): {zero_summary(layers)}")
+    return model
