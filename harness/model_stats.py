@@ -6,7 +6,9 @@
   packed weights and biases of quantized modules (which are not ``nn.Parameter``s).
 - ``flops``: for one sample, from ``torch.utils.flop_counter.FlopCounterMode`` (2 per
   multiply-add); quantized Linear/Conv kernels, which that counter does not see, are
-  counted from their shapes the same way.
+  counted from their shapes the same way. Where the counter cannot run the model at all
+  (tensor-subclass weights such as torchao's), Linear/Conv layers alone are counted
+  from their shapes.
 - ``effective_flops``: ``flops`` with each Linear/Conv layer's share scaled by the
   fraction of its weights that are nonzero, i.e. what a kernel that skipped every zero
   weight would do. ``theoretical_speedup`` = baseline effective_flops / effective_flops.
@@ -55,6 +57,8 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     """A dense float view of a weight: quantized and semi-structured sparse ones included."""
     import torch
 
+    if type(t) not in (torch.Tensor, torch.nn.Parameter) and callable(getattr(t, "dequantize", None)):
+        return t.dequantize()  # tensor subclasses such as torchao's quantized weights
     t = t.detach()
     if t.is_quantized:
         return t.dequantize()
@@ -111,26 +115,36 @@ def count_flops(model: nn.Module, sample: torch.Tensor) -> tuple[int | None, int
     """
     import torch
 
-    quantized_extra = 0
+    layer_flops = quantized_extra = 0
     skippable = 0.0  # flops of zero weights in Linear/Conv layers
-    handles = []
+    layers = [m for m in model.modules() if _is_weight_layer(m)]
+    with torch.no_grad():
+        zero_fraction = {id(m): _zero_fraction(m) for m in layers}  # outside the forward pass
 
     def hook(module: nn.Module, _inp: Any, out: Any) -> None:
-        nonlocal quantized_extra, skippable
+        nonlocal layer_flops, quantized_extra, skippable
         flops = _quantized_flops(module, out)  # from shapes; same formula as the counter's
+        layer_flops += flops
         if _quantized(module):
             quantized_extra += flops
-        skippable += flops * _zero_fraction(module)
+        skippable += flops * zero_fraction[id(module)]
 
-    for module in model.modules():
-        if _is_weight_layer(module):
-            handles.append(module.register_forward_hook(hook))
+    handles = [m.register_forward_hook(hook) for m in layers]
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(sample)
-        total = int(counter.get_total_flops()) + quantized_extra
+        try:
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                model(sample)
+            total = int(counter.get_total_flops()) + quantized_extra
+        except Exception:
+            # The counter cannot run some models (tensor-subclass weights such as
+            # torchao's): count their Linear/Conv layers from shapes alone.
+            layer_flops = quantized_extra = 0
+            skippable = 0.0
+            with torch.inference_mode():
+                model(sample)
+            total = layer_flops
         return total, max(int(round(total - skippable)), 0)
     except Exception:
         return None, None

@@ -89,3 +89,13 @@ def test_quantized_layers_are_counted_though_torch_flop_counter_misses_them():
     total, _ = model_stats.param_counts(q)
     assert total == 256 * 128 + 128 + 128 * 10 + 10
     assert model_stats.model_bytes(q) < model_stats.model_bytes(model) / 3  # int8 weights vs float32
+
+
+def test_tensor_subclass_weights_are_counted_like_plain_ones():
+    torchao = pytest.importorskip("torchao.quantization")
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).eval()
+    torchao.quantize_(model, torchao.Int8WeightOnlyConfig())
+    total, nonzero = model_stats.param_counts(model)
+    assert total == 64 * 128 + 128 + 128 * 10 + 10 and 0 < nonzero <= total
+    flops, effective = model_stats.count_flops(model, torch.zeros(1, 64))
+    assert flops == 2 * (64 * 128 + 128 * 10) and effective <= flops

@@ -20,7 +20,7 @@ IN_FEATURES, CLASSES = 32, 4
 
 
 def registered_method() -> Method:
-    (method,) = registered_objects(plugin)
+    (method,) = [m for m in registered_objects(plugin) if m.name == "quantize.dynamic_int8"]
     return method
 
 
@@ -70,9 +70,9 @@ def mlp() -> nn.Module:
     return trained_mlp(separable_data())
 
 
-def test_registers_one_quantizer_through_the_hookspec():
+def test_registers_dynamic_int8_through_the_hookspec():
     methods = registered_objects(plugin)
-    assert [(m.name, m.kind, m.params) for m in methods] == [("quantize.dynamic_int8", "quantizer", DynamicInt8Params)]
+    assert ("quantize.dynamic_int8", "quantizer", DynamicInt8Params) in [(m.name, m.kind, m.params) for m in methods]
 
 
 def test_entry_point_names_the_plugin_module():
