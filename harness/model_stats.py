@@ -32,6 +32,13 @@ def model_bytes(model: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
+def tensor_bytes(model: nn.Module) -> int:
+    """Bytes of the state_dict's plain tensors, without the checkpoint container."""
+    import torch
+
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
+
+
 def _quantized(module: nn.Module) -> bool:
     mod = type(module).__module__
     return ".quantized" in mod and (mod.startswith("torch.ao.nn") or mod.startswith("torch.nn"))

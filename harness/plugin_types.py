@@ -77,8 +77,9 @@ class DatasetSplits:
 
 #: Facts a method may report with ``ctx.report``; each becomes a record field.
 REPORTABLE_FACTS = {
-    "model_bytes": "effective storage in bytes when the in-memory model does not show it "
-    "(simulated quantization, codebooks); the serialized state_dict stays in serialized_bytes",
+    "model_bytes": "effective tensor storage in bytes when the in-memory model does not show it "
+    "(simulated quantization, codebooks); the harness adds the checkpoint container's overhead "
+    "so it compares with the baseline's serialized size; serialized_bytes keeps the real length",
     "bits_per_param": "effective bits per parameter; default model_bytes * 8 / params_count",
     "compile_s": "seconds spent compiling (compilers), part of setup_s",
 }
