@@ -68,6 +68,6 @@ class SuiteError(OptbenchError):
 def suggest(given: str, choices: Iterable[str]) -> str:
     """'did you mean' text listing near misses, then every valid choice."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(given, choices, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(given, choices, n=3, cutoff=0.75)
     text = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return text + f"valid names: {', '.join(choices) if choices else '(none installed)'}"

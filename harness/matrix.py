@@ -94,11 +94,16 @@ class _Collector:
         self.problems.append(Problem(format_loc(loc), message, line=self.lines.line(loc), **kw))
 
 
+def _choices(items: dict[str, Any]) -> list[str]:
+    """Names a suite may use (the baseline is implicit, so it is never offered)."""
+    return [n for n, obj in items.items() if getattr(obj, "kind", None) != "baseline"]
+
+
 def _lookup(reg: Registry, table: str, entry: Entry, loc: tuple, out: _Collector) -> Any:
     items = getattr(reg, table)
     if entry.name not in items:
         out.add(loc + ("name",), f"unknown {table[:-1]} {entry.name!r}", given=repr(entry.name),
-                hint=suggest(entry.name, items))
+                hint=suggest(entry.name, _choices(items)))
         return None
     return items[entry.name]
 
@@ -228,7 +233,7 @@ def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
             name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
             if isinstance(name, str) and name not in table:
                 loc = loc if isinstance(item, str) else loc + ("name",)
-                out.add(loc, f"unknown {key[:-1]} {name!r}", given=repr(name), hint=suggest(name, table))
+                out.add(loc, f"unknown {key[:-1]} {name!r}", given=repr(name), hint=suggest(name, _choices(table)))
     return out.problems
 
 
