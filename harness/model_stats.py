@@ -4,11 +4,8 @@
   checkpoint of the model would take on disk (quantized packed weights included).
 - ``params_count`` / ``nonzero_params``: elements of every parameter, counting the
   packed weights and biases of quantized modules (which are not ``nn.Parameter``s).
-- ``flops``: for one sample, from ``torch.utils.flop_counter.FlopCounterMode`` (2 per
-  multiply-add); quantized Linear/Conv kernels, which that counter does not see, are
-  counted from their shapes the same way. Where the counter cannot run the model at all
-  (tensor-subclass weights such as torchao's), Linear/Conv layers alone are counted
-  from their shapes.
+- ``flops``: for one sample: Linear/Conv layers from their shapes (2 per multiply-add,
+  whatever kernel runs them), everything else from ``torch.utils.flop_counter``.
 - ``effective_flops``: ``flops`` with each Linear/Conv layer's share scaled by the
   fraction of its weights that are nonzero, i.e. what a kernel that skipped every zero
   weight would do. ``theoretical_speedup`` = baseline effective_flops / effective_flops.
@@ -118,41 +115,48 @@ def _zero_fraction(module: nn.Module) -> float:
 def count_flops(model: nn.Module, sample: torch.Tensor) -> tuple[int | None, int | None]:
     """(flops, effective_flops) of one forward pass on ``sample`` (a batch of one).
 
-    None for both when the model cannot be counted (an op the counter rejects).
+    Linear/Conv layers are counted from their shapes (2 per multiply-add), whatever
+    kernel runs them: torch's counter sees nothing of quantized kernels and silently
+    counts zero for some tensor-subclass ones (torchao's int8 matmuls). Everything else
+    comes from ``FlopCounterMode``: its total minus what it attributed inside those
+    layers. None for both when the model cannot be run at all.
     """
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-    layer_flops = quantized_extra = 0
-    skippable = 0.0  # flops of zero weights in Linear/Conv layers
     layers = [m for m in model.modules() if _is_weight_layer(m)]
     with torch.no_grad():
         zero_fraction = {id(m): _zero_fraction(m) for m in layers}  # outside the forward pass
+    counter: FlopCounterMode | None = None
+    layer_flops = counted_inside = 0
+    skippable = 0.0  # flops of zero weights in Linear/Conv layers
+    started: dict[int, int] = {}
 
-    def hook(module: nn.Module, _inp: Any, out: Any) -> None:
-        nonlocal layer_flops, quantized_extra, skippable
+    def before(module: nn.Module, _inp: Any) -> None:
+        started[id(module)] = counter.get_total_flops() if counter is not None else 0
+
+    def after(module: nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal layer_flops, counted_inside, skippable
         flops = _quantized_flops(module, out)  # from shapes; same formula as the counter's
         layer_flops += flops
-        if _quantized(module):
-            quantized_extra += flops
         skippable += flops * zero_fraction[id(module)]
+        if counter is not None:
+            counted_inside += counter.get_total_flops() - started.pop(id(module), 0)
 
-    handles = [m.register_forward_hook(hook) for m in layers]
+    handles = [m.register_forward_pre_hook(before) for m in layers]
+    handles += [m.register_forward_hook(after) for m in layers]
     try:
-        from torch.utils.flop_counter import FlopCounterMode
-
         try:
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:
                 model(sample)
-            total = int(counter.get_total_flops()) + quantized_extra
+            total = counter.get_total_flops() - counted_inside + layer_flops
         except Exception:
-            # The counter cannot run some models (tensor-subclass weights such as
-            # torchao's): count their Linear/Conv layers from shapes alone.
-            layer_flops = quantized_extra = 0
-            skippable = 0.0
+            # The counter cannot run some models at all: count Linear/Conv layers alone.
+            counter, layer_flops, counted_inside, skippable = None, 0, 0, 0.0
             with torch.inference_mode():
                 model(sample)
             total = layer_flops
-        return total, max(int(round(total - skippable)), 0)
+        return int(total), max(int(round(total - skippable)), 0)
     except Exception:
         return None, None
     finally:

@@ -99,3 +99,10 @@ def test_tensor_subclass_weights_are_counted_like_plain_ones():
     assert total == 64 * 128 + 128 + 128 * 10 + 10 and 0 < nonzero <= total
     flops, effective = model_stats.count_flops(model, torch.zeros(1, 64))
     assert flops == 2 * (64 * 128 + 128 * 10) and effective <= flops
+
+
+def test_int8_matmuls_the_flop_counter_misses_are_still_counted():
+    torchao = pytest.importorskip("torchao.quantization")
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+    torchao.quantize_(model, torchao.Int8DynamicActivationInt8WeightConfig())  # torch's counter sees 0 here
+    assert model_stats.count_flops(model, torch.zeros(1, 64))[0] == 2 * (64 * 256 + 256 * 10)

@@ -65,7 +65,7 @@ def test_float8_reason():
 
 @pytest.mark.skipif(CUDA, reason="checks the CPU behaviour")
 def test_int4_weight_only_is_skipped_on_cpu_with_torchaos_reason(quantize_method, digits, digits_mlp, make_ctx):
-    with pytest.raises(Skip, match=r"int4_weight_only cannot run on cpu: AssertionError: Torch not compiled with CUDA"):
+    with pytest.raises(Skip, match=r"int4_weight_only cannot run on cpu: \w+Error: "):
         torchao(quantize_method, digits_mlp, make_ctx(digits), config="int4_weight_only")
 
 
