@@ -98,3 +98,17 @@ def test_torchvision_resnet18_on_synthetic_input(optbench_run, tiny_suite):
     assert run.exit_code == 0, run.records[0]["error"]
     r = run.records[0]
     assert r["params_count"] == 11_181_642 and r["accuracy"] is None and r["latency_p50_ms"] > 0
+
+
+HAS_TIMM = HAS_TORCHVISION and importlib.util.find_spec("timm") is not None
+
+
+@pytest.mark.skipif(not HAS_TIMM, reason="timm (and a loadable torchvision) are not installed here")
+def test_timm_model_by_name_with_random_weights(optbench_run, tiny_suite):
+    suite = tiny_suite("quantize.dynamic_int8")
+    suite["datasets"] = [{"name": "synthetic", "params": {"shape": [3, 32, 32], "classes": 10, "samples": 4}}]
+    suite["models"] = [{"name": "timm", "id": "timm-resnet18", "params": {"arch": "resnet18", "input_shape": [3, 32, 32]}}]
+    run = optbench_run(suite)
+    assert run.exit_code == 0, [r["error"] for r in run.records]
+    base = run.by_method("baseline")[0]
+    assert base["params_count"] == 11_181_642 and base["accuracy"] is None  # same architecture as torchvision's
