@@ -132,6 +132,24 @@ def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples
     return out
 
 
+def cell_status(records: list[dict[str, Any]]) -> str:
+    """One status for a cell from its records (one per batch size): the worst of them."""
+    statuses = {r.get("status") for r in records}
+    return next((s for s in ("failed", "timeout", "skipped") if s in statuses), "ok")
+
+
+def status_counts(records: list[dict[str, Any]], cells: list[Cell]) -> dict[str, int]:
+    """Cells of this matrix per status, from the records written so far."""
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_cell.setdefault(r.get("cell_id"), []).append(r)
+    counts = {s: 0 for s in rec.STATUSES}
+    for cell in cells:
+        if cell.cell_id in by_cell:
+            counts[cell_status(by_cell[cell.cell_id])] += 1
+    return counts
+
+
 class Runner:
     def __init__(self, pm: PluginManager | None = None, progress: Progress | None = None,
                  executor: LocalExecutor | None = None) -> None:
@@ -185,8 +203,6 @@ class Runner:
         meta["cells_total"] = len(cells)
         self._write_meta(run_dir, meta)
 
-        counts = {s: 0 for s in rec.STATUSES}
-        counts["ok"] = len(done)
         overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
         self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
         t_run = time.perf_counter()
@@ -216,8 +232,7 @@ class Runner:
                         baselines[rec.baseline_key(r)] = r
                     rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
                 rec.append_records(records_path, new)
-                status = "failed" if any(r["status"] == "failed" for r in new) and outcome.status == "ok" else outcome.status
-                counts[status] += 1
+                status = cell_status(new)
                 if outcome.overhead_s is not None:
                     overheads.append(outcome.overhead_s)
                 self.progress.cell_finished(cell.label, status, outcome.wall_s, outcome.error or new[0].get("error"))
@@ -225,21 +240,21 @@ class Runner:
             if self.executor is not None:
                 self.executor.kill()
             meta["interrupted_at"] = _now()
-            self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)
-            done_now = sum(counts.values())
+            result = self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
             raise Interrupted(
-                f"interrupted with {done_now} of {len(cells)} cells done (records kept); "
+                f"interrupted with {sum(result.counts.values())} of {len(cells)} cells done (records kept); "
                 f"finish with: optbench run --resume {run_dir}"
             ) from None
         finally:
             self.progress.close()
-        return self._finish(run_dir, meta, counts, overheads, time.perf_counter() - t_run)
+        return self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
 
-    def _finish(self, run_dir: Path, meta: dict, counts: dict, overheads: list[float], elapsed: float) -> RunResult:
+    def _finish(self, run_dir: Path, meta: dict, cells: list[Cell], overheads: list[float], elapsed: float) -> RunResult:
         from harness.report import write_report
 
         meta["finished_at"] = _now()
         meta["wall_s"] = round(meta.get("wall_s", 0.0) + elapsed, 3)
+        counts = status_counts(rec.read_records(run_dir), cells)  # the records file is the truth
         meta["status_counts"] = counts
         meta["isolation_overhead_s"] = {
             "what": "per cell: wall time from asking for a process to reading its result, minus the time the cell reported working",

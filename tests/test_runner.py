@@ -186,8 +186,12 @@ def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, write_suit
         env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    def a_cell_is_written() -> bool:
+        found = list(results.glob("interrupt/*/" + RECORDS_FILE))
+        return bool(found) and found[0].read_text().endswith("\n")
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(results.glob("interrupt/*/" + RECORDS_FILE)):
+    while time.monotonic() < deadline and not a_cell_is_written():
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
