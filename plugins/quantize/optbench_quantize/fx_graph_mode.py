@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 FX_ENGINES = ("x86", "fbgemm")
 
 
-class NotTraceableError(RuntimeError):
-    """The model cannot be symbolically traced by torch.fx, so FX quantization cannot run."""
+class NotTraceableError(Skip):
+    """The model cannot be symbolically traced by torch.fx, so FX quantization does not
+    apply to it: the cell is skipped with the reason (Hugging Face transformers models,
+    for example, branch on tensor values in forward)."""
 
 
 def choose_fx_engine(supported: Sequence[str]) -> str:
