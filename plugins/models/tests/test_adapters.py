@@ -54,10 +54,14 @@ def test_a_transformer_suite_measures_speed_and_size_with_null_accuracy(optbench
         "name": "text",
         "datasets": [{"name": "tokens", "params": {"seq_len": 16, "vocab": 500, "samples": 8}}],
         "models": [{"name": "transformers", "id": "tiny-bert", "params": {"config": BERT, "seq_len": 16}}],
-        "methods": [{"name": "quantize.dynamic_int8"}],
+        "methods": [{"name": "quantize.dynamic_int8"}, {"name": "quantize.static_int8"}, {"name": "prune.structured"}],
     }
     run = optbench_run(suite)
     assert run.exit_code == 0, [r["error"] for r in run.records]
+    static = run.by_method("quantize.static_int8")[0]
+    assert static["status"] == "skipped" and "torch.fx could not trace model TransformersModel" in static["error"]
+    structured = run.by_method("prune.structured")[0]
+    assert structured["status"] == "ok" and structured["params_count"] < run.by_method("baseline")[0]["params_count"]
     base, q = run.by_method("baseline")[0], run.by_method("quantize.dynamic_int8")[0]
     assert base["model"] == "tiny-bert" and base["latency_p50_ms"] > 0 and base["flops"] > 0
     assert base["accuracy"] is None and q["accuracy"] is None  # random weights: no accuracy
