@@ -20,7 +20,6 @@ This module imports nothing heavy at load time: pytest loads it in every project
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path

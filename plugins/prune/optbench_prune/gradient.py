@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from harness import DatasetSplits, MethodContext, Params, Skip
+from harness import DatasetSplits, MethodContext, Skip
 from optbench_prune.magnitude import prunable_layers
-from optbench_prune.masks import prune_by_scores, zero_summary
+from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary
 
 if TYPE_CHECKING:
     import torch
@@ -31,14 +31,7 @@ if TYPE_CHECKING:
 NEEDS_LABELS = "needs labelled training data"
 
 
-class GradientParams(Params):
-    sparsity: float = Field(
-        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
-    )
-    scope: Literal["layer", "global"] = Field(
-        "layer",
-        description="layer: every layer gets this sparsity; global: one importance threshold across all layers",
-    )
+class GradientParams(UnstructuredParams):
     batches: int = Field(8, ge=1, le=1000, description="training batches the importance is averaged over")
     batch_size: int = Field(
         64, ge=1, le=65_536, description="samples per batch (capped at the size of the training split)"

@@ -12,25 +12,18 @@ and discovery should not pay for importing torch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
 
-from harness import MethodContext, Params
-from optbench_prune.masks import permanent_masks, zero_summary
+from harness import MethodContext
+from optbench_prune.masks import UnstructuredParams, permanent_masks, zero_summary
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class MagnitudeParams(Params):
-    sparsity: float = Field(
-        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
-    )
-    scope: Literal["layer", "global"] = Field(
-        "layer",
-        description="layer: every layer gets this sparsity; global: one magnitude threshold across all layers",
-    )
+class MagnitudeParams(UnstructuredParams):
+    """Prune the smallest |w|."""
 
 
 def prunable_layers(model: nn.Module) -> list[nn.Module]:

@@ -14,6 +14,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
+from harness import Params
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -81,3 +85,15 @@ def zero_summary(layers: Sequence[nn.Module]) -> str:
     zeros = sum(int((layer.weight == 0).sum()) for layer in layers)
     total = sum(layer.weight.numel() for layer in layers)
     return f"{zeros}/{total} weights are zero ({zeros / total:.1%})"
+
+
+class UnstructuredParams(Params):
+    """The parameters every unstructured pruner shares; each ranks weights its own way."""
+
+    sparsity: float = Field(
+        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
+    )
+    scope: Literal["layer", "global"] = Field(
+        "layer",
+        description="layer: every layer loses this fraction; global: one ranking across all prunable layers",
+    )

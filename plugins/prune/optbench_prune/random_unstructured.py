@@ -9,27 +9,19 @@ handling as prune.magnitude.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
 
-from harness import MethodContext, Params
+from harness import MethodContext
 from optbench_prune.magnitude import prunable_layers
-from optbench_prune.masks import prune_by_scores, zero_summary
+from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class RandomParams(Params):
-    sparsity: float = Field(
-        0.5, ge=0.0, le=1.0, description="fraction of the prunable weights set to zero (biases are never pruned)"
-    )
-    scope: Literal["layer", "global"] = Field(
-        "layer",
-        description="layer: every layer loses exactly this fraction; global: the fraction is drawn over all "
-        "prunable weights together, so each layer loses about this fraction",
-    )
+class RandomParams(UnstructuredParams):
+    """Prune weights chosen at random (seeded): the control."""
 
 
 def apply(model: nn.Module, params: RandomParams, ctx: MethodContext) -> nn.Module:
