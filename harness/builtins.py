@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.backends.cpu import CPU
-from harness.datasets import DIGITS, SYNTHETIC
+from harness.datasets import DIGITS, QUADRATIC, SYNTHETIC
 from harness.hookspecs import hookimpl
 from harness.methods.baseline import BASELINE
-from harness.models import CNN, MLP
+from harness.models import CNN, LOGREG, MLP, THETA
 from harness.plugin_types import Backend, Dataset, Method, Model
 
 
@@ -25,9 +25,12 @@ def register_backends(register: Callable[[Backend], None]) -> None:
 def register_models(register: Callable[[Model], None]) -> None:
     register(MLP)
     register(CNN)
+    register(LOGREG)
+    register(THETA)
 
 
 @hookimpl
 def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(DIGITS)
     register(SYNTHETIC)
+    register(QUADRATIC)

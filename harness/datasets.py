@@ -60,6 +60,47 @@ def load_synthetic(params: SyntheticParams, seed: int) -> DatasetSplits:
     return DatasetSplits(x_train=x_train, y_train=None, x_test=x_test, y_test=None, num_classes=params.classes)
 
 
+class QuadraticParams(Params):
+    dim: int = Field(100, ge=2, le=10_000, description="dimension of theta and of each noise sample")
+    samples: int = Field(1000, ge=2, le=1_000_000, description="noise samples in each split")
+    small: int = Field(90, ge=0, description="eigenvalues drawn from U(0, 1); the rest from U(30, 60)")
+    hessian_seed: int = Field(42, ge=0, description="seed of the Hessian (fixed, like DeepOBS's)")
+
+
+def load_quadratic(params: QuadraticParams, seed: int) -> DatasetSplits:
+    """DeepOBS's quadratic_deep: loss(theta, x) = 0.5 (theta - x)^T Q (theta - x), x ~ N(0, I).
+
+    Q = R diag(eigenvalues) R^T with a random rotation R and, of ``dim`` eigenvalues,
+    ``small`` from U(0, 1) and the rest from U(30, 60) (badly conditioned on purpose).
+    Q comes from ``hessian_seed`` and is the same for every seed; the noise samples come
+    from the cell's seed. The training objective is minimised by theta = the mean of the
+    training samples, so its floor is known exactly and recorded as ``loss_floor``.
+    """
+    import torch
+
+    if params.small > params.dim:
+        raise ValueError(f"small ({params.small}) cannot exceed dim ({params.dim})")
+    gq = torch.Generator().manual_seed(params.hessian_seed)
+    eig = torch.cat([torch.rand(params.small, generator=gq, dtype=torch.float64),
+                     30 + 30 * torch.rand(params.dim - params.small, generator=gq, dtype=torch.float64)])
+    rot, _ = torch.linalg.qr(torch.randn(params.dim, params.dim, generator=gq, dtype=torch.float64))
+    q64 = rot @ torch.diag(eig) @ rot.T
+    q64 = 0.5 * (q64 + q64.T)
+    g = torch.Generator().manual_seed(seed)
+    x_train = torch.randn(params.samples, params.dim, generator=g, dtype=torch.float64)
+    x_test = torch.randn(params.samples, params.dim, generator=g, dtype=torch.float64)
+    centred = x_train - x_train.mean(dim=0)
+    floor = float(0.5 * torch.einsum("bi,ij,bj->b", centred, q64, centred).mean())
+    q = q64.float()
+
+    def objective(output: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        d = output - x
+        return 0.5 * ((d @ q.to(d.device)) * d).sum(dim=1).mean()
+
+    return DatasetSplits(x_train=x_train.float(), y_train=None, x_test=x_test.float(), y_test=None,
+                         num_classes=0, objective=objective, loss_floor=floor)
+
+
 DIGITS = Dataset(
     name="digits",
     description="scikit-learn's bundled 8x8 handwritten digits, stratified train/test split",
@@ -71,4 +112,11 @@ SYNTHETIC = Dataset(
     description="random tensors of a declared shape and class count (no accuracy)",
     load=load_synthetic,
     params=SyntheticParams,
+)
+QUADRATIC = Dataset(
+    name="quadratic",
+    description="DeepOBS quadratic_deep: 0.5 (theta - x)^T Q (theta - x), ill-conditioned Q, known loss floor "
+    "(pair with the theta model)",
+    load=load_quadratic,
+    params=QuadraticParams,
 )

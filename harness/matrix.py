@@ -3,8 +3,12 @@
 Each method's params are validated against the plugin's own parameter model. A list
 given for a parameter whose type is not itself a list expands into one cell per
 value (a grid over every such parameter); for a list-typed parameter, a list of
-lists expands. The baseline is added for every model x dataset x backend and runs
-first in its group, so relative figures can be computed as each cell ends.
+lists expands. A hyperparameter search, ``lr: {log_grid: [1e-4, 1.0], points: 7}``
+or ``lr: {grid: [..]}``, expands the same way and marks the parameter as searched,
+so reports pick the best value per method (DeepOBS's protocol). The baseline is
+added for every model x dataset x backend x seed and runs first in its group, so
+relative figures can be computed as each cell ends. With ``seeds``, the whole matrix
+runs once per seed. Cells of training-time methods carry their training budget.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import Problem, SuiteError, suggest
 from harness.plugin_manager import Registry
+from harness.plugin_types import TRAINING_KINDS
 from harness.suite import Entry, Suite
 from harness.suite_loader import LineMap, format_loc, problems_from_validation
 
@@ -33,6 +38,7 @@ class Resolved:
     id: str | None = None
     kind: str | None = None
     checkpoint: str | None = None
+    search: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -54,6 +60,7 @@ class Cell:
     backend: Resolved
     seed: int
     batch_sizes: tuple[int, ...] = (1,)
+    train: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -63,7 +70,8 @@ class Cell:
         return asdict(self)
 
 
-def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resolved, seed: int) -> str:
+def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resolved, seed: int,
+            train: dict[str, Any] | None = None) -> str:
     """Stable hash of what determines a cell's result (not measurement settings)."""
     ident = {
         "model": [model.name, model.id, model.params, model.checkpoint],
@@ -72,6 +80,8 @@ def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resol
         "backend": [backend.name, backend.params],
         "seed": seed,
     }
+    if train is not None:
+        ident["train"] = train
     blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -116,9 +126,51 @@ def _validate_params(model: type[BaseModel], params: dict, loc: tuple, out: _Col
         return None
 
 
+SEARCH_KEYS = ("log_grid", "grid")
+MAX_GRID_POINTS = 100
+
+
+def is_search(value: Any) -> bool:
+    """``{log_grid: [lo, hi], points: n}`` or ``{grid: [..]}``: a searched hyperparameter."""
+    return isinstance(value, dict) and any(k in value for k in SEARCH_KEYS)
+
+
+def search_keys(params: dict) -> tuple[str, ...]:
+    return tuple(k for k, v in params.items() if is_search(v))
+
+
+def _search_values(value: dict, loc: tuple, out: _Collector) -> list[Any] | None:
+    """The values a search spec stands for, or None after adding a problem."""
+    if "grid" in value:
+        if set(value) != {"grid"} or not isinstance(value["grid"], list) or not value["grid"]:
+            out.add(loc, "a grid search is {grid: [value, ...]} with at least one value", given=repr(value))
+            return None
+        return list(value["grid"])
+    extra = set(value) - {"log_grid", "points"}
+    bounds, points = value.get("log_grid"), value.get("points", 5)
+    ok = (not extra and isinstance(bounds, list) and len(bounds) == 2
+          and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in bounds)
+          and bounds[0] < bounds[1] and isinstance(points, int) and not isinstance(points, bool)
+          and 2 <= points <= MAX_GRID_POINTS)
+    if not ok:
+        out.add(loc, "invalid log-grid search", given=repr(value),
+                expected=f"{{log_grid: [low, high], points: n}} with 0 < low < high and 2 <= n <= {MAX_GRID_POINTS}")
+        return None
+    lo, hi = (float(b) for b in bounds)
+    return [float(f"{lo * (hi / lo) ** (i / (points - 1)):.6g}") for i in range(points)]
+
+
 def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collector) -> list[dict]:
     """Every combination of grid values, each validated; problems point at the bad element."""
     axes: list[tuple[str, list[tuple[int | None, Any]]]] = []
+    params = dict(params)
+    for key, value in list(params.items()):
+        if is_search(value) and key in model.model_fields:
+            values = _search_values(value, loc + ("params", key), out)
+            if values is None:
+                return []
+            axes.append((key, [(None, v) for v in values]))
+            del params[key]
     for key, value in params.items():
         f = model.model_fields.get(key)
         grid = isinstance(value, list) and (
@@ -150,6 +202,37 @@ def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collec
     return combos
 
 
+def _is_model_ref(annotation: Any) -> bool:
+    from harness.plugin_types import ModelRef
+
+    if annotation is ModelRef:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_model_ref(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _resolve_model_refs(model: type[BaseModel], params: dict, loc: tuple, registry: Registry,
+                        out: _Collector) -> dict | None:
+    """Check models named in method params (a teacher) and fill in their default params."""
+    params = dict(params)
+    for key, f in model.model_fields.items():
+        ref = params.get(key)
+        if not isinstance(ref, dict) or not _is_model_ref(f.annotation):
+            continue
+        where = loc + ("params", key)
+        spec = registry.models.get(ref["name"])
+        if spec is None:
+            out.add(where + ("name",), f"unknown model {ref['name']!r}", given=repr(ref["name"]),
+                    hint=suggest(ref["name"], registry.models))
+            return None
+        resolved = _validate_params(spec.params, ref.get("params") or {}, where, out)
+        if resolved is None:
+            return None
+        params[key] = {"name": ref["name"], "params": resolved}
+    return params
+
+
 def _method_spec(registry: Registry, entry: Any, loc: tuple, out: _Collector) -> Any:
     spec = _lookup(registry, "methods", entry, loc, out)
     if spec is not None and spec.kind == "baseline":
@@ -172,11 +255,24 @@ def _expand_pipeline(entry: Any, i: int, registry: Registry, out: _Collector) ->
         spec = _method_spec(registry, step, loc, out)
         if spec is None:
             return []
-        per_step.append([{"name": step.name, "params": p}
-                         for p in expand_params(spec.params, step.params, loc, out)])
+        if j > 0 and spec.kind in TRAINING_KINDS:
+            out.add(loc + ("name",), f"{step.name} (kind {spec.kind}) trains a model from scratch, "
+                    "so it can only be the first step of a pipeline")
+            return []
+        combos = [_resolve_model_refs(spec.params, p, loc, registry, out)
+                  for p in expand_params(spec.params, step.params, loc, out)]
+        per_step.append([{"name": step.name, "params": p} for p in combos if p is not None])
     name = " > ".join(step.name for step in entry.pipeline)
     return [Resolved(name, {"steps": list(combo)}, id=entry.id, kind=PIPELINE_KIND)
             for combo in itertools.product(*per_step)]
+
+
+def trains(method: Resolved, registry: Registry) -> bool:
+    """Whether a cell of this method trains its model from scratch (a training-time kind first)."""
+    if method.kind == PIPELINE_KIND:
+        first = registry.methods.get(method.params["steps"][0]["name"])
+        return first is not None and first.kind in TRAINING_KINDS
+    return method.kind in TRAINING_KINDS
 
 
 def method_steps(method: dict) -> list[dict]:
@@ -268,7 +364,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             if p is not None:
                 models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
                 pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None,
-                                             tuple(entry.batch_sizes or suite.measure.batch_sizes))
+                                             tuple(entry.batch_sizes or suite.measure.batch_sizes),
+                                             suite.train.merged(entry.train).model_dump(mode="json"))
 
     backends = _resolve_plain(suite.backends, "backends", registry, out)
 
@@ -279,8 +376,11 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             continue
         spec = _method_spec(registry, entry, ("methods", i), out)
         if spec:
+            searched = search_keys(entry.params)
             for p in expand_params(spec.params, entry.params, ("methods", i), out):
-                methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind)))
+                p = _resolve_model_refs(spec.params, p, ("methods", i), registry, out)
+                if p is not None:
+                    methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind, search=searched)))
 
     seen: dict[tuple, int] = {}
     for i, m in methods:
@@ -296,14 +396,16 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     baseline = Resolved("baseline", {}, kind="baseline")
     unique_methods = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
     cells = []
-    for d in datasets:
-        for m in models:
-            only, batch_sizes = pairing[m.id]
-            if only is not None and d.id not in only:
-                continue
-            for b in backends:
-                for meth in [baseline, *unique_methods]:
-                    cells.append(Cell(cell_id(m, d, meth, b, suite.seed), m, d, meth, b, suite.seed, batch_sizes))
+    for seed in suite.seed_list:
+        for d in datasets:
+            for m in models:
+                only, batch_sizes, train = pairing[m.id]
+                if only is not None and d.id not in only:
+                    continue
+                for b in backends:
+                    for meth in [baseline, *unique_methods]:
+                        t = train if trains(meth, registry) else None
+                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t))
     if not cells:
         raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
                                         line=out.lines.line(("models",)))])

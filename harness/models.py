@@ -70,3 +70,44 @@ def build_cnn(params: CNNParams, data: DatasetSplits) -> nn.Module:
 
 MLP = Model(name="mlp", description="multi-layer perceptron (Flatten, Linear+ReLU blocks)", build=build_mlp, params=MLPParams)
 CNN = Model(name="cnn", description="small conv net: 3x3 conv blocks, max-pool, two Linear layers", build=build_cnn, params=CNNParams)
+
+
+class LogRegParams(TrainableParams):
+    pass
+
+
+def build_logreg(params: LogRegParams, data: DatasetSplits) -> nn.Module:
+    """Multinomial logistic regression: one Linear layer on the flattened input (convex)."""
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(data.input_shape), data.num_classes))
+
+
+class ThetaParams(TrainableParams):
+    init: float = Field(1.0, description="initial value of every entry of theta (DeepOBS: 1.0)")
+
+
+def build_theta(params: ThetaParams, data: DatasetSplits) -> nn.Module:
+    """A single parameter vector shaped like one input sample, returned for every input.
+
+    The model of DeepOBS's quadratic problem: the dataset's objective compares it with
+    each noise sample.
+    """
+    import torch
+    from torch import nn
+
+    class Theta(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.theta = nn.Parameter(torch.full(data.input_shape, float(params.init)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.theta.expand(x.shape[0], *self.theta.shape)
+
+    return Theta()
+
+
+LOGREG = Model(name="logreg", description="multinomial logistic regression (Flatten, one Linear layer): a convex problem",
+               build=build_logreg, params=LogRegParams)
+THETA = Model(name="theta", description="one learnable vector shaped like an input (the quadratic problem's model)",
+              build=build_theta, params=ThetaParams)

@@ -32,6 +32,9 @@ METHOD_KINDS = (
     "transfer",
 )
 PLUGIN_KINDS = METHOD_KINDS[1:] + ("backend", "model", "dataset")
+#: Kinds benchmarked by training a model from scratch (harness.training.TrainingContext)
+#: rather than by changing a trained one.
+TRAINING_KINDS = ("optimizer", "distiller", "transfer")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 
 
@@ -43,6 +46,17 @@ class Params(BaseModel):
 
 class NoParams(Params):
     """For plugins that take no parameters."""
+
+
+class ModelRef(Params):
+    """A model named inside a method's params (a distiller's teacher).
+
+    The harness checks the name against the installed models and validates ``params``
+    against that model's own parameters when the suite is validated.
+    """
+
+    name: str
+    params: dict[str, Any] = {}
 
 
 class Skip(Exception):
@@ -58,6 +72,11 @@ class DatasetSplits:
 
     ``y_test`` is None when the data carries no meaningful labels (synthetic input);
     accuracy is then reported as null rather than as a number that means nothing.
+
+    A problem that is not classification (DeepOBS's quadratic) gives its own
+    ``objective(output, x, y) -> scalar loss``; its ``metric`` is then "loss", and
+    ``loss_floor``, when known exactly, is the lowest value the training objective can
+    take (the target of time-to-target).
     """
 
     x_train: torch.Tensor
@@ -65,6 +84,8 @@ class DatasetSplits:
     x_test: torch.Tensor
     y_test: torch.Tensor | None
     num_classes: int
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    loss_floor: float | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -73,6 +94,26 @@ class DatasetSplits:
     @property
     def has_labels(self) -> bool:
         return self.y_train is not None and self.y_test is not None
+
+    @property
+    def metric(self) -> str:
+        """What held-out quality means here: "accuracy" (classification) or "loss"."""
+        return "loss" if self.objective is not None else "accuracy"
+
+    @property
+    def trainable(self) -> bool:
+        """Whether a model can be trained on this data (labels, or an objective of its own)."""
+        return self.objective is not None or self.y_train is not None
+
+    def loss(self, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The training loss: the problem's objective, else cross-entropy (label -1 = unlabelled, ignored)."""
+        if self.objective is not None:
+            return self.objective(output, x, y)
+        import torch.nn.functional as F
+
+        if y is None:
+            raise ValueError("cannot compute a classification loss without labels")
+        return F.cross_entropy(output, y, ignore_index=-1)
 
 
 #: Facts a method may report with ``ctx.report``; each becomes a record field.

@@ -26,9 +26,13 @@ FIELDS: tuple[str, ...] = (
     "dataset_params",
     "method",
     "method_kind",
+    "method_id",
     "params",
+    "search_params",
+    "train",
     "backend",
     "backend_params",
+    "seed",
     "batch_size",
     "status",
     "error",
@@ -58,6 +62,25 @@ FIELDS: tuple[str, ...] = (
     "setup_s",
     "compile_s",
     "finetuned",
+    "train_time_s",
+    "epochs_run",
+    "steps_run",
+    "grad_evals",
+    "final_accuracy",
+    "best_accuracy",
+    "final_loss",
+    "final_objective",
+    "loss_floor",
+    "target_accuracy",
+    "target_loss",
+    "time_to_target_s",
+    "epochs_to_target",
+    "steps_to_target",
+    "diverged",
+    "train_labels",
+    "reference_accuracy",
+    "accuracy_gain",
+    "pretrain_s",
     "threads",
     "duration_s",
     "started_at",
@@ -68,14 +91,15 @@ RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_del
 
 
 def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    """Records compared with each other: same model, dataset and backend (params included), batch size."""
+    """Records compared with each other: same model, dataset and backend (params included),
+    seed and batch size."""
 
     def canon(value: Any) -> str:
         return json.dumps(value or {}, sort_keys=True)
 
     return (
         record["model"], record["dataset"], canon(record.get("dataset_params")),
-        record["backend"], canon(record.get("backend_params")), record["batch_size"],
+        record["backend"], canon(record.get("backend_params")), record.get("seed"), record["batch_size"],
     )
 
 

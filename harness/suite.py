@@ -32,6 +32,35 @@ class DatasetEntry(Entry):
         return self.id or self.name
 
 
+class TrainOverride(_Strict):
+    """Training settings for one model, over the suite's ``train`` (unset keys inherit)."""
+
+    epochs: int | None = Field(None, ge=1, le=100_000, description="passes over the training inputs")
+    batch_size: int | None = Field(None, ge=1, le=1_000_000, description="training mini-batch size")
+    eval_every: int | None = Field(None, ge=1, le=100_000, description="evaluate every N epochs (and after the last)")
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0, description="held-out accuracy that counts as reached")
+    target_loss: float | None = Field(
+        None, description="training objective that counts as reached (default: 1% above a known loss floor)"
+    )
+    optimizer: Literal["adam", "sgd"] | None = Field(None, description="optimizer of methods that do not bring one")
+    lr: float | None = Field(None, gt=0.0, le=10.0, description="its learning rate")
+
+
+class Train(TrainOverride):
+    """The shared training budget of training-time methods (optimizers, distillers, transfer)."""
+
+    epochs: int = Field(10, ge=1, le=100_000, description="passes over the training inputs")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="training mini-batch size")
+    eval_every: int = Field(1, ge=1, le=100_000, description="evaluate every N epochs (and after the last)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer of methods that do not bring one")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="its learning rate")
+
+    def merged(self, override: TrainOverride | None) -> Train:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
 class ModelEntry(Entry):
     id: str | None = Field(None, min_length=1, description="display id, unique in the suite (default: name)")
     checkpoint: str | None = Field(
@@ -43,6 +72,7 @@ class ModelEntry(Entry):
     batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
         None, min_length=1, description="measure this model at these batch sizes (default: measure.batch_sizes)"
     )
+    train: TrainOverride | None = Field(None, description="this model's training budget, over the suite's `train`")
 
     @property
     def display_id(self) -> str:
@@ -126,7 +156,10 @@ class Suite(_Strict):
         description="results go to <results>/<name>/<run-id>/",
     )
     description: str = ""
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of every cell (or give `seeds`)")
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, description="run every cell once per seed; reports give mean and std over them"
+    )
     datasets: list[DatasetItem] = Field(min_length=1)
     models: list[ModelItem] = Field(min_length=1)
     methods: list[MethodItem] = Field(default_factory=list, description="baseline is always added")
@@ -135,3 +168,17 @@ class Suite(_Strict):
     execution: Execution = Field(default_factory=Execution)
     finetune: Finetune | None = Field(None, description="fine-tune compressed models, same schedule for all")
     accuracy_gate: AccuracyGate | None = Field(None, description="sets passes_gate on every record")
+    train: Train = Field(default_factory=Train, description="budget of training-time methods")
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self) -> Suite:
+        if self.seeds is not None:
+            if "seed" in self.model_fields_set:
+                raise ValueError("give `seed` (one) or `seeds` (a list), not both")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"`seeds` has duplicates: {self.seeds}")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [self.seed]

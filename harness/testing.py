@@ -10,7 +10,8 @@ Fixtures:
   in a temporary results folder with fast measurement settings unless the suite sets
   its own, and returns a ``SuiteRun`` with the exit code, run folder and records.
 - ``tiny_suite``: ``tiny_suite("prune.magnitude", {"sparsity": [0.5]})`` builds a
-  small digits x mlp suite dict around one method.
+  small digits x mlp suite dict around one method (``train={"epochs": 2}`` and
+  ``seeds=[0, 1]`` for training-time methods).
 
 ``registered_objects(plugin)`` returns what a plugin registers, through the same
 plugin manager (and validation) the harness uses.
@@ -44,6 +45,14 @@ class SuiteRun:
     def by_method(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["method"] == method]
 
+    def curves(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A training cell's curves by role ("main", "reference", "pretrain"): the run's
+        figures and its ``points`` (epoch, step, elapsed_s, train_loss, test_loss,
+        test_accuracy, and objective for loss problems)."""
+        import json
+
+        return json.loads((self.run_dir / "cells" / record["cell_id"] / "curve.json").read_text())
+
 
 def registered_objects(plugin: Any, name: str = "under-test") -> list[Any]:
     """Everything ``plugin`` registers, validated exactly as at discovery (errors raise)."""
@@ -61,9 +70,13 @@ def make_tiny_suite(
     model_params: dict[str, Any] | None = None,
     dataset: str = "digits",
     name: str = "tiny",
+    train: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
+    """A one-model, one-dataset suite around ``method``; ``train`` (for training-time
+    methods, e.g. ``{"epochs": 3}``) and ``seeds`` are added when given."""
     methods = [] if method is None else [{"name": method, "params": params or {}}]
-    return {
+    suite: dict[str, Any] = {
         "name": name,
         "datasets": [dataset],
         "models": [{"name": model, "params": model_params or {"epochs": 3}}],
@@ -72,6 +85,11 @@ def make_tiny_suite(
         "measure": dict(FAST_MEASURE),
         "execution": {"timeout_s": 120},
     }
+    if train is not None:
+        suite["train"] = train
+    if seeds is not None:
+        suite["seeds"] = seeds
+    return suite
 
 
 @pytest.fixture(scope="session")

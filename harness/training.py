@@ -27,15 +27,15 @@ def train_classifier(
     momentum: float = 0.9,
     after_step: Callable[[], None] | None = None,
 ) -> nn.Module:
-    """Cross-entropy over shuffled mini-batches (Adam or SGD); returns the model in eval mode.
+    """Baseline training: Adam or SGD over shuffled mini-batches of the data's loss
+    (cross-entropy, or the problem's own objective); returns the model in eval mode.
 
     ``after_step`` runs after every optimizer step (fine-tuning uses it to keep pruned
     weights at zero).
     """
     import torch
-    from torch import nn
 
-    if data.y_train is None:
+    if not data.trainable:
         raise ValueError("cannot train without labels")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -46,7 +46,6 @@ def train_classifier(
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected adam or sgd")
-    loss_fn = nn.CrossEntropyLoss()
     n = data.x_train.shape[0]
     model.train()
     for _ in range(epochs):
@@ -54,7 +53,9 @@ def train_classifier(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            x = data.x_train[idx]
+            y = data.y_train[idx] if data.y_train is not None else None
+            loss = data.loss(model(x), x, y)
             loss.backward()
             opt.step()
             if after_step is not None:

@@ -22,8 +22,12 @@ import torch
 
 from harness import memory, model_stats, training, weight_cache
 from harness.plugin_manager import PluginManager
+from harness.fit import TrainingContext
 from harness.plugin_types import MethodContext, Skip
 from harness.suite import Budget
+
+#: Per-epoch curves of a training cell, by role (main, reference, pretrain), beside result.json.
+CURVE_FILE = "curve.json"
 
 
 def _redirect_output(log_path: Path) -> None:
@@ -52,29 +56,29 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str, bool]:
-    """The cell's starting model: the user's checkpoint (an absolute path by now),
-    cached weights, or trained now. The flag says whether its weights mean anything:
-    random weights give speed and size but no accuracy."""
-    spec = pm.registry.models[cell["model"]["name"]]
-    params = spec.params.model_validate(cell["model"]["params"])
+def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, seed: int) -> tuple[Any, str, bool]:
+    """A trained model: the user's checkpoint (an absolute path by now), cached
+    weights, or trained now with the model's own settings. The flag says whether its
+    weights mean anything: random weights give speed and size but no accuracy."""
+    spec = pm.registry.models[model_ref["name"]]
+    params = spec.params.model_validate(model_ref["params"])
     model = spec.build(params, data)
-    checkpoint = cell["model"].get("checkpoint")
+    checkpoint = model_ref.get("checkpoint")
     if checkpoint:
         path = Path(checkpoint)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval(), f"checkpoint {path}", True
     if not spec.trainable:
         return model.eval(), "random weights (the model is not trained by the harness; give a checkpoint)", False
-    if not data.has_labels:
+    if not data.trainable:
         return model.eval(), "random weights (the dataset has no labels to train on)", False
     owner = pm.owner(spec)
     key = weight_cache.cache_key(
         {
             "model": spec.name,
-            "params": cell["model"]["params"],
-            "dataset": [cell["dataset"]["name"], cell["dataset"]["params"]],
-            "seed": cell["seed"],
+            "params": model_ref["params"],
+            "dataset": [dataset["name"], dataset["params"]],
+            "seed": seed,
             "provider": [owner.distribution, owner.version],
         }
     )
@@ -83,9 +87,7 @@ def trained_model(pm: PluginManager, cell: dict, data: Any) -> tuple[Any, str, b
         model.load_state_dict(state)
         return model.eval(), f"cached weights {key}", True
     t0 = time.perf_counter()
-    training.train_classifier(
-        model, data, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=cell["seed"]
-    )
+    training.train_classifier(model, data, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=seed)
     weight_cache.save(key, model.state_dict())
     return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}", True
 
@@ -103,6 +105,8 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
     from harness.matrix import method_steps
     from harness.suite import Finetune
 
+    from harness.plugin_types import TRAINING_KINDS
+
     steps = method_steps(method)
     kinds = [pm.registry.methods[s["name"]].kind for s in steps]
     tune_at = max((i for i, k in enumerate(kinds) if k in FINETUNE_AFTER_KINDS), default=None)
@@ -111,6 +115,9 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
     for i, step in enumerate(steps):
         spec = pm.registry.methods[step["name"]]
         model = spec.apply(model, spec.params.model_validate(step["params"]), ctx)
+        if spec.kind in TRAINING_KINDS and "main" not in getattr(ctx, "runs", {}):
+            raise RuntimeError(f"{spec.name} (kind {spec.kind}) returned without training: "
+                               "a training-time method must call ctx.fit(model) (role 'main')")
         if i == tune_at:
             schedule = Finetune(**finetune)
             t0 = time.perf_counter()
@@ -146,15 +153,21 @@ def measure_cell(payload: dict) -> dict:
     data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
 
     rss_before_model = memory.rss_bytes()
-    model, source, meaningful = trained_model(pm, cell, data)
-    log(f"model {cell['model']['id']}: {source}")
-
-    ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
-                        batch_sizes=tuple(measure["batch_sizes"]))
+    ctx: MethodContext
+    if cell.get("train") is not None:
+        model, ctx = _training_start(pm, cell, data, session, backend_spec.name, measure)
+        meaningful = True
+    else:
+        model, source, meaningful = trained_model(pm, cell["model"], cell["dataset"], data, seed)
+        log(f"model {cell['model']['id']}: {source}")
+        ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
+                            batch_sizes=tuple(measure["batch_sizes"]))
     t0 = time.perf_counter()
     model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
     setup_s = time.perf_counter() - t0
     log(f"method {cell['method']['name']} applied in {setup_s:.3f}s")
+    data = ctx.data  # a transfer method evaluates on its target task
+    curves = ctx.curves() if isinstance(ctx, TrainingContext) else None
     model = session.prepare_model(model)
 
     params_count, nonzero = model_stats.param_counts(model)
@@ -178,6 +191,8 @@ def measure_cell(payload: dict) -> dict:
         finetuned=finetuned,
         accuracy=None,
     )
+    if isinstance(ctx, TrainingContext):
+        facts.update(ctx.training_facts())
     if measure["accuracy"] and data.y_test is not None and meaningful:
         facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device)
         log(f"accuracy {facts['accuracy']:.4f}")
@@ -195,7 +210,40 @@ def measure_cell(payload: dict) -> dict:
             **dev_mem.fields,
         }
         log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
-    return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples}
+    return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples,
+            "curves": curves}
+
+
+def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, backend: str,
+                    measure: dict) -> tuple[Any, TrainingContext]:
+    """A training cell starts from a fresh, seeded, untrained model and a TrainingContext."""
+    from harness.plugin_types import ModelRef
+    from harness.suite import Train
+
+    seed = cell["seed"]
+    if not data.trainable:
+        raise Skip(f"dataset {cell['dataset']['id'] or cell['dataset']['name']} has no labels or objective "
+                   "to train on")
+
+    def build(ref: ModelRef | None) -> Any:
+        name, params = (ref.name, ref.params) if ref is not None else (cell["model"]["name"], cell["model"]["params"])
+        spec = pm.registry.models[name]
+        return spec.build(spec.params.model_validate(params), ctx.data)
+
+    def teacher(ref: ModelRef) -> Any:
+        model, source, meaningful = trained_model(pm, {"name": ref.name, "params": ref.params}, cell["dataset"],
+                                                  data, seed)
+        if not meaningful:
+            raise Skip(f"teacher {ref.name} has no trained weights ({source})")
+        log(f"teacher {ref.name}: {source}")
+        return model
+
+    ctx = TrainingContext(data=data, device=session.device, backend=backend, seed=seed, log=log,
+                          batch_sizes=tuple(measure["batch_sizes"]), train=Train(**cell["train"]),
+                          builder=build, trainer=teacher)
+    model = ctx.build_model()
+    log(f"model {cell['model']['id']}: fresh weights (seed {seed}) for training; budget {cell['train']}")
+    return model, ctx
 
 
 def run_cell(payload: dict) -> None:
@@ -217,6 +265,9 @@ def run_cell(payload: dict) -> None:
     samples = result.pop("samples", None)
     if samples is not None:
         _write_json_atomic(Path(payload["samples_path"]), samples)
+    curves = result.pop("curves", None)
+    if curves:
+        _write_json_atomic(result_path.with_name(CURVE_FILE), curves)
     result["work_s"] = time.perf_counter() - start
     _write_json_atomic(result_path, result)
     sys.stdout.flush()

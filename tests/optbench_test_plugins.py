@@ -40,6 +40,22 @@ def _skip(model, params, ctx):
     raise Skip("needs hardware this machine does not have")
 
 
+class TrainSGDParams(Params):
+    lr: float = Field(0.1, gt=0, description="SGD learning rate")
+    schedule: str = "none"
+
+
+def _train_sgd(model, params, ctx):
+    import torch
+
+    ctx.fit(model, optimizer=lambda ps: torch.optim.SGD(ps, lr=params.lr), schedule=params.schedule)
+    return model
+
+
+def _train_forgets(model, params, ctx):
+    return model
+
+
 @hookimpl
 def register_methods(register):
     register(Method(name="test.crash", kind="pruner", description="exits the process", apply=_crash))
@@ -47,3 +63,6 @@ def register_methods(register):
     register(Method(name="test.raise", kind="pruner", description="raises", apply=_raise))
     register(Method(name="test.hang", kind="pruner", description="sleeps", apply=_hang, params=SleepParams))
     register(Method(name="test.skip", kind="pruner", description="skips", apply=_skip))
+    register(Method(name="test.sgd", kind="optimizer", description="plain SGD through ctx.fit", apply=_train_sgd,
+                    params=TrainSGDParams))
+    register(Method(name="test.forgets", kind="optimizer", description="never calls ctx.fit", apply=_train_forgets))
