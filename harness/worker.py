@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from harness import memory, model_stats, training, weight_cache
-from harness.plugin_manager import PluginManager
 from harness.fit import TrainingContext
+from harness.plugin_manager import PluginManager
 from harness.plugin_types import MethodContext, Skip
 from harness.suite import Budget
 
@@ -103,9 +103,8 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
     """Apply a method or a pipeline's steps in order, fine-tuning after the last pruner or
     factorizer step when the suite asks for it. Returns (model, fine-tuned?)."""
     from harness.matrix import method_steps
-    from harness.suite import Finetune
-
     from harness.plugin_types import TRAINING_KINDS
+    from harness.suite import Finetune
 
     steps = method_steps(method)
     kinds = [pm.registry.methods[s["name"]].kind for s in steps]
