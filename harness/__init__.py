@@ -4,6 +4,7 @@ Plugin authors need only what this module exports::
 
     from harness import hookimpl, Method, Params
 """
+from harness.fit import FitResult, TrainingContext
 from harness.hookspecs import hookimpl
 from harness.plugin_types import (
     Backend,
@@ -14,6 +15,7 @@ from harness.plugin_types import (
     Method,
     MethodContext,
     Model,
+    ModelRef,
     NoParams,
     Params,
     Skip,
@@ -21,16 +23,20 @@ from harness.plugin_types import (
 
 __version__ = "0.1.0"
 
+
 __all__ = [
     "Backend",
     "BackendSession",
     "Dataset",
     "DatasetSplits",
+    "FitResult",
     "MemoryReading",
     "Method",
     "MethodContext",
     "Model",
+    "ModelRef",
     "NoParams",
+    "TrainingContext",
     "Params",
     "Skip",
     "__version__",

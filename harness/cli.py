@@ -56,14 +56,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     suite, cells = plan(Path(args.suite), _pm())
     per = {k: len({getattr(c, k).label for c in cells}) for k in ("model", "dataset", "method", "backend")}
+    seeds = suite.seed_list
     print(
         f"{args.suite}: valid. {len(cells)} cells ({per['model']} models x {per['dataset']} datasets x "
-        f"{per['method']} methods incl. baseline x {per['backend']} backends), "
+        f"{per['method']} methods incl. baseline x {per['backend']} backends"
+        + (f" x {len(seeds)} seeds" if len(seeds) > 1 else "") + ", as paired), "
         f"{sum(len(c.batch_sizes) for c in cells)} records (one per cell x batch size)"
     )
     if not args.quiet:
         for c in cells:
-            print(f"  {c.cell_id}  {c.label}")
+            print(f"  {c.cell_id}  {c.label}" + (f"  seed {c.seed}" if len(seeds) > 1 else ""))
     return EXIT_OK
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from harness import worker
 
-#: Imported once by the forkserver; the built-in digits dataset needs scikit-learn (~1.5 s to import).
-PRELOAD = ["harness.worker", "sklearn.datasets", "sklearn.model_selection"]
+#: Imported once by the forkserver: the built-in digits dataset needs scikit-learn (~1.5 s to
+#: import), and FLOP counting and torch.optim pull in torch._dynamo (~3 s), which every cell
+#: would otherwise pay again.
+PRELOAD = ["harness.worker", "torch._dynamo", "sklearn.datasets", "sklearn.model_selection"]
 
 
 @dataclass

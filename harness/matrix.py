@@ -369,6 +369,13 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
 
     backends = _resolve_plain(suite.backends, "backends", registry, out)
 
+    for i, entry in enumerate(suite.methods):
+        for j, ref in enumerate(entry.models or []):
+            if ref not in ids:
+                out.add(("methods", i, "models", j), f"no model with id {ref!r} in this suite",
+                        given=repr(ref), hint=suggest(ref, ids))
+    only_models: dict[tuple[str, str], set[str] | None] = {}
+
     methods: list[tuple[int, Resolved]] = []
     for i, entry in enumerate(suite.methods):
         if entry.pipeline is not None:
@@ -385,6 +392,7 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     seen: dict[tuple, int] = {}
     for i, m in methods:
         key = (m.name, json.dumps(m.params, sort_keys=True))
+        only_models[key] = set(suite.methods[i].models) if suite.methods[i].models else None
         if key in seen and seen[key] != i:
             out.add(("methods", i), f"duplicate method {m.label} (also methods[{seen[key]}])",
                     hint="each method and params combination may appear once")
@@ -404,6 +412,9 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
                     continue
                 for b in backends:
                     for meth in [baseline, *unique_methods]:
+                        allowed = only_models.get((meth.name, json.dumps(meth.params, sort_keys=True)))
+                        if allowed is not None and m.id not in allowed:
+                            continue
                         t = train if trains(meth, registry) else None
                         cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t))
     if not cells:

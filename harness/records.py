@@ -81,6 +81,7 @@ FIELDS: tuple[str, ...] = (
     "reference_accuracy",
     "accuracy_gain",
     "pretrain_s",
+    "task_changed",
     "threads",
     "duration_s",
     "started_at",
@@ -110,8 +111,9 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     effective_flops / effective_flops (what skipping every zero weight would give);
     size_ratio = baseline model_bytes / model_bytes (above 1 is smaller);
     accuracy_delta = accuracy - baseline accuracy. Null when either side lacks the
-    figure. With an accuracy ``gate`` (harness.suite.AccuracyGate), passes_gate too;
-    without one, passes_gate is left as it is.
+    figure, or when the method changed the task (``task_changed``: transfer learning).
+    With an accuracy ``gate`` (harness.suite.AccuracyGate), passes_gate too; without one,
+    passes_gate is left as it is.
     """
 
     def ratio(num: Any, den: Any) -> float | None:
@@ -125,6 +127,8 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     record["theoretical_speedup"] = ratio(b.get("effective_flops"), record.get("effective_flops")) if ok else None
     record["size_ratio"] = ratio(b.get("model_bytes"), record.get("model_bytes")) if ok else None
     acc, bacc = record.get("accuracy"), b.get("accuracy")
+    if record.get("task_changed"):  # evaluated on another task (transfer): not comparable
+        acc = None
     record["accuracy_delta"] = (acc - bacc) if ok and acc is not None and bacc is not None else None
     if gate is not None:
         comparable = ok and acc is not None and bacc is not None

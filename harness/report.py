@@ -346,7 +346,8 @@ td.null{color:#aaa}td.worse,.worse-text{color:#c62828;font-weight:600}td.err{col
 .gate-fail{background:#fdecea;color:#c62828;padding:0 5px;border-radius:4px;font-weight:600}
 .gate-pass{color:#2e7d32}
 .noisy{background:#fff3cd;color:#8a6d00;padding:0 5px;border-radius:4px;font-size:11.5px}
-.plot{width:100%;max-width:900px;height:420px}.arrow{margin-left:4px;color:#555}
+.plot{width:100%;max-width:900px;height:420px}
+table.training td{vertical-align:top}.params{white-space:normal;max-width:48em;color:#888;font-size:11px}.arrow{margin-left:4px;color:#555}
 """
 
 SORT_JS = """
@@ -376,15 +377,20 @@ document.querySelectorAll("script[data-figure]").forEach(function (s) {
 """
 
 
-def render_report(records: list[dict], meta: dict) -> str:
-    """The whole page as one string; ``meta`` holds ``run`` (run.json) and ``env`` (env.json).
+def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None = None) -> str:
+    """The whole page as one string; ``meta`` holds ``run`` (run.json) and ``env`` (env.json),
+    ``curves`` the training cells' curve.json by cell id (for the training section).
 
     Records are expected to have their relative figures filled already (write_report
     does that), so the page shows exactly what is in the data.
     """
     run = meta.get("run") if isinstance(meta.get("run"), dict) else {}
     env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+    from harness.report_training import training_section
+
     figures, n_figs = _figures(records)
+    training, n_training = training_section(records, curves or {}, n_figs)
+    n_figs += n_training
     plotly_js = ""
     if n_figs:
         from plotly.offline import get_plotlyjs
@@ -404,6 +410,7 @@ Baseline rows are shaded. Click a column header to sort; empty values (—) alwa
 {_table(records)}
 <h2>Accuracy vs latency</h2>
 {figures}
+{training}
 <script>{SORT_JS}</script>
 </body></html>
 """
@@ -425,9 +432,11 @@ def write_report(run_dir: Path) -> Path:
     publisher never sees a half-written page while a run is re-reported.
     """
     run_dir = Path(run_dir)
+    from harness.report_training import load_curves
+
     records = fill_relative_figures(read_records(run_dir))
     meta = {"run": _read_json(run_dir / "run.json"), "env": _read_json(run_dir / "env.json")}
-    page = render_report(records, meta)
+    page = render_report(records, meta, load_curves(run_dir, records))
     target = run_dir / REPORT_FILE
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".html.tmp")
     try:

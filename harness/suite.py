@@ -89,6 +89,9 @@ class MethodEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters")
     pipeline: list[StepItem] | None = Field(None, min_length=1, description="methods applied in order")
     id: str | None = Field(None, min_length=1, description="display id (default: name)")
+    models: list[str] | None = Field(
+        None, min_length=1, description="apply this method only to these model ids (default: every model)"
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> MethodEntry:

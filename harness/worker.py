@@ -62,6 +62,7 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
     weights mean anything: random weights give speed and size but no accuracy."""
     spec = pm.registry.models[model_ref["name"]]
     params = spec.params.model_validate(model_ref["params"])
+    torch.manual_seed(seed)  # the same initial weights whatever ran before in this process (a teacher)
     model = spec.build(params, data)
     checkpoint = model_ref.get("checkpoint")
     if checkpoint:
@@ -165,6 +166,7 @@ def measure_cell(payload: dict) -> dict:
     model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
     setup_s = time.perf_counter() - t0
     log(f"method {cell['method']['name']} applied in {setup_s:.3f}s")
+    task_changed = ctx.data is not data
     data = ctx.data  # a transfer method evaluates on its target task
     curves = ctx.curves() if isinstance(ctx, TrainingContext) else None
     model = session.prepare_model(model)
@@ -192,6 +194,7 @@ def measure_cell(payload: dict) -> dict:
     )
     if isinstance(ctx, TrainingContext):
         facts.update(ctx.training_facts())
+    facts["task_changed"] = task_changed
     if measure["accuracy"] and data.y_test is not None and meaningful:
         facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device)
         log(f"accuracy {facts['accuracy']:.4f}")

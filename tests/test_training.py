@@ -311,3 +311,27 @@ def test_quadratic_problem_through_a_suite(misbehaving, optbench_run, tiny_suite
     assert r["loss_floor"] > 0 and r["target_loss"] == pytest.approx(1.01 * r["loss_floor"])
     assert r["final_objective"] < r["target_loss"] and r["steps_to_target"] % 5 == 0
     assert math.isfinite(r["final_loss"])
+
+
+def test_a_method_can_be_limited_to_some_models(misbehaving, capsys, write_suite):
+    text = TRAINING.replace("  - name: mlp\n    train: {epochs: 4}\n",
+                            "  - name: mlp\n    train: {epochs: 4}\n  - {name: logreg}\n")
+    limited = text.replace("params: {sparsity: 0.5}", "params: {sparsity: 0.5}\n    models: [logreg]")
+    cells = expand(limited)
+    pruned = [c for c in cells if c.method.name == "prune.magnitude"]
+    assert {c.model.id for c in pruned} == {"logreg"} and len(pruned) == 2  # one per seed
+    assert {c.model.id for c in cells if c.method.name == "test.sgd"} == {"mlp", "logreg"}
+    path = write_suite(text.replace("params: {sparsity: 0.5}", "params: {sparsity: 0.5}\n    models: [logregg]"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "methods[1].models[0]: no model with id 'logregg' in this suite" in err and "did you mean 'logreg'" in err
+
+
+def test_accuracy_of_another_task_is_not_compared_with_the_baseline():
+    from harness.records import add_relative_figures
+    from harness.suite import AccuracyGate
+
+    base = {"status": "ok", "accuracy": 0.97, "latency_p50_ms": 1.0, "model_bytes": 10}
+    moved = {"status": "ok", "accuracy": 0.80, "latency_p50_ms": 1.0, "model_bytes": 10, "task_changed": True}
+    add_relative_figures(moved, base, AccuracyGate(relative=0.01))
+    assert moved["accuracy_delta"] is None and moved["passes_gate"] is None and moved["speedup"] == 1.0
