@@ -1,0 +1,3 @@
+"""optbench-distill: knowledge-distillation methods for optbench, registered through the ``optbench`` entry point."""
+
+__version__ = "0.1.0"

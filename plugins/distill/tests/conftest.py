@@ -1,0 +1,69 @@
+"""Let the tests run from a checkout where this distribution is not pip-installed, and
+give in-process tests a real ``TrainingContext`` on digits (no cell process)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+DISTRIBUTION_ROOT = str(Path(__file__).resolve().parents[1])
+if DISTRIBUTION_ROOT not in sys.path:
+    sys.path.insert(0, DISTRIBUTION_ROOT)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from harness.datasets import DIGITS, DigitsParams
+
+    return DIGITS.load(DigitsParams(), 0)
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is fastest and immune to a busy machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def training_ctx(digits, one_thread):
+    """``training_ctx(epochs=1, student={"hidden": [16]})``: a TrainingContext like a cell's,
+    with the built-in mlp as the cell's model and built-in models as teachers (built from the
+    global RNG as it stands and trained with their own params by ``train_classifier``, as the
+    harness does). ``ctx.teachers`` holds
+    every teacher handed out."""
+    import torch
+
+    from harness.fit import TrainingContext
+    from harness.models import CNN, LOGREG, MLP
+    from harness.suite import Train
+    from harness.training import train_classifier
+
+    specs = {"mlp": MLP, "cnn": CNN, "logreg": LOGREG}
+
+    def make(epochs: int = 1, student: dict | None = None, seed: int = 0) -> TrainingContext:
+        logs: list[str] = []
+
+        def build(ref):
+            name, params = ("mlp", student or {"hidden": [16]}) if ref is None else (ref.name, ref.params)
+            spec = specs[name]
+            return spec.build(spec.params.model_validate(params), digits)
+
+        def trainer(ref):
+            spec = specs[ref.name]
+            params = spec.params.model_validate(ref.params)
+            model = spec.build(params, digits)  # from the global RNG as found, like the harness's
+            train_classifier(model, digits, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size,
+                             seed=seed)
+            ctx.teachers.append(model)
+            return model
+
+        ctx = TrainingContext(data=digits, device=torch.device("cpu"), backend="cpu", seed=seed, log=logs.append,
+                              train=Train(epochs=epochs), builder=build, trainer=trainer)
+        ctx.teachers = []
+        ctx.logs = logs
+        return ctx
+
+    return make
