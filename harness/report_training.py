@@ -24,6 +24,10 @@ def _acc(v: float) -> str:
     return f"{v:.4f}"
 
 
+def _percent(v: float) -> str:
+    return f"{100 * v:.2f}%".replace("-0.00%", "0.00%")
+
+
 def _gain(v: float) -> str:
     return f"{v:+.4f}"
 
@@ -64,7 +68,8 @@ def _labels(rows: list[tuple[Config, list[Config]]]) -> dict[int, str]:
 
 
 def _tuned_table(rows: list[tuple[Config, list[Config]]], metric: str, labels: dict[int, str]) -> str:
-    quality = ("final accuracy", "best accuracy") if metric == "accuracy" else ("final objective", "final held-out loss")
+    quality = (("final accuracy", "best accuracy") if metric == "accuracy"
+               else ("final objective above its floor", "final held-out loss"))
     head = ["method", "tuned", "seeds", *quality, "time to target (s)", "epochs to target", "steps to target",
             "accuracy gain", "train time (s)", ""]
     out = []
@@ -72,7 +77,8 @@ def _tuned_table(rows: list[tuple[Config, list[Config]]], metric: str, labels: d
         if metric == "accuracy":
             q = (_pm(best.stat("final_accuracy"), _acc), _pm(best.stat("best_accuracy"), _acc))
         else:
-            q = (_pm(best.stat("final_objective")), _pm(best.stat("final_loss")))
+            gap = best.stat("floor_gap")
+            q = (_pm(gap, _percent) if gap.n else _pm(best.stat("final_objective")), _pm(best.stat("final_loss")))
         fixed = {k: v for k, v in best.params.items() if k not in best.search}
         name = _esc(labels[id(best)]) + (f'<div class="params">{_esc(_fmt_params(fixed))}</div>' if fixed else "")
         searched = (_esc(_fmt_params(best.searched)) + f" <small>of {len(candidates)}</small>"
@@ -117,14 +123,15 @@ def _curve_traces(rows: list[tuple[Config, list[Config]]], curves: dict[str, Any
     """One mean curve per tuned configuration, and the paired reference once per method."""
     from plotly.colors import qualitative
 
-    key = "test_accuracy" if metric == "accuracy" else "objective"
+    key = "test_accuracy" if metric == "accuracy" else "floor_gap" if _has_floor(rows) else "objective"
     traces, referenced = [], set()
     for i, (best, _) in enumerate(rows):
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         for role, dash in (("main", "solid"), ("reference", "dot")):
             if role == "reference" and best.method in referenced:
                 continue
-            per_seed = [curves[r["cell_id"]][role]["points"] for r in best.ok
+            per_seed = [_gap_points(curves[r["cell_id"]][role]) if key == "floor_gap" else
+                        curves[r["cell_id"]][role]["points"] for r in best.ok
                         if isinstance(curves.get(r["cell_id"]), dict) and role in curves[r["cell_id"]]]
             pts = mean_curve(per_seed, key)
             if not pts:
@@ -134,16 +141,34 @@ def _curve_traces(rows: list[tuple[Config, list[Config]]], curves: dict[str, Any
             label = labels[id(best)] if role == "main" else f"{best.method}: paired reference"
             traces.append({
                 "x": [p["elapsed_s" if x == "time" else "epoch"] for p in pts], "y": [p["value"] for p in pts],
-                "error_y": {"type": "data", "array": [p["std"] for p in pts], "visible": True, "thickness": 1},
+                "error_y": {"type": "data", "array": [p["std"] for p in pts], "thickness": 1,
+                            "visible": len(pts) <= MAX_ERROR_BARS},
                 "mode": "lines+markers", "name": _esc(label), "line": {"color": colour, "dash": dash},
                 "marker": {"size": 4}, "legendgroup": _esc(best.method),
             })
     return traces
 
 
-def _floor(rows: list[tuple[Config, list[Config]]]) -> float | None:
-    floors = [f for best, _ in rows if (f := best.stat("loss_floor").mean) is not None]
-    return min(floors) if floors else None
+#: Curves with more evaluations than this are drawn without error bars (they would hide the lines).
+MAX_ERROR_BARS = 30
+#: A gap to the floor is drawn on a log axis; float32 rounding can put it at or just below 0.
+MIN_GAP = 1e-7
+
+
+def _has_floor(rows: list[tuple[Config, list[Config]]]) -> bool:
+    return any(best.stat("loss_floor").n for best, _ in rows)
+
+
+def _gap_points(curve: dict) -> list[dict]:
+    """A loss curve as the relative gap of the training objective above the run's own floor."""
+    floor = curve.get("loss_floor")
+    out = []
+    for p in curve.get("points", []):
+        obj = p.get("objective")
+        gap = (max((obj - floor) / abs(floor), MIN_GAP)
+               if isinstance(obj, (int, float)) and isinstance(floor, (int, float)) and floor else None)
+        out.append({**p, "floor_gap": gap})
+    return out
 
 
 def _ttt_figure(rows: list[tuple[Config, list[Config]]], labels: dict[int, str]) -> str | None:
@@ -205,24 +230,27 @@ def training_section(records: list[dict], curves: dict[str, Any], first_plot: in
         parts.append(f"<h3>{_esc(' · '.join(shown[problem]))}</h3>")
         parts.append(_tuned_table(rows, metric, labels))
         parts.append(_sweep_table(rows, metric))
-        ylabel = "held-out top-1 accuracy" if metric == "accuracy" else "training objective (full pass)"
-        floor = _floor(rows) if metric == "loss" else None
+        floor = metric == "loss" and _has_floor(rows)
+        ylabel = ("held-out top-1 accuracy" if metric == "accuracy" else
+                  "training objective above its floor, relative" if floor else "training objective (full pass)")
         for x, xlabel in (("time", "training seconds (evaluation excluded)"), ("epoch", "epoch")):
             traces = _curve_traces(rows, curves, metric, x, labels)
             if not traces:
                 continue
-            if floor is not None:
+            if floor:
                 xs = [v for t in traces for v in t["x"]]
-                traces.append({"x": [min(xs), max(xs)], "y": [floor, floor], "mode": "lines", "name": "loss floor",
-                               "line": {"color": "#888", "dash": "dash"}})
+                traces.append({"x": [min(xs), max(xs)], "y": [0.01, 0.01], "mode": "lines",
+                               "name": "default target (1% above the floor)", "line": {"color": "#888", "dash": "dash"}})
             layout = {"xaxis": {"title": xlabel}, "yaxis": {"title": ylabel, **({"type": "log"} if floor else {})}}
             parts.append(f'<div class="plot" id="plot-{n}"></div><script type="application/json" '
                          f'data-figure="plot-{n}">{_script_json(_figure(traces, layout))}</script>')
             parts.append(f'<p class="caption">{_esc(ylabel)} against {_esc(xlabel)} for the tuned configuration '
                          'of each method: the mean over seeds at each evaluation, error bars one std; dotted lines '
-                         'are the paired references. Held-out evaluation is not counted as training time.'
-                         + (" The dashed line is the problem's exact loss floor (the target is 1% above it unless "
-                            "the suite set one)." if floor is not None else "") + "</p>")
+                         'are the paired references. Held-out evaluation is not counted as training time. Error '
+                         f'bars are left out of curves with more than {MAX_ERROR_BARS} evaluations.'
+                         + (" y is (objective - floor) / |floor| for each seed's exact loss floor, on a log axis "
+                            f"(values at or below {MIN_GAP:g} are float32 rounding at the floor); the dashed line is "
+                            "the default target." if floor else "") + "</p>")
             n += 1
         bars = _ttt_figure(rows, labels)
         if bars is not None:

@@ -84,6 +84,12 @@ class Config:
         return "accuracy" if any(r.get("final_accuracy") is not None for r in self.ok) else "loss"
 
     def stat(self, key: str) -> Stat:
+        """Over the ok seeds; ``floor_gap`` is (final objective - loss floor) / |loss floor|,
+        comparable across seeds whose floors differ."""
+        if key == "floor_gap":
+            return Stat([(o - f) / abs(f) for r in self.ok
+                         if (o := _num(r.get("final_objective"))) is not None
+                         and (f := _num(r.get("loss_floor"))) not in (None, 0.0)])
         return Stat([v for r in self.ok if (v := _num(r.get(key))) is not None])
 
     @property
