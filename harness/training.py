@@ -93,15 +93,20 @@ def finetune_keeping_zeros(model: nn.Module, data: DatasetSplits, schedule: Any,
 
 
 def evaluate_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """Top-1 accuracy of ``model`` on (x, y), computed on ``device``."""
+    """Top-1 accuracy of ``model`` on (x, y), computed on ``device``.
+
+    ``prepare`` turns a batch into what the model takes (a backend's ``prepare_input``:
+    the device and, e.g., half precision); default: moved to ``device``.
+    """
     import torch
 
     correct = 0
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size].to(device)
+            xb = prepare(x[start : start + batch_size]) if prepare else x[start : start + batch_size].to(device)
             out = model(xb)
             correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
     return correct / x.shape[0]

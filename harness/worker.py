@@ -196,7 +196,8 @@ def measure_cell(payload: dict) -> dict:
         facts.update(ctx.training_facts())
     facts["task_changed"] = task_changed
     if measure["accuracy"] and data.y_test is not None and meaningful:
-        facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device)
+        facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device,
+                                                       prepare=session.prepare_input)
         log(f"accuracy {facts['accuracy']:.4f}")
 
     warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
