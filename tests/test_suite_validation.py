@@ -168,6 +168,26 @@ def test_schema_includes_installed_plugin_params(capsys):
     assert "baseline" not in json.dumps(variants)
 
 
+def test_every_shipped_suite_is_valid_under_the_schema_and_a_bad_one_is_not(capsys):
+    """What an editor checks with `optbench schema` agrees with the harness on real suites."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    from conftest import REPO
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    suites = sorted(REPO.glob("suites/*.yaml")) + sorted(REPO.glob("plugins/*/suites/*.yaml"))
+    assert len(suites) >= 3
+    for path in suites:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)  # raises with the path in the message
+    training = yaml.safe_load((REPO / "suites" / "training.yaml").read_text())
+    for bad in ({"log_grid": [1e-3], "points": 7}, {"grid": []}, "fast"):
+        training["methods"][0]["params"]["lr"] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(training, schema)
+
+
 def test_validate_lists_cells(capsys, write_suite):
     code, out, _ = validate(capsys, write_suite(VALID))
     assert code == 0
