@@ -249,8 +249,12 @@ class BackendSession(abc.ABC):
         """Warm up, then time calls of ``fn``; returns one duration in ns per call."""
 
     @contextmanager
-    def memory_window(self) -> Iterator[MemoryReading]:
-        """Reset peak counters on entry; fill the reading's fields on exit."""
+    def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:
+        """Reset peak counters on entry; fill the reading's fields on exit.
+
+        ``batch_size`` is the batch of the calls timed inside the window (to turn a
+        window's energy into energy per sample).
+        """
         yield MemoryReading()
 
     def info(self) -> dict[str, Any]:

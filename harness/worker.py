@@ -205,7 +205,7 @@ def measure_cell(payload: dict) -> dict:
     for bs in measure["batch_sizes"]:
         x = session.prepare_input(_batch(data.x_test, bs))
         with torch.inference_mode():
-            with memory.PeakRSS() as peak, session.memory_window() as dev_mem:
+            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
                 ns = session.time_calls(lambda: model(x), warmup, repeat)
         samples[str(bs)] = ns
         per_batch[str(bs)] = {

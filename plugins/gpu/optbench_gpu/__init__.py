@@ -1,0 +1,1 @@
+"""optbench-gpu: the ``cuda`` backend (NVIDIA GPUs), with NVML helpers in ``optbench_gpu.nvml``."""
