@@ -87,7 +87,7 @@ def _validate(obj: Any, expected: type, info: PluginInfo) -> None:
     if not isinstance(obj.name, str) or not NAME_PATTERN.match(obj.name):
         raise RegistrationError(
             f"{who}: name {obj.name!r} is not valid; expected lower-case words joined by "
-            "dots, e.g. 'prune.magnitude'"
+            "dots (a word may hold single hyphens), e.g. 'prune.magnitude' or 'multi-gpu'"
         )
     if isinstance(obj, Method) and obj.kind not in METHOD_KINDS[1:] + ("baseline",):
         raise RegistrationError(

@@ -35,7 +35,7 @@ PLUGIN_KINDS = METHOD_KINDS[1:] + ("backend", "model", "dataset")
 #: Kinds benchmarked by training a model from scratch (harness.training.TrainingContext)
 #: rather than by changing a trained one.
 TRAINING_KINDS = ("optimizer", "distiller", "transfer")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(-[a-z0-9_]+)*(\.[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 
 
 class Params(BaseModel):
@@ -247,6 +247,14 @@ class BackendSession(abc.ABC):
     @abc.abstractmethod
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
         """Warm up, then time calls of ``fn``; returns one duration in ns per call."""
+
+    def time_model(self, model: nn.Module, x: torch.Tensor, warmup: Any, repeat: Any) -> list[int]:
+        """Time ``model(x)`` (x from ``prepare_input``): ``time_calls`` around one call by default.
+
+        A backend that spreads a call over several devices or processes overrides this; it
+        may add record fields to the reading of the enclosing ``memory_window``.
+        """
+        return self.time_calls(lambda: model(x), warmup, repeat)
 
     @contextmanager
     def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:

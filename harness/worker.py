@@ -206,7 +206,7 @@ def measure_cell(payload: dict) -> dict:
         x = session.prepare_input(_batch(data.x_test, bs))
         with torch.inference_mode():
             with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
-                ns = session.time_calls(lambda: model(x), warmup, repeat)
+                ns = session.time_model(model, x, warmup, repeat)
         samples[str(bs)] = ns
         per_batch[str(bs)] = {
             "host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20,

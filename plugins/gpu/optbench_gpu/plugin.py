@@ -1,12 +1,14 @@
-"""Entry point module (``optbench`` group): registers the ``cuda`` backend."""
+"""Entry point module (``optbench`` group): registers the ``cuda`` and ``multi-gpu`` backends."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from harness import Backend, hookimpl
 from optbench_gpu.backend import CUDA
+from optbench_gpu.multigpu import MULTI_GPU
 
 
 @hookimpl
 def register_backends(register: Callable[[Backend], None]) -> None:
     register(CUDA)
+    register(MULTI_GPU)

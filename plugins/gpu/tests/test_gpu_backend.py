@@ -47,8 +47,8 @@ def expected_reason() -> str:
 # ------------------------------------------------------------------ registration and params
 
 
-def test_registers_one_cuda_backend():
-    (obj,) = registered_objects(plugin)
+def test_registers_the_cuda_backend():
+    (obj,) = [o for o in registered_objects(plugin) if o.name == "cuda"]
     assert obj.name == "cuda" and obj.kind == "backend" and obj.params is CudaParams
     assert isinstance(obj.create(CudaParams()), CudaSession)
 

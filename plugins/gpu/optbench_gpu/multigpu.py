@@ -1,0 +1,263 @@
+"""The multi-gpu backend: one process per device over torch.distributed, data-parallel inference.
+
+The cell's model (method applied, on the CPU) is handed to N rank processes forked from
+the cell's process, so nothing needs pickling and CUDA is only ever initialised in the
+ranks. Each rank gets a torchrun-compatible environment (RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), joins a process group (NCCL on GPUs, gloo
+for ``device_type: cpu``, which runs the same distributed code with CPU processes so it
+can be tested without GPUs), moves its replica to its device and takes its share of the
+batch (``torch.tensor_split``: a batch smaller than N leaves ranks idle, recorded as
+``ranks_used``).
+
+Timing follows the harness's rules (warm-up and repeat, each until both its minimum
+count and minimum time hold), with the iterations aligned across ranks: every call
+starts after a barrier and is timed on its own rank (CUDA: synchronised before the clock
+is read); rank 0 decides, outside the timed region, whether another iteration is needed.
+A call's latency is the slowest rank's time for that iteration, so throughput = batch /
+mean latency is the aggregate. ``rank_p50_ms``/``rank_p99_ms`` give each rank's own.
+With ``scaling`` on, one rank also times its share alone, and
+``scaling_efficiency`` = throughput on N / (N x throughput of that single rank).
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from pydantic import Field
+
+from harness.plugin_types import Backend, BackendSession, MemoryReading, Params
+
+RANK_TIMEOUT_S = 600.0
+
+
+class MultiGPUParams(Params):
+    devices: int = Field(2, ge=1, le=64, description="ranks: one process per device")
+    device_type: Literal["cuda", "cpu"] = Field(
+        "cuda", description="cuda: one GPU per rank over NCCL; cpu: CPU processes over gloo (the distributed "
+        "path without GPUs)",
+    )
+    scaling: bool = Field(True, description="also time one rank alone, for scaling_efficiency")
+    threads_per_rank: int | None = Field(
+        None, ge=1, le=1024, description="cpu ranks: intra-op threads each (default: cores // devices, at least 1)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int | None, model: Any,
+               share: Any, warmup: tuple[int, float], repeat: tuple[int, float], conn: Any) -> None:
+    """One rank: join the group, warm up and time aligned calls, rank 0 gathers and reports."""
+    code = 0
+    try:
+        import torch
+        import torch.distributed as dist
+
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                          LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+        if device_type == "cuda":
+            torch.cuda.set_device(rank)
+            device = torch.device("cuda", rank)
+            sync: Callable[[], None] = lambda: torch.cuda.synchronize(device)  # noqa: E731
+            backend = "nccl"
+        else:
+            if threads:
+                torch.set_num_threads(threads)
+            device = torch.device("cpu")
+            sync = lambda: None  # noqa: E731
+            backend = "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        replica = model.to(device)
+        x = share.to(device) if share is not None and share.numel() else None
+        flag = torch.zeros(1, dtype=torch.int32, device=device if backend == "nccl" else "cpu")
+
+        def loop(budget: tuple[int, float], timed: bool) -> list[int]:
+            min_iters, min_s = budget
+            samples: list[int] = []
+            begin = time.perf_counter()
+            done = 0
+            while True:
+                dist.barrier()
+                t0 = time.perf_counter_ns()
+                if x is not None:
+                    with torch.inference_mode():
+                        replica(x)
+                    sync()
+                if timed:
+                    samples.append(time.perf_counter_ns() - t0)
+                done += 1
+                if rank == 0:  # rank 0 decides, outside the timed region, for everyone
+                    flag.fill_(int(done < min_iters or time.perf_counter() - begin < min_s))
+                dist.broadcast(flag, src=0)
+                if not int(flag.item()):
+                    return samples
+
+        loop(warmup, timed=False)
+        mine = loop(repeat, timed=True)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, {"rank": rank, "samples": mine, "idle": x is None})
+        if rank == 0:
+            conn.send({"ok": True, "ranks": gathered})
+        dist.destroy_process_group()
+    except BaseException as exc:  # a failing rank reports, the parent raises with its message
+        code = 1
+        try:
+            conn.send({"ok": False, "rank": rank, "error": f"{type(exc).__name__}: {exc}",
+                       "trace": traceback.format_exc()})
+        except Exception:  # noqa: BLE001 - the pipe may be gone with the parent
+            pass
+    finally:
+        conn.close()
+        os._exit(code)  # never run the cell process's atexit handlers in a rank
+
+
+def run_ranks(model: Any, shares: list[Any], warmup: Any, repeat: Any, *, device_type: str,
+              threads: int | None, timeout_s: float = RANK_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Fork one process per share, time aligned calls, return each rank's samples (ns)."""
+    ctx = mp.get_context("fork")
+    world = len(shares)
+    port = _free_port()
+    receiver, sender = ctx.Pipe(duplex=False)
+    procs = []
+    for rank, share in enumerate(shares):
+        p = ctx.Process(target=_rank_main, name=f"rank-{rank}", args=(
+            rank, world, port, device_type, threads, model, share,
+            (warmup.min_iters, warmup.min_seconds), (repeat.min_iters, repeat.min_seconds), sender))
+        p.start()
+        procs.append(p)
+    sender.close()
+    try:
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        while receiver.poll(max(0.0, deadline - time.monotonic())):
+            try:
+                messages.append(receiver.recv())
+            except EOFError:
+                break
+            if messages[-1].get("ok"):
+                break
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()) + 5)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        receiver.close()
+    done = next((m for m in messages if m.get("ok")), None)
+    if done is None:
+        failed = next((m for m in messages if not m.get("ok")), None)
+        if failed:
+            raise RuntimeError(f"multi-gpu rank {failed['rank']} failed: {failed['error']}\n{failed['trace']}")
+        codes = [p.exitcode for p in procs]
+        raise RuntimeError(f"multi-gpu ranks ended without a result within {timeout_s:g}s (exit codes {codes})")
+    return sorted(done["ranks"], key=lambda r: r["rank"])
+
+
+class MultiGPUSession(BackendSession):
+    def __init__(self, params: MultiGPUParams) -> None:
+        self.params = params
+        self.device_key = f"multi-gpu:{params.device_type}"
+        self._fields: dict[str, Any] = {}
+
+    def unavailable_reason(self) -> str | None:
+        if self.params.device_type == "cpu":
+            return None
+        import torch
+
+        if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
+            return "multi-gpu on cuda needs torch.distributed with NCCL, which this torch build lacks"
+        if torch.version.cuda is None:
+            return f"this torch build has no CUDA support (torch {torch.__version__}); multi-gpu needs CUDA devices"
+        visible = torch.cuda.device_count()  # counts without creating a context: ranks initialise CUDA
+        if visible < self.params.devices:
+            env = os.environ.get("CUDA_VISIBLE_DEVICES")
+            return (f"multi-gpu asks for {self.params.devices} CUDA devices, {visible} visible"
+                    + (f" (CUDA_VISIBLE_DEVICES={env})" if env is not None else ""))
+        return None
+
+    def _threads(self) -> int | None:
+        if self.params.device_type != "cpu":
+            return None
+        return self.params.threads_per_rank or max(1, (os.cpu_count() or 1) // self.params.devices)
+
+    def setup(self) -> dict[str, Any]:
+        return {"world_size": self.params.devices,
+                "dist_backend": "nccl" if self.params.device_type == "cuda" else "gloo",
+                "threads": self._threads()}
+
+    @property
+    def device(self) -> Any:
+        import torch
+
+        return torch.device("cpu")  # the cell's process keeps the model on the CPU; ranks move their replica
+
+    def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
+        from harness.timing import time_calls
+
+        return time_calls(fn, warmup, repeat)
+
+    def time_model(self, model: Any, x: Any, warmup: Any, repeat: Any) -> list[int]:
+        import torch
+
+        n = self.params.devices
+        shares = list(torch.tensor_split(x, n))
+        used = sum(1 for s in shares if s.shape[0])
+        ranks = run_ranks(model, shares, warmup, repeat, device_type=self.params.device_type,
+                          threads=self._threads())
+        iterations = min(len(r["samples"]) for r in ranks)
+        per_call = [max(r["samples"][i] for r in ranks if not r["idle"]) for i in range(iterations)]
+        fields: dict[str, Any] = {
+            "ranks_used": used,
+            "rank_p50_ms": [(_percentile(r["samples"], 0.5) or 0) / 1e6 if not r["idle"] else None for r in ranks],
+            "rank_p99_ms": [(_percentile(r["samples"], 0.99) or 0) / 1e6 if not r["idle"] else None for r in ranks],
+            "scaling_efficiency": None,
+            "single_rank_throughput_per_s": None,
+        }
+        if self.params.scaling and used > 1:
+            (alone,) = run_ranks(model, [shares[0]], warmup, repeat, device_type=self.params.device_type,
+                                 threads=self._threads())
+            single = shares[0].shape[0] / (sum(alone["samples"]) / len(alone["samples"]) / 1e9)
+            aggregate = x.shape[0] / (sum(per_call) / len(per_call) / 1e9)
+            fields["single_rank_throughput_per_s"] = single
+            fields["scaling_efficiency"] = aggregate / (used * single)
+        self._fields = fields
+        return per_call
+
+    @contextmanager
+    def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:
+        self._fields = {}
+        reading = MemoryReading()
+        yield reading
+        reading.fields.update(self._fields)
+
+    def info(self) -> dict[str, Any]:
+        return {"world_size": self.params.devices, "device_type": self.params.device_type}
+
+
+MULTI_GPU = Backend(
+    name="multi-gpu",
+    description="data-parallel inference over N ranks (torch.distributed: NCCL on GPUs, gloo on CPU processes); "
+    "aggregate throughput, per-rank p50/p99, scaling efficiency",
+    create=MultiGPUSession,
+    params=MultiGPUParams,
+)
