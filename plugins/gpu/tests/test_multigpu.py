@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from optbench_gpu import plugin
+from optbench_gpu.multigpu import MultiGPUParams, MultiGPUSession, run_ranks
 from torch import nn
 
 from harness.testing import registered_objects
-from optbench_gpu import plugin
-from optbench_gpu.multigpu import MultiGPUParams, MultiGPUSession, run_ranks
 
 FAST = SimpleNamespace(min_iters=3, min_seconds=0.0)
 
