@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from harness import env_info, records as rec
+from harness import env_info
+from harness import records as rec
 from harness.errors import Interrupted, OptbenchError, Problem, SuiteError
 from harness.matrix import Cell, build_matrix
 from harness.plugin_manager import PluginManager
@@ -28,7 +29,7 @@ from harness.suite import Suite
 from harness.suite_loader import LineMap, load_suite, parse_suite
 
 if TYPE_CHECKING:  # the executor imports torch; planning and validating do not need it
-    from harness.executor import LocalExecutor, Outcome
+    from harness.executor import Outcome
 
 SUITE_COPY = "suite.yaml"
 
@@ -45,7 +46,7 @@ class RunResult:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
@@ -61,7 +62,7 @@ def resolve_checkpoints(suite: Suite, base: Path, file: str | None, lines: LineM
             path = path if path.is_absolute() else (base / path)
             if not path.is_file():
                 loc = ("models", i, "checkpoint")
-                problems.append(Problem("models[%d].checkpoint" % i, "checkpoint file not found",
+                problems.append(Problem(f"models[{i}].checkpoint", "checkpoint file not found",
                                         line=lines.line(loc), expected="an existing state_dict file", given=str(path)))
             m.checkpoint = str(path.resolve())
     if problems:
@@ -155,17 +156,24 @@ def status_counts(records: list[dict[str, Any]], cells: list[Cell]) -> dict[str,
 
 class Runner:
     def __init__(self, pm: PluginManager | None = None, progress: Progress | None = None,
-                 executor: LocalExecutor | None = None) -> None:
+                 executor: Any = None) -> None:
         self.pm = pm or PluginManager.load()
         self.progress = progress or QuietProgress()
         self.executor = executor
 
-    def _executor(self) -> LocalExecutor:
-        from harness.executor import LocalExecutor
-
+    def _executor(self, suite: Suite) -> Any:
         if self.executor is None:
-            modules = [info.module.split(":")[0] for info in self.pm.plugins.values() if info.distribution != "(in-process)"]
-            self.executor = LocalExecutor(preload=modules)
+            if suite.execution.executor == "ray":
+                from harness.ray_executor import RayExecutor, import_ray
+
+                import_ray()  # a clear error before anything runs when Ray is missing
+                self.executor = RayExecutor.from_execution(suite.execution)
+            else:
+                from harness.executor import LocalExecutor
+
+                modules = [info.module.split(":")[0] for info in self.pm.plugins.values()
+                           if info.distribution != "(in-process)"]
+                self.executor = LocalExecutor(preload=modules)
         return self.executor
 
     def run(self, suite_path: Path | None, results_root: Path = Path("results"), resume: Path | None = None) -> RunResult:
@@ -181,6 +189,10 @@ class Runner:
             meta.setdefault("resumes", []).append(_now())
         else:
             suite, cells = plan(Path(suite_path), self.pm)
+            if suite.execution.executor == "ray" and self.executor is None:
+                from harness.ray_executor import import_ray
+
+                import_ray()  # before a run directory exists
             run_id = new_run_id()
             run_dir = Path(results_root) / suite.name / run_id
             run_dir.mkdir(parents=True, exist_ok=False)
@@ -188,7 +200,7 @@ class Runner:
             env = env_info.collect(self.pm, Path(suite_path).resolve())
             (run_dir / "env.json").write_text(json.dumps(env, indent=2))
             meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
-                    "started_at": _now(), "executor": "local"}
+                    "started_at": _now(), "executor": suite.execution.executor}
         return self._execute(suite, cells, run_dir, run_id, meta)
 
     def _execute(self, suite: Suite, cells: list[Cell], run_dir: Path, run_id: str, meta: dict) -> RunResult:
@@ -204,41 +216,57 @@ class Runner:
         baselines = {rec.baseline_key(r): r for r in existing if r.get("method") == "baseline" and r.get("cell_id") in done}
         pending = [c for c in cells if c.cell_id not in done]
         meta["cells_total"] = len(cells)
+        meta.setdefault("executor", suite.execution.executor)
         self._write_meta(run_dir, meta)
 
         overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
         self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
         t_run = time.perf_counter()
+        started: dict[str, str] = {}
+
+        def payload_for(cell: Cell) -> dict[str, Any]:
+            cell_dir = run_dir / "cells" / cell.cell_id
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            return {
+                "cell": cell.to_dict(),
+                "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes)},
+                "plugins": self.pm.setup_payload(),
+                "log_path": str(cell_dir / "log.txt"),
+                "result_path": str(cell_dir / "result.json"),
+                "samples_path": str(cell_dir / "samples.json"),
+                "finetune": suite.finetune.model_dump(mode="json") if suite.finetune else None,
+            }
+
+        def record(cell: Cell, outcome: Outcome) -> None:
+            cell_dir = run_dir / "cells" / cell.cell_id
+            samples = _read_json(cell_dir / "samples.json") if outcome.status == "ok" else {}
+            new = records_for(cell, outcome, run_id, suite, samples or {}, started.get(cell.cell_id) or _now())
+            for r in new:
+                if r["method"] == "baseline" and r["status"] == "ok":
+                    baselines[rec.baseline_key(r)] = r
+                rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
+            rec.append_records(records_path, new)
+            if outcome.overhead_s is not None:
+                overheads.append(outcome.overhead_s)
+            self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,
+                                        outcome.error or new[0].get("error"))
+
         try:
-            executor = self._executor() if pending else None
+            executor = self._executor(suite) if pending else None
             if executor is not None:
+                meta["executor"] = executor.name
                 meta["executor_startup_s"] = round(executor.start(), 3)
-            for cell in pending:
-                cell_dir = run_dir / "cells" / cell.cell_id
-                cell_dir.mkdir(parents=True, exist_ok=True)
-                payload = {
-                    "cell": cell.to_dict(),
-                    "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes)},
-                    "plugins": self.pm.setup_payload(),
-                    "log_path": str(cell_dir / "log.txt"),
-                    "result_path": str(cell_dir / "result.json"),
-                    "samples_path": str(cell_dir / "samples.json"),
-                    "finetune": suite.finetune.model_dump(mode="json") if suite.finetune else None,
-                }
-                self.progress.cell_started(cell.label)
-                started_at = _now()
-                outcome = executor.run(payload, suite.execution.timeout_s)
-                samples = _read_json(cell_dir / "samples.json") if outcome.status == "ok" else {}
-                new = records_for(cell, outcome, run_id, suite, samples or {}, started_at)
-                for r in new:
-                    if r["method"] == "baseline" and r["status"] == "ok":
-                        baselines[rec.baseline_key(r)] = r
-                    rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
-                rec.append_records(records_path, new)
-                status = cell_status(new)
-                if outcome.overhead_s is not None:
-                    overheads.append(outcome.overhead_s)
-                self.progress.cell_finished(cell.label, status, outcome.wall_s, outcome.error or new[0].get("error"))
+                if hasattr(executor, "describe"):
+                    meta["execution"] = executor.describe()
+                self._write_meta(run_dir, meta)
+            if executor is not None and hasattr(executor, "run_many"):
+                self._run_concurrently(executor, suite, pending, run_id, payload_for, record, started)
+            else:
+                for cell in pending:
+                    payload = payload_for(cell)
+                    self.progress.cell_started(cell.label)
+                    started[cell.cell_id] = _now()
+                    record(cell, executor.run(payload, suite.execution.timeout_s))
         except KeyboardInterrupt:
             if self.executor is not None:
                 self.executor.kill()
@@ -250,7 +278,47 @@ class Runner:
             ) from None
         finally:
             self.progress.close()
+            if self.executor is not None and hasattr(self.executor, "shutdown"):
+                self.executor.shutdown()
         return self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
+
+    def _run_concurrently(self, executor: Any, suite: Suite, pending: list[Cell], run_id: str,
+                          payload_for: Any, record: Any, started: dict[str, str]) -> None:
+        """Cells stream back in any order; the driver alone appends records. Baseline cells
+        start first, and a cell that finishes before its group's baseline is held until the
+        baseline is recorded, so its relative figures (speedup, ...) are filled."""
+        from harness.ray_executor import Job
+
+        def group(cell: Cell) -> tuple[Any, ...]:
+            return rec.baseline_key(_base_record(cell, run_id, suite, 0))[:-1]  # all but batch size
+
+        waiting_for = {group(c) for c in pending if c.method.name == "baseline"}
+        held: dict[tuple[Any, ...], list[tuple[Cell, Outcome]]] = {}
+        by_id = {c.cell_id: c for c in pending}
+        ordered = sorted(pending, key=lambda c: c.method.name != "baseline")  # stable: suite order otherwise
+        jobs = [Job(c.cell_id, payload_for(c), _device_key(self.pm, c), c.label) for c in ordered]
+
+        def on_start(job: Job) -> None:
+            started[job.cell_id] = _now()
+            self.progress.cell_started(job.label)
+
+        def on_done(job: Job, outcome: Outcome) -> None:
+            cell = by_id[job.cell_id]
+            g = group(cell)
+            if cell.method.name == "baseline":
+                record(cell, outcome)
+                waiting_for.discard(g)
+                for c, o in held.pop(g, []):
+                    record(c, o)
+            elif g in waiting_for:
+                held.setdefault(g, []).append((cell, outcome))
+            else:
+                record(cell, outcome)
+
+        executor.run_many(jobs, suite.execution.timeout_s, on_start, on_done)
+        for items in held.values():  # only if a baseline never reported (cannot happen without an error)
+            for c, o in items:
+                record(c, o)
 
     def _finish(self, run_dir: Path, meta: dict, cells: list[Cell], overheads: list[float], elapsed: float) -> RunResult:
         from harness.report import write_report
@@ -275,6 +343,15 @@ class Runner:
         tmp = run_dir / "run.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, run_dir / "run.json")
+
+
+def _device_key(pm: PluginManager, cell: Cell) -> str:
+    """The device a cell times latency on (BackendSession.device_key), read without setup()."""
+    try:
+        spec = pm.registry.backends[cell.backend.name]
+        return str(spec.create(spec.params.model_validate(cell.backend.params)).device_key)
+    except Exception:  # noqa: BLE001 - a backend that cannot open here still gets its own slot
+        return f"backend:{cell.backend.name}"
 
 
 def _read_json(path: Path) -> Any:

@@ -143,8 +143,40 @@ class Finetune(_Strict):
     batch_size: int = Field(64, ge=1, le=65_536)
 
 
+RAY_ONLY = ("address", "cpus_per_cell", "gpus_per_cell", "max_concurrent")
+
+
 class Execution(_Strict):
+    """Where and how cells run: ``local`` (one at a time, here) or ``ray`` (a Ray cluster)."""
+
     timeout_s: float = Field(600.0, gt=0.0, le=7 * 24 * 3600, description="wall-clock limit per cell")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: one cell at a time on this machine; ray: cells as Ray tasks (pip install "
+                             "'optbench[ray]')"
+    )
+    address: str = Field(
+        "local", pattern=r"^(auto|local|ray://[^\s:/]+:\d{1,5})$",
+        description="ray only: local (start a Ray instance on this machine), auto (join the running cluster) "
+                    "or ray://host:port (Ray client)",
+    )
+    cpus_per_cell: float = Field(1.0, gt=0.0, le=1024, description="ray only: CPUs reserved by each cell's task")
+    gpus_per_cell: float = Field(0.0, ge=0.0, le=64, description="ray only: GPUs reserved by each cell's task")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=100_000, description="ray only: at most this many cells at once (default: what fits)"
+    )
+    timing_exclusive: bool = Field(
+        True, description="ray only: never run two cells on the same device of the same node at once (every "
+                          "cell times latency); false overlaps them, which skews latency figures",
+    )
+
+    @model_validator(mode="after")
+    def _ray_keys_need_ray(self) -> Execution:
+        # Compared with the defaults, not model_fields_set: a run's suite.yaml copy spells every key out.
+        given = [k for k in (*RAY_ONLY, "timing_exclusive")
+                 if getattr(self, k) != type(self).model_fields[k].default]
+        if self.executor == "local" and given:
+            raise ValueError(f"{', '.join(given)}: only meaningful with `executor: ray`")
+        return self
 
 
 DatasetItem = Annotated[DatasetEntry, BeforeValidator(_entry)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -173,15 +174,14 @@ def test_every_shipped_suite_is_valid_under_the_schema_and_a_bad_one_is_not(caps
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
-    from conftest import REPO
-
+    repo = Path(__file__).resolve().parents[1]
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    suites = sorted(REPO.glob("suites/*.yaml")) + sorted(REPO.glob("plugins/*/suites/*.yaml"))
+    suites = sorted(repo.glob("suites/*.yaml")) + sorted(repo.glob("plugins/*/suites/*.yaml"))
     assert len(suites) >= 3
     for path in suites:
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)  # raises with the path in the message
-    training = yaml.safe_load((REPO / "suites" / "training.yaml").read_text())
+    training = yaml.safe_load((repo / "suites" / "training.yaml").read_text())
     for bad in ({"log_grid": [1e-3], "points": 7}, {"grid": []}, "fast"):
         training["methods"][0]["params"]["lr"] = bad
         with pytest.raises(jsonschema.ValidationError):
