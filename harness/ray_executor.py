@@ -37,7 +37,7 @@ MISSING_RAY = "the ray executor needs Ray: pip install 'optbench[ray]'"
 CELL_FILES = ("result.json", "samples.json", "curve.json", "log.txt")
 
 #: Environment variables passed from the driver to every cell process.
-FORWARDED_ENV = ("OPTBENCH_CACHE_DIR", "OPTBENCH_DISABLE", "XDG_CACHE_HOME")
+FORWARDED_ENV = ("OPTBENCH_CACHE_DIR", "OPTBENCH_DISABLE_PLUGINS", "XDG_CACHE_HOME")
 
 #: Extra seconds the driver waits past timeout_s (process start, shipping files) before
 #: it force-cancels a task whose own timeout did not fire.
