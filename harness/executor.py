@@ -99,6 +99,24 @@ class LocalExecutor:
         overhead = wall - result["work_s"] if "work_s" in result else None
         return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
 
+    def backend_info(self, plugins: dict[str, Any], backends: list[dict[str, Any]],
+                     timeout_s: float = 120.0) -> dict[str, Any]:
+        """Every backend's hardware details, from a throwaway process ({} if it fails)."""
+        self.start()
+        receiver, sender = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=worker.backend_info, args=(plugins, backends, sender), name="backend-info")
+        proc.start()
+        sender.close()
+        try:
+            return receiver.recv() if receiver.poll(timeout_s) else {}
+        except EOFError:
+            return {}
+        finally:
+            proc.join(10)
+            if proc.is_alive():
+                self.kill(proc)
+            receiver.close()
+
     def kill(self, proc: Any = None) -> None:
         """Kill a cell process and its process group (anything it started)."""
         proc = proc or self._current

@@ -256,6 +256,12 @@ class Runner:
             if executor is not None:
                 meta["executor"] = executor.name
                 meta["executor_startup_s"] = round(executor.start(), 3)
+                if hasattr(executor, "backend_info") and (run_dir / "env.json").exists():
+                    env = json.loads((run_dir / "env.json").read_text())
+                    if "backends" not in env:  # a resume keeps the first run's record
+                        env["backends"] = executor.backend_info(
+                            self.pm.setup_payload(), [{"name": b.name, "params": b.params} for b in suite.backends])
+                        (run_dir / "env.json").write_text(json.dumps(env, indent=2))
                 if hasattr(executor, "describe"):
                     meta["execution"] = executor.describe()
                 self._write_meta(run_dir, meta)

@@ -275,3 +275,28 @@ def run_cell(payload: dict) -> None:
     _write_json_atomic(result_path, result)
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def backend_info(plugins: dict, backends: list[dict], conn: Any) -> None:
+    """Process entry point: each backend's ``info()`` (hardware details for env.json), or why it
+    cannot run here. Runs in a throwaway process so that, e.g., a CUDA context it creates is
+    gone before any cell starts."""
+    out: dict[str, Any] = {}
+    try:
+        pm = PluginManager.from_payload(plugins)
+        for entry in backends:
+            label = entry["name"] + (f"({json.dumps(entry['params'], sort_keys=True)})" if entry["params"] else "")
+            try:
+                spec = pm.registry.backends[entry["name"]]
+                session = spec.create(spec.params.model_validate(entry["params"]))
+                reason = session.unavailable_reason()
+                if reason:
+                    out[label] = {"unavailable": reason}
+                    continue
+                session.setup()
+                out[label] = session.info()
+            except Exception as exc:  # noqa: BLE001 - a backend's info must not stop the run
+                out[label] = {"error": f"{type(exc).__name__}: {exc}"}
+        conn.send(json.loads(json.dumps(out, default=str)))
+    finally:
+        conn.close()

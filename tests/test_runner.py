@@ -201,3 +201,12 @@ def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, write_suit
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["interrupted_at"] and meta["status_counts"]["ok"] >= 1
     assert len(read_records(run_dir)) == meta["status_counts"]["ok"]
+
+
+def test_env_json_records_each_backends_hardware_from_a_throwaway_process(optbench_run, tiny_suite):
+    suite = tiny_suite()
+    suite["backends"] = ["cpu", {"name": "cpu", "params": {"threads": 1}}]
+    run = optbench_run(suite)
+    env = json.loads((run.run_dir / "env.json").read_text())
+    assert env["backends"]["cpu"]["logical_cores"] >= 1
+    assert env["backends"]['cpu({"threads": 1})']["threads"] == 1
