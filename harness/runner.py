@@ -246,6 +246,11 @@ class Runner:
                     baselines[rec.baseline_key(r)] = r
                 rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
             rec.append_records(records_path, new)
+            busy = [r for r in new if (r.get("gpu_other_processes") or 0) > 0]
+            if busy:
+                self.progress.line(f"warning: {cell.label}: another process used the GPU while it was measured "
+                                   f"(batch sizes {', '.join(str(r['batch_size']) for r in busy)}); "
+                                   "its latency and energy may be off")
             if outcome.overhead_s is not None:
                 overheads.append(outcome.overhead_s)
             self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,
