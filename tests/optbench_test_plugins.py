@@ -56,6 +56,31 @@ def _train_forgets(model, params, ctx):
     return model
 
 
+def _busy_gpu(params):
+    from contextlib import contextmanager
+
+    from harness.backends.cpu import CPUParams, CPUSession
+    from harness.plugin_types import MemoryReading
+
+    class BusySession(CPUSession):
+        """The cpu backend, reporting that another process shared the device."""
+
+        @contextmanager
+        def memory_window(self, batch_size=None):
+            reading = MemoryReading()
+            yield reading
+            reading.fields["gpu_other_processes"] = 1
+
+    return BusySession(CPUParams())
+
+
+@hookimpl
+def register_backends(register):
+    from harness import Backend
+
+    register(Backend(name="test.busy-gpu", description="cpu, reporting a shared device", create=_busy_gpu))
+
+
 @hookimpl
 def register_methods(register):
     register(Method(name="test.crash", kind="pruner", description="exits the process", apply=_crash))

@@ -210,3 +210,23 @@ def test_env_json_records_each_backends_hardware_from_a_throwaway_process(optben
     env = json.loads((run.run_dir / "env.json").read_text())
     assert env["backends"]["cpu"]["logical_cores"] >= 1
     assert env["backends"]['cpu({"threads": 1})']["threads"] == 1
+
+
+def test_a_shared_gpu_is_warned_about_in_the_run_output(misbehaving, tmp_path, optbench_cache_dir, monkeypatch):
+    import io
+
+    import yaml
+
+    from harness.progress import Progress
+    from harness.runner import Runner
+    from harness.testing import make_tiny_suite
+
+    monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))
+    suite = make_tiny_suite()
+    suite["backends"] = ["test.busy-gpu"]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    out = io.StringIO()
+    result = Runner(progress=Progress(stream=out)).run(path, tmp_path / "results")
+    assert result.exit_code == 0
+    assert "warning: mlp · digits · baseline · test.busy-gpu: another process used the GPU" in out.getvalue()
