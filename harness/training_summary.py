@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.plugin_types import TRAINING_KINDS
+from harness.report import _num, _variant
 
 
 def is_training(record: dict[str, Any]) -> bool:
@@ -25,23 +26,11 @@ def is_training(record: dict[str, Any]) -> bool:
     return record.get("method_kind") in TRAINING_KINDS or record.get("train") is not None
 
 
-def _variant(r: dict, key: str) -> str:
-    params = {k: v for k, v in (r.get(f"{key}_params") or {}).items() if v is not None}
-    name = str(r.get(key))
-    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
-
-
 def problem_of(r: dict) -> tuple[str, ...]:
     """Model, dataset and backend (with their params); a transfer method's records, evaluated on
     its target task, form a problem of their own."""
     base = (str(r.get("model")), _variant(r, "dataset"), _variant(r, "backend"))
     return (*base, "target task of transfer") if r.get("task_changed") else base
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
 @dataclass

@@ -20,7 +20,6 @@ With ``scaling`` on, one rank also times its share alone, and
 """
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import socket
@@ -53,15 +52,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int | None, model: Any,
@@ -219,6 +209,8 @@ class MultiGPUSession(BackendSession):
     def time_model(self, model: Any, x: Any, warmup: Any, repeat: Any) -> list[int]:
         import torch
 
+        from harness.stats import summarize
+
         n = self.params.devices
         shares = list(torch.tensor_split(x, n))
         used = sum(1 for s in shares if s.shape[0])
@@ -226,10 +218,12 @@ class MultiGPUSession(BackendSession):
                           threads=self._threads())
         iterations = min(len(r["samples"]) for r in ranks)
         per_call = [max(r["samples"][i] for r in ranks if not r["idle"]) for i in range(iterations)]
+        per_rank = [summarize(r["samples"], max(1, len(share))) if not r["idle"] else None
+                    for r, share in zip(ranks, shares, strict=True)]
         fields: dict[str, Any] = {
             "ranks_used": used,
-            "rank_p50_ms": [(_percentile(r["samples"], 0.5) or 0) / 1e6 if not r["idle"] else None for r in ranks],
-            "rank_p99_ms": [(_percentile(r["samples"], 0.99) or 0) / 1e6 if not r["idle"] else None for r in ranks],
+            "rank_p50_ms": [p["latency_p50_ms"] if p else None for p in per_rank],
+            "rank_p99_ms": [p["latency_p99_ms"] if p else None for p in per_rank],
             "scaling_efficiency": None,
             "single_rank_throughput_per_s": None,
         }
