@@ -1,4 +1,4 @@
-"""The ``optbench`` command line: plugins, validate, schema, run, report."""
+"""The ``optbench`` command line: plugins, validate, schema, run, report, publish, compare, export."""
 from __future__ import annotations
 
 import argparse
@@ -105,6 +105,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from harness.publish import cmd_publish as run
+
+    return run(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import cmd_compare as run
+
+    return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.results import cmd_export as run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -136,6 +154,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="rebuild a run's report.html")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("publish", parents=[common], help="build a static leaderboard site from every run under a folder")
+    p.add_argument("results_dir", metavar="RESULTS_DIR")
+    p.add_argument("--out", required=True, metavar="SITE_DIR", help="folder the site is written to")
+    p.add_argument("--plotly", choices=("inline", "cdn"), default="inline",
+                   help="inline plotly.js in every page (default: works offline) or load it from a CDN")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("compare", parents=[common],
+                       help="compare two runs cell by cell: faster, slower or unchanged (size and significance)")
+    p.add_argument("base_run", metavar="BASE_RUN")
+    p.add_argument("new_run", metavar="NEW_RUN")
+    p.add_argument("--threshold", type=float, default=0.05, metavar="FRACTION",
+                   help="smallest relative change in latency that counts (default 0.05)")
+    p.add_argument("--fail-on", choices=("regression", "never"), default="never",
+                   help="exit 1 when a regression is found (default: never)")
+    p.add_argument("--markdown", action="store_true", help="a markdown table (for a pull-request comment)")
+    p.add_argument("--allow-different-machines", action="store_true",
+                   help="compare runs made on different machines (the output says so)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", parents=[common], help="a run's records as csv, parquet or markdown")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", choices=("csv", "parquet", "markdown"), default="csv")
+    p.add_argument("-o", "--out", metavar="FILE", help="write here (default: stdout; parquet: RUN_DIR/records.parquet)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
