@@ -18,6 +18,15 @@ clocked and judged, so they are compared on equal terms:
 Every optimizer is stepped with a closure (``Closure``), which is what L-BFGS needs
 and the others accept; a second-order method can also get the loss as a function of
 a flat parameter vector from it (``Closure.loss_of``).
+
+Data-parallel training: when ``fit`` runs in a process of an initialised
+torch.distributed group of W > 1 ranks (the multi-gpu backend starts them), the model
+is wrapped in DistributedDataParallel and every global batch (the same seeded order on
+every rank) is split W ways; each rank's loss is weighted by its share of the batch, so
+the all-reduced gradient, and the loss the optimizer sees, are those of the whole
+batch, and a run takes the same steps as on one device. A global batch with fewer
+inputs than ranks (an epoch's tail) is skipped on every rank and counted. Rank 0
+evaluates, with every rank's clock paused; its FitResult is the run's.
 """
 from __future__ import annotations
 
@@ -47,17 +56,30 @@ DEFAULT_FLOOR_GAP = 0.01
 EVAL_BATCH = 1024
 
 
+@dataclass
+class Shard:
+    """This rank's part of a data-parallel step: its share of the global batch and the
+    parameters outside the DDP-wrapped model (a distiller's projection) whose gradients
+    are averaged by hand."""
+
+    world: int
+    share: float  # inputs on this rank / inputs in the global batch
+    manual: list[Any]
+
+
 class Closure:
     """Zero the gradients, compute the loss on the current batch, back-propagate, return it.
 
     Passed to every ``optimizer.step(closure)``; each call counts as one gradient
     evaluation. ``loss_of(params)`` gives the same batch loss as a function of one flat
-    vector holding ``params`` (for Hessians via torch.autograd.functional).
+    vector holding ``params`` (for Hessians via torch.autograd.functional). Under
+    data-parallel training (``shard``) the returned loss is the whole global batch's.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor | None,
-                 params: Sequence[torch.Tensor]) -> None:
+                 params: Sequence[torch.Tensor], shard: Shard | None = None) -> None:
         self.model, self.loss_fn, self.x, self.y, self.params = model, loss_fn, x, y, list(params)
+        self.shard = shard
         self.evals = 0
 
     def __call__(self) -> torch.Tensor:
@@ -67,16 +89,43 @@ class Closure:
             for p in self.params:
                 p.grad = None
             loss = self.loss_fn(self.model, self.x, self.y)
-            loss.backward()
+            if self.shard is None:
+                loss.backward()
+            else:
+                loss = self._backward_shard(loss)
         self.evals += 1
         return loss
+
+    def _backward_shard(self, loss: torch.Tensor) -> torch.Tensor:
+        """DDP averages gradients over ranks; weighting each rank's mean loss by
+        W x (its share of the batch) makes that average the whole batch's gradient."""
+        import torch
+        import torch.distributed as dist
+
+        shard = self.shard
+        (loss * (shard.world * shard.share)).backward()
+        grads = [p.grad for p in shard.manual if p.grad is not None]
+        if grads:  # parameters DDP does not own: the same average, by hand
+            flat = torch.cat([g.flatten() for g in grads])
+            dist.all_reduce(flat)
+            flat /= shard.world
+            for g, piece in zip(grads, torch.split(flat, [g.numel() for g in grads]), strict=True):
+                g.copy_(piece.view_as(g))
+        total = (loss.detach() * shard.share).reshape(1).clone()
+        dist.all_reduce(total)  # the global batch's loss: the same number on every rank
+        return total[0]
 
     def loss_of(self, params: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """The batch loss as a function of a flat vector of ``params`` (the model's own)."""
         import torch
         from torch.func import functional_call
 
-        names = {id(p): n for n, p in self.model.named_parameters()}
+        from harness.plugin_types import Skip
+
+        if self.shard is not None:
+            raise Skip("this method computes an exact Hessian of the batch loss in one process; "
+                       "data-parallel (DDP) training splits the batch over ranks, so it is not supported there")
+        names = {id(p): n for n, p in self.model.named_parameters()}  # never a DDP wrapper: see above
         missing = [i for i, p in enumerate(params) if id(p) not in names]
         if missing:
             raise ValueError("loss_of: only the model's own parameters can be substituted "
@@ -95,7 +144,7 @@ class Closure:
 
         def f(flat: torch.Tensor) -> torch.Tensor:
             pieces = torch.split(flat, sizes)
-            return loss_fn(_Substituted({k: v.view(s) for k, v, s in zip(keys, pieces, shapes)}), x, y)
+            return loss_fn(_Substituted({k: v.view(s) for k, v, s in zip(keys, pieces, shapes, strict=True)}), x, y)
 
         return f
 
@@ -120,6 +169,11 @@ class FitResult:
     time_to_target_s: float | None = None
     epochs_to_target: int | None = None
     steps_to_target: int | None = None
+    world_size: int = 1
+    skipped_steps: int = 0
+    epoch_times: list[float] = field(default_factory=list)
+    epoch_samples: list[int] = field(default_factory=list)
+    single_rank_samples_per_s: float | None = None
 
     def _last(self, key: str) -> float | None:
         return self.curve[-1].get(key) if self.curve else None
@@ -141,6 +195,24 @@ class FitResult:
     def final_objective(self) -> float | None:
         return self._last("objective")
 
+    @property
+    def samples_per_s(self) -> float | None:
+        """Training inputs per second of training time, over every epoch but the first
+        (warm-up: allocator, kernel selection, DDP's first buckets) when there are two or more."""
+        times, counts = self.epoch_times, self.epoch_samples
+        if len(times) >= 2:
+            times, counts = times[1:], counts[1:]
+        total = sum(times)
+        return sum(counts) / total if total > 0 else None
+
+    @property
+    def scaling_efficiency(self) -> float | None:
+        """Samples/s on W ranks / (W x samples/s of one device alone)."""
+        single, rate = self.single_rank_samples_per_s, self.samples_per_s
+        if self.world_size < 2 or not single or rate is None:
+            return None
+        return rate / (self.world_size * single)
+
     def facts(self) -> dict[str, Any]:
         """The record fields of a main run."""
         return {
@@ -160,12 +232,16 @@ class FitResult:
             "steps_to_target": self.steps_to_target,
             "diverged": self.diverged,
             "train_labels": self.labelled,
+            "train_samples_per_s": self.samples_per_s,
+            "train_single_rank_samples_per_s": self.single_rank_samples_per_s,
+            "train_scaling_efficiency": self.scaling_efficiency,
+            "train_skipped_steps": self.skipped_steps if self.world_size > 1 else None,
         }
 
     def summary(self) -> dict[str, Any]:
         """Header of this run's curve in the side file."""
         return {k: v for k, v in self.facts().items() if k not in ("final_accuracy", "best_accuracy")} | {
-            "role": self.role, "metric": self.metric}
+            "role": self.role, "metric": self.metric, "world_size": self.world_size}
 
 
 def _finite(value: float) -> float | None:
@@ -202,6 +278,23 @@ def _sync(device: Any) -> None:
         import torch
 
         torch.cuda.synchronize(device)
+
+
+def _module_device(module: nn.Module) -> Any:
+    import torch
+
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process is in; (0, 1) if none."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def evaluate(model: nn.Module, data: DatasetSplits, device: Any, *, objective: bool = False) -> dict[str, Any]:
@@ -243,6 +336,7 @@ def fit(
     schedule: str = "none",
     loss: LossFn | None = None,
     extra_modules: Iterable[nn.Module] = (),
+    frozen_modules: Iterable[nn.Module] = (),
     labels_fraction: float = 1.0,
     keep_unlabelled: bool = False,
     role: str = "main",
@@ -254,6 +348,8 @@ def fit(
 
     ``optimizer`` builds the optimizer from the parameters that require grad (default:
     the budget's optimizer and lr). ``loss(model, x, y)`` replaces the data's own loss.
+    ``frozen_modules`` are modules the loss uses without training them (a teacher): they
+    are moved to the training device for the run and back afterwards.
     ``labels_fraction`` keeps a stratified share of the labels; the run trains on those
     examples only, unless ``keep_unlabelled``, in which case every input is used and the
     hidden labels read -1 (a distiller's soft targets cover them). Returns the model
@@ -273,9 +369,21 @@ def fit(
     g = torch.Generator().manual_seed(seed)
 
     extra = list(extra_modules)
+    frozen = [(m, _module_device(m)) for m in frozen_modules]
     model.to(device).train()
     for m in extra:
         m.to(device).train()
+    for m, _ in frozen:
+        m.to(device)
+    rank, world = _process_group()
+    net: nn.Module = model
+    manual: list[Any] = []
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        owned = {id(p) for p in model.parameters()}
+        manual = [p for m in extra for p in m.parameters() if p.requires_grad and id(p) not in owned]
     seen, params = set(), []
     for p in [*model.parameters(), *(q for m in extra for q in m.parameters())]:
         if p.requires_grad and id(p) not in seen:
@@ -320,7 +428,8 @@ def fit(
 
     result = FitResult(model=model, role=role, metric=data.metric, curve=[], train_time_s=0.0, epochs_run=0,
                        steps_run=0, grad_evals=0, diverged=False, labelled=labelled,
-                       target_accuracy=target_acc, target_loss=target_loss if is_loss else None, loss_floor=floor)
+                       target_accuracy=target_acc, target_loss=target_loss if is_loss else None, loss_floor=floor,
+                       world_size=world)
 
     def reached(point: dict) -> bool:
         if is_loss:
@@ -331,6 +440,8 @@ def fit(
     stream: list[torch.Tensor] = []
 
     def record(epoch: int, step: int, train_losses: list[float]) -> None:
+        if rank != 0:  # rank 0 evaluates for the run; the others wait at the next epoch's barrier
+            return
         point = {"epoch": epoch, "step": step, "elapsed_s": elapsed,
                  "train_loss": _finite(sum(train_losses) / len(train_losses)) if train_losses else None}
         point.update(evaluate(model, data, device, objective=is_loss))
@@ -358,14 +469,34 @@ def fit(
                 need -= take.numel()
             yield torch.cat(parts)
 
+    def pause_point() -> None:  # every rank starts the clock together, after rank 0 evaluated
+        _sync(device)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     record(0, 0, [])
     step = 0
     for epoch in range(1, epochs + 1):
         losses: list[float] = []
-        _sync(device)
+        seen_inputs = 0
+        pause_point()
         t0 = time.perf_counter()
         for idx in batches():
-            closure = Closure(model, loss_fn, x_all[idx], y_all[idx] if y_all is not None else None, params)
+            shard = None
+            if world > 1:
+                global_n = idx.numel()
+                if global_n < world:  # a tail too small to split: skipped on every rank alike
+                    result.skipped_steps += 1
+                    continue
+                local = torch.tensor_split(idx, world)[rank]
+                shard = Shard(world=world, share=local.numel() / global_n, manual=manual)
+                seen_inputs += global_n
+                idx = local
+            else:
+                seen_inputs += idx.numel()
+            closure = Closure(net, loss_fn, x_all[idx], y_all[idx] if y_all is not None else None, params, shard)
             value = opt.step(closure)
             if sched is not None:
                 sched.step()
@@ -377,22 +508,32 @@ def fit(
                 result.diverged = True
                 break
         _sync(device)
-        elapsed += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        elapsed += took
+        result.epoch_times.append(took)
+        result.epoch_samples.append(seen_inputs)
         result.epochs_run, result.steps_run, result.train_time_s = epoch, step, elapsed
         if result.diverged or epoch % budget.eval_every == 0 or epoch == epochs:
             record(epoch, step, losses)
         if result.diverged:
             log(f"{role}: loss is no longer finite at epoch {epoch}, step {step}: stopped (diverged)")
             break
+    model.eval().to("cpu")
+    for m in extra:
+        m.eval().to("cpu")
+    for m, where in frozen:
+        m.to(where)
+    if rank != 0:
+        return result
     last = result.curve[-1]
     shown = (f"accuracy {last['test_accuracy']:.4f}" if last.get("test_accuracy") is not None
              else f"objective {last.get('objective')}")
     log(f"{role}: {result.epochs_run} epochs, {result.steps_run} steps in {elapsed:.2f}s, {shown}"
         + (f", target reached at epoch {result.epochs_to_target} ({result.time_to_target_s:.2f}s)"
-           if result.time_to_target_s is not None else ", target not reached" if (target_acc or target_loss) else ""))
-    model.eval().to("cpu")
-    for m in extra:
-        m.eval().to("cpu")
+           if result.time_to_target_s is not None else ", target not reached" if (target_acc or target_loss) else "")
+        + (f"; data-parallel over {world} ranks, {result.samples_per_s or 0:.0f} samples/s"
+           + (f", {result.skipped_steps} tail batches smaller than {world} skipped" if result.skipped_steps else "")
+           if world > 1 else ""))
     return result
 
 
@@ -407,12 +548,16 @@ class TrainingContext(MethodContext):
     ``build_model()`` gives a fresh, seeded, untrained model (the cell's, or another by
     ``ModelRef``); ``trained_model(ref)`` a trained one, cached like a baseline (a teacher).
     Assign ``ctx.data`` to change what the model is evaluated and measured on (transfer).
+
+    Where a run happens is the backend's business (``BackendSession.run_training``): in
+    this process on its device, or data-parallel over several ranks (multi-gpu).
     """
 
     train: Any = None
     builder: Callable[[ModelRef | None], Any] | None = None
     trainer: Callable[[ModelRef], Any] | None = None
     runs: dict[str, FitResult] = field(default_factory=dict)
+    session: Any = None
 
     def build_model(self, ref: ModelRef | None = None) -> nn.Module:
         import torch
@@ -426,8 +571,20 @@ class TrainingContext(MethodContext):
     def fit(self, model: nn.Module, *, role: str = "main", data: DatasetSplits | None = None, **kwargs: Any) -> FitResult:
         if role in self.runs:
             raise ValueError(f"ctx.fit(role={role!r}) was already called in this cell")
-        result = fit(model, data if data is not None else self.data, self.train, seed=self.seed, device=self.device,
-                     role=role, log=self.log, **kwargs)
+        data = data if data is not None else self.data
+        if "extra_modules" in kwargs:
+            kwargs["extra_modules"] = list(kwargs["extra_modules"])
+        epochs = kwargs.pop("epochs", None)
+        epochs = self.train.epochs if epochs is None else epochs
+
+        def train(device: Any, max_epochs: int | None = None) -> FitResult:
+            return fit(model, data, self.train, seed=self.seed, device=device, role=role, log=self.log,
+                       epochs=epochs if max_epochs is None else min(epochs, max_epochs), **kwargs)
+
+        if self.session is None:
+            result = train(self.device)
+        else:
+            result = self.session.run_training(train, [model, *kwargs.get("extra_modules", ())], role)
         self.runs[role] = result
         return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -264,6 +264,18 @@ class BackendSession(abc.ABC):
         window's energy into energy per sample).
         """
         yield MemoryReading()
+
+    def run_training(self, train: Callable[..., Any], modules: Sequence[nn.Module], role: str) -> Any:
+        """Run one training run of a training-time method: ``train(device)`` returns its
+        ``harness.fit.FitResult`` and leaves the trained weights in ``modules`` (the model
+        first, then any trained extras). Here: in this process, on ``self.device``.
+
+        A backend that trains across processes overrides this: it calls ``train`` in each
+        rank with torch.distributed initialised (``fit`` then trains data-parallel), copies
+        rank 0's weights back into ``modules`` and returns rank 0's result. ``train(device,
+        max_epochs)`` caps the epochs, for a shorter reference run on one device.
+        """
+        return train(self.device)
 
     def info(self) -> dict[str, Any]:
         """Facts about the hardware for env.json."""

@@ -243,7 +243,7 @@ def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, back
 
     ctx = TrainingContext(data=data, device=session.device, backend=backend, seed=seed, log=log,
                           batch_sizes=tuple(measure["batch_sizes"]), train=Train(**cell["train"]),
-                          builder=build, trainer=teacher)
+                          builder=build, trainer=teacher, session=session)
     model = ctx.build_model()
     log(f"model {cell['model']['id']}: fresh weights (seed {seed}) for training; budget {cell['train']}")
     return model, ctx

@@ -178,7 +178,8 @@ def apply(student: nn.Module, params: FeatureParams, ctx: TrainingContext) -> nn
                 f"trained with the student); beta={params.beta}, alpha={params.alpha}, T={params.temperature}, "
                 f"{f:.0%} of the labels")
         main = ctx.fit(student, role="main", loss=make_loss(teacher, student_tap, teacher_tap, projection, params),
-                       labels_fraction=f, keep_unlabelled=True, extra_modules=[projection])
+                       labels_fraction=f, keep_unlabelled=True, extra_modules=[projection],
+                       frozen_modules=[teacher])
     finally:
         student_tap.remove()
         teacher_tap.remove()

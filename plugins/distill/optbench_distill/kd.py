@@ -63,6 +63,6 @@ def apply(student: nn.Module, params: KDParams, ctx: TrainingContext) -> nn.Modu
     ctx.log(f"{NAME}: main run, student distilled from {describe(params.teacher)} on every training input "
             f"(T={params.temperature}, alpha={params.alpha}) and {f:.0%} of the labels")
     main = ctx.fit(student, role="main", loss=make_loss(teacher, params.temperature, params.alpha),
-                   labels_fraction=f, keep_unlabelled=True)
+                   labels_fraction=f, keep_unlabelled=True, frozen_modules=[teacher])
     log_outcome(ctx, NAME, main, reference)
     return student

@@ -1,4 +1,5 @@
-"""The multi-gpu backend: one process per device over torch.distributed, data-parallel inference.
+"""The multi-gpu backend: one process per device over torch.distributed, data-parallel
+inference and training.
 
 The cell's model (method applied, on the CPU) is handed to N rank processes forked from
 the cell's process, so nothing needs pickling and CUDA is only ever initialised in the
@@ -17,11 +18,24 @@ A call's latency is the slowest rank's time for that iteration, so throughput = 
 mean latency is the aggregate. ``rank_p50_ms``/``rank_p99_ms`` give each rank's own.
 With ``scaling`` on, one rank also times its share alone, and
 ``scaling_efficiency`` = throughput on N / (N x throughput of that single rank).
+
+Training-time methods (optimizers, distillers, transfer) train with
+DistributedDataParallel: every ``ctx.fit`` of the method runs in N ranks, where
+``harness.fit.fit`` splits each global batch across them (same steps and same
+gradients as on one device, see its docstring); rank 0's weights come back into the
+cell's model, which is then measured like any other. The record gains
+``train_samples_per_s`` (over every epoch but the first) and, with ``scaling`` on,
+``train_single_rank_samples_per_s`` from a short run on one device alone (the same
+budget, capped at SCALING_REFERENCE_EPOCHS epochs, no process group) and
+``train_scaling_efficiency`` = samples/s on N / (N x samples/s on one device).
+Time to target is measured as on one device: training seconds of rank 0 with
+evaluation paused.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import socket
 import time
 import traceback
@@ -34,6 +48,9 @@ from pydantic import Field
 from harness.plugin_types import Backend, BackendSession, MemoryReading, Params
 
 RANK_TIMEOUT_S = 600.0
+RANK_WAIT_FOREVER_S = 7 * 24 * 3600.0
+#: Epochs of the one-device reference run behind train_scaling_efficiency (the first is warm-up).
+SCALING_REFERENCE_EPOCHS = 3
 
 
 class MultiGPUParams(Params):
@@ -54,9 +71,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int | None, model: Any,
-               share: Any, warmup: tuple[int, float], repeat: tuple[int, float], conn: Any) -> None:
-    """One rank: join the group, warm up and time aligned calls, rank 0 gathers and reports."""
+def _send(conn: Any, message: dict[str, Any]) -> None:
+    """Plain pickle, by value: multiprocessing's own pickler would share tensors through
+    file descriptors that die with the rank, which exits right after sending."""
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+RankWork = Callable[[int, int, Any, Callable[[], None]], Any]
+
+
+def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int | None, group: bool,
+               work: RankWork, conn: Any) -> None:
+    """One rank: a torchrun-like environment, its device, the process group (when
+    ``group``), then ``work(rank, world, device, sync)``; rank 0 sends what it returns."""
     code = 0
     try:
         import torch
@@ -75,10 +102,91 @@ def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int 
             device = torch.device("cpu")
             sync = lambda: None  # noqa: E731
             backend = "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        if group:
+            dist.init_process_group(backend, rank=rank, world_size=world)
+        payload = work(rank, world, device, sync)
+        if rank == 0:
+            _send(conn, {"ok": True, "payload": payload})
+        if group:
+            dist.destroy_process_group()
+    except BaseException as exc:  # a failing rank reports, the parent raises with its message
+        code = 1
+        from harness.plugin_types import Skip
+
+        try:
+            _send(conn, {"ok": False, "rank": rank, "skip": isinstance(exc, Skip),
+                         "error": f"{type(exc).__name__}: {exc}", "message": str(exc), "trace": traceback.format_exc()})
+        except Exception:  # noqa: BLE001 - the pipe may be gone with the parent
+            pass
+    finally:
+        conn.close()
+        os._exit(code)  # never run the cell process's atexit handlers in a rank
+
+
+def launch(world: int, work: RankWork, *, device_type: str, threads: int | None, group: bool = True,
+           timeout_s: float | None = RANK_TIMEOUT_S) -> Any:
+    """Fork ``world`` rank processes running ``work``; return what rank 0's returned.
+
+    Forked, so ``work`` and what it closes over (the model, a loss function) need no
+    pickling; rank 0's return value travels back through a pipe. A rank's exception is
+    raised here with its message (``Skip`` as ``Skip``); ranks still alive at the end are
+    killed. ``timeout_s`` None waits as long as the cell may run (its own timeout kills
+    the cell's process group, ranks included).
+    """
+    from harness.plugin_types import Skip
+
+    ctx = mp.get_context("fork")
+    port = _free_port()
+    receiver, sender = ctx.Pipe(duplex=False)
+    procs = []
+    for rank in range(world):
+        p = ctx.Process(target=_rank_main, name=f"rank-{rank}",
+                        args=(rank, world, port, device_type, threads, group, work, sender))
+        p.start()
+        procs.append(p)
+    sender.close()
+    limit = RANK_WAIT_FOREVER_S if timeout_s is None else timeout_s
+    try:
+        messages = []
+        deadline = time.monotonic() + limit
+        while receiver.poll(max(0.0, deadline - time.monotonic())):
+            try:
+                messages.append(pickle.loads(receiver.recv_bytes()))
+            except EOFError:
+                break
+            if messages[-1].get("ok"):
+                break
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()) + 5)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        receiver.close()
+    done = next((m for m in messages if m.get("ok")), None)
+    if done is None:
+        failed = next((m for m in messages if not m.get("ok")), None)
+        if failed and failed.get("skip"):
+            raise Skip(failed["message"])
+        if failed:
+            raise RuntimeError(f"multi-gpu rank {failed['rank']} failed: {failed['error']}\n{failed['trace']}")
+        codes = [p.exitcode for p in procs]
+        raise RuntimeError(f"multi-gpu ranks ended without a result within {limit:g}s (exit codes {codes})")
+    return done["payload"]
+
+
+def _timing_work(model: Any, shares: list[Any], warmup: tuple[int, float], repeat: tuple[int, float]) -> RankWork:
+    """Each rank times aligned calls of its replica on its share; rank 0 returns every rank's samples (ns)."""
+
+    def work(rank: int, world: int, device: Any, sync: Callable[[], None]) -> list[dict[str, Any]]:
+        import torch
+        import torch.distributed as dist
+
         replica = model.to(device)
+        share = shares[rank]
         x = share.to(device) if share is not None and share.numel() else None
-        flag = torch.zeros(1, dtype=torch.int32, device=device if backend == "nccl" else "cpu")
+        flag = torch.zeros(1, dtype=torch.int32, device=device if device.type == "cuda" else "cpu")
 
         def loop(budget: tuple[int, float], timed: bool) -> list[int]:
             min_iters, min_s = budget
@@ -105,62 +213,32 @@ def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int 
         mine = loop(repeat, timed=True)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, {"rank": rank, "samples": mine, "idle": x is None})
-        if rank == 0:
-            conn.send({"ok": True, "ranks": gathered})
-        dist.destroy_process_group()
-    except BaseException as exc:  # a failing rank reports, the parent raises with its message
-        code = 1
-        try:
-            conn.send({"ok": False, "rank": rank, "error": f"{type(exc).__name__}: {exc}",
-                       "trace": traceback.format_exc()})
-        except Exception:  # noqa: BLE001 - the pipe may be gone with the parent
-            pass
-    finally:
-        conn.close()
-        os._exit(code)  # never run the cell process's atexit handlers in a rank
+        return gathered
+
+    return work
 
 
 def run_ranks(model: Any, shares: list[Any], warmup: Any, repeat: Any, *, device_type: str,
               threads: int | None, timeout_s: float = RANK_TIMEOUT_S) -> list[dict[str, Any]]:
     """Fork one process per share, time aligned calls, return each rank's samples (ns)."""
-    ctx = mp.get_context("fork")
-    world = len(shares)
-    port = _free_port()
-    receiver, sender = ctx.Pipe(duplex=False)
-    procs = []
-    for rank, share in enumerate(shares):
-        p = ctx.Process(target=_rank_main, name=f"rank-{rank}", args=(
-            rank, world, port, device_type, threads, model, share,
-            (warmup.min_iters, warmup.min_seconds), (repeat.min_iters, repeat.min_seconds), sender))
-        p.start()
-        procs.append(p)
-    sender.close()
-    try:
-        messages = []
-        deadline = time.monotonic() + timeout_s
-        while receiver.poll(max(0.0, deadline - time.monotonic())):
-            try:
-                messages.append(receiver.recv())
-            except EOFError:
-                break
-            if messages[-1].get("ok"):
-                break
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()) + 5)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-        receiver.close()
-    done = next((m for m in messages if m.get("ok")), None)
-    if done is None:
-        failed = next((m for m in messages if not m.get("ok")), None)
-        if failed:
-            raise RuntimeError(f"multi-gpu rank {failed['rank']} failed: {failed['error']}\n{failed['trace']}")
-        codes = [p.exitcode for p in procs]
-        raise RuntimeError(f"multi-gpu ranks ended without a result within {timeout_s:g}s (exit codes {codes})")
-    return sorted(done["ranks"], key=lambda r: r["rank"])
+    work = _timing_work(model, shares, (warmup.min_iters, warmup.min_seconds), (repeat.min_iters, repeat.min_seconds))
+    ranks = launch(len(shares), work, device_type=device_type, threads=threads, timeout_s=timeout_s)
+    return sorted(ranks, key=lambda r: r["rank"])
+
+
+def _training_work(train: Callable[..., Any], modules: list[Any], max_epochs: int | None) -> RankWork:
+    """Each rank runs the training run (data-parallel when a group is up); rank 0 returns
+    its FitResult without the model, and the trained weights of ``modules``."""
+
+    def work(rank: int, world: int, device: Any, sync: Callable[[], None]) -> dict[str, Any]:
+        result = train(device) if max_epochs is None else train(device, max_epochs)
+        if rank != 0:
+            return {}
+        states = [m.state_dict() for m in modules]  # fit leaves them on the CPU
+        result.model = None
+        return {"result": result, "states": states}
+
+    return work
 
 
 class MultiGPUSession(BackendSession):
@@ -236,6 +314,23 @@ class MultiGPUSession(BackendSession):
             fields["scaling_efficiency"] = aggregate / (used * single)
         self._fields = fields
         return per_call
+
+    def run_training(self, train: Callable[..., Any], modules: Any, role: str) -> Any:
+        """Train data-parallel (DDP) over the ranks; for the main run, with ``scaling`` on,
+        also train on one device alone for a few epochs: train_scaling_efficiency."""
+        modules = list(modules)
+        n, kind, threads = self.params.devices, self.params.device_type, self._threads()
+        out = launch(n, _training_work(train, modules, None), device_type=kind, threads=threads,
+                     group=n > 1, timeout_s=None)
+        for module, state in zip(modules, out["states"], strict=True):
+            module.load_state_dict(state)
+        result = out["result"]
+        result.model = modules[0]
+        if self.params.scaling and n > 1 and role == "main" and result.samples_per_s:
+            alone = launch(1, _training_work(train, modules, SCALING_REFERENCE_EPOCHS), device_type=kind,
+                           threads=threads, group=False, timeout_s=None)["result"]
+            result.single_rank_samples_per_s = alone.samples_per_s
+        return result
 
     @contextmanager
     def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:
