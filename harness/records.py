@@ -46,6 +46,7 @@ FIELDS: tuple[str, ...] = (
     "noisy",
     "throughput_per_s",
     "host_peak_mb",
+    "host_other_cpu",
     "device_peak_allocated_mb",
     "device_peak_reserved_mb",
     "device_used_mb",

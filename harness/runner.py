@@ -21,6 +21,7 @@ import yaml
 from harness import env_info
 from harness import records as rec
 from harness.errors import Interrupted, OptbenchError, Problem, SuiteError
+from harness.host_load import CONTENDED_CORES
 from harness.matrix import Cell, build_matrix
 from harness.plugin_manager import PluginManager
 from harness.progress import Progress, QuietProgress
@@ -251,6 +252,12 @@ class Runner:
                 self.progress.line(f"warning: {cell.label}: another process used the GPU while it was measured "
                                    f"(batch sizes {', '.join(str(r['batch_size']) for r in busy)}); "
                                    "its latency and energy may be off")
+            contended = [r for r in new if (r.get("host_other_cpu") or 0) > CONTENDED_CORES]
+            if contended:
+                worst = max(r["host_other_cpu"] for r in contended)
+                self.progress.line(f"warning: {cell.label}: other processes kept {worst:.2f} cores busy on average "
+                                   f"while it was measured (batch sizes "
+                                   f"{', '.join(str(r['batch_size']) for r in contended)}); its latency may be off")
             if outcome.overhead_s is not None:
                 overheads.append(outcome.overhead_s)
             self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,

@@ -22,6 +22,7 @@ import torch
 
 from harness import memory, model_stats, training, weight_cache
 from harness.fit import TrainingContext
+from harness.host_load import OtherCPU
 from harness.plugin_manager import PluginManager
 from harness.plugin_types import MethodContext, Skip
 from harness.suite import Budget
@@ -205,11 +206,12 @@ def measure_cell(payload: dict) -> dict:
     for bs in measure["batch_sizes"]:
         x = session.prepare_input(_batch(data.x_test, bs))
         with torch.inference_mode():
-            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
+            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
                 ns = session.time_model(model, x, warmup, repeat)
         samples[str(bs)] = ns
         per_batch[str(bs)] = {
             "host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20,
+            "host_other_cpu": other.cores,
             **dev_mem.fields,
         }
         log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
