@@ -1,12 +1,15 @@
 """HTML report for one run: header, sortable leaderboard, accuracy-vs-latency figures.
 
 The page is a single file that opens offline from disk: plotly.js is inlined once and
-nothing is fetched from anywhere. Model names, params, errors and environment strings
+nothing is fetched from anywhere (``optbench publish --plotly cdn`` alone asks for plotly's
+CDN instead). Model names, params, errors and environment strings
 come from suites and plugins we do not control, so every one of them is HTML-escaped,
 and JSON embedded in ``<script>`` is made unable to close its tag.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import math
@@ -81,14 +84,23 @@ def pareto_front(points: Iterable[P]) -> list[P]:
     """Points (latency, accuracy, ...) that no other point beats on both; sorted by latency.
 
     A point is dominated when another has latency <= and accuracy >= with at least one
-    strict. Quadratic on purpose: a figure holds tens of points and this reads like the
-    definition. Extra tuple items ride along, so callers can attach the record.
+    strict; equal points do not dominate each other. One sort and one sweep, since a
+    leaderboard figure can hold thousands of points. Extra tuple items ride along (they
+    are never compared), so callers can attach the record.
     """
-    pts = list(points)
-
-    def dominated(p: tuple) -> bool:
-        return any(q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1]) for q in pts)
-    return sorted((p for p in pts if not dominated(p)), key=lambda p: (p[0], -p[1]))
+    ordered = sorted(points, key=lambda p: (p[0], -p[1]))
+    front: list[P] = []
+    best_before = -math.inf  # highest accuracy among points strictly faster than the current group
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j][0] == ordered[i][0]:
+            j += 1
+        top = ordered[i][1]  # the group's highest accuracy comes first
+        front += [p for p in ordered[i:j] if p[1] == top and top > best_before]
+        best_before = max(best_before, top)
+        i = j
+    return front
 
 
 # --- leaderboard --------------------------------------------------------------------
@@ -347,7 +359,8 @@ td.null{color:#aaa}td.worse,.worse-text{color:#c62828;font-weight:600}td.err{col
 .gate-pass{color:#2e7d32}
 .noisy{background:#fff3cd;color:#8a6d00;padding:0 5px;border-radius:4px;font-size:11.5px}
 .plot{width:100%;max-width:900px;height:420px}
-table.training td{vertical-align:top}.params{white-space:normal;max-width:48em;color:#888;font-size:11px}.arrow{margin-left:4px;color:#555}
+table.training td{vertical-align:top}.params{white-space:normal;max-width:48em;color:#888;font-size:11px}
+.arrow{margin-left:4px;color:#555}
 """
 
 SORT_JS = """
@@ -370,16 +383,42 @@ document.querySelectorAll("#leaderboard th").forEach(function (th, col) {
   th.addEventListener("click", sortBy);
   th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortBy(); } });
 });
-document.querySelectorAll("script[data-figure]").forEach(function (s) {
-  var fig = JSON.parse(s.textContent);
-  Plotly.newPlot(s.dataset.figure, fig.data, fig.layout, {displaylogo: false, responsive: true});
-});
 """
 
+#: Draws every figure whose plotly JSON sits in a <script type="application/json" data-figure=ID>.
+FIGURES_JS = """
+function drawJsonFigures() {
+  document.querySelectorAll("script[data-figure]").forEach(function (s) {
+    var fig = JSON.parse(s.textContent);
+    Plotly.newPlot(s.dataset.figure, fig.data, fig.layout, {displaylogo: false, responsive: true});
+  });
+}
+"""
+PLOTLY_MODES = ("inline", "cdn")
 
-def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None = None) -> str:
+
+def plotly_script(mode: str = "inline") -> str:
+    """The <script> that brings plotly.js: the whole bundle inline (the page works offline), or
+    plotly.py's own CDN URL with a Subresource Integrity hash of the bundle it ships (the
+    browser refuses a CDN file that differs from it)."""
+    from plotly.offline import get_plotlyjs
+
+    if mode == "inline":
+        return f"<script>{get_plotlyjs()}</script>"
+    if mode != "cdn":
+        raise ValueError(f"plotly mode must be one of {PLOTLY_MODES}, not {mode!r}")
+    from plotly.io._utils import plotly_cdn_url
+
+    digest = base64.b64encode(hashlib.sha256(get_plotlyjs().encode("utf-8")).digest()).decode("ascii")
+    return (f'<script charset="utf-8" src="{_esc(plotly_cdn_url())}" integrity="sha256-{digest}" '
+            f'crossorigin="anonymous"></script>')
+
+
+def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None = None,
+                  plotly: str = "inline") -> str:
     """The whole page as one string; ``meta`` holds ``run`` (run.json) and ``env`` (env.json),
-    ``curves`` the training cells' curve.json by cell id (for the training section).
+    ``curves`` the training cells' curve.json by cell id (for the training section);
+    ``plotly`` is "inline" (default: the page works offline) or "cdn".
 
     Records are expected to have their relative figures filled already (write_report
     does that), so the page shows exactly what is in the data.
@@ -391,15 +430,12 @@ def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None
     figures, n_figs = _figures(records)
     training, n_training = training_section(records, curves or {}, n_figs)
     n_figs += n_training
-    plotly_js = ""
-    if n_figs:
-        from plotly.offline import get_plotlyjs
-        plotly_js = f"<script>{get_plotlyjs()}</script>"
+    plotly_js = plotly_script(plotly) if n_figs else ""
     suite, run_id = _names(records, run)
     title = f"optbench · {suite or 'unnamed suite'} · {run_id or ''}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{_esc(title)}</title><style>{CSS}</style>{plotly_js}</head>
+<link rel="icon" href="data:,"><title>{_esc(title)}</title><style>{CSS}</style>{plotly_js}</head>
 <body>
 {_header(records, run, env)}
 <h2>Leaderboard</h2>
@@ -411,18 +447,46 @@ Baseline rows are shaded. Click a column header to sort; empty values (—) alwa
 <h2>Accuracy vs latency</h2>
 {figures}
 {training}
-<script>{SORT_JS}</script>
+<script>{SORT_JS}{FIGURES_JS}drawJsonFigures();</script>
 </body></html>
 """
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     """A JSON object from disk, or {} when absent or unreadable: a report must still render."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def render_run_report(run_dir: Path, plotly: str = "inline") -> str:
+    """The report page of a run directory (records, run.json, env.json, curves), as a string."""
+    from harness.report_training import load_curves
+
+    run_dir = Path(run_dir)
+    records = fill_relative_figures(read_records(run_dir))
+    meta = {"run": read_json(run_dir / "run.json"), "env": read_json(run_dir / "env.json")}
+    return render_report(records, meta, load_curves(run_dir, records), plotly)
+
+
+def write_atomic(target: Path, text: str) -> Path:
+    """Write ``text`` to ``target`` through a temp file in the same folder and os.replace, so a
+    reader (a browser, a publisher) never sees half a page; readable by all like any web page."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=f"{target.suffix}.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a static host must be able to serve it
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def write_report(run_dir: Path) -> Path:
@@ -432,20 +496,4 @@ def write_report(run_dir: Path) -> Path:
     publisher never sees a half-written page while a run is re-reported.
     """
     run_dir = Path(run_dir)
-    from harness.report_training import load_curves
-
-    records = fill_relative_figures(read_records(run_dir))
-    meta = {"run": _read_json(run_dir / "run.json"), "env": _read_json(run_dir / "env.json")}
-    page = render_report(records, meta, load_curves(run_dir, records))
-    target = run_dir / REPORT_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".report-", suffix=".html.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(run_dir / REPORT_FILE, render_run_report(run_dir))

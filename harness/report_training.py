@@ -205,29 +205,42 @@ def _problem_names(configs: list[Config]) -> dict[tuple, tuple[str, ...]]:
     return names
 
 
+#: What the training figures mean; the run report and the leaderboard both show it above them.
+TRAINING_NOTE = (
+    '<p class="note">Training-time methods (optimizers, distillers, transfer) trained '
+    'the model from fresh, seeded weights through one shared loop: the same data order per seed, the '
+    'clock paused while evaluating on the held-out split. Figures are the mean ± sample std over seeds. '
+    'Searched hyperparameters (e.g. <code>lr: {log_grid: ...}</code>) are tuned per method: the value '
+    'with the best mean final held-out accuracy (lowest held-out loss for a loss problem) is shown, and a '
+    'value where any seed diverged or failed is never chosen over one where none did. Accuracy gain is '
+    'the method minus its paired reference (the student trained alone on the same labels, or training '
+    'from scratch) at the same budget and seed.</p>')
+
+
 def training_section(records: list[dict], curves: dict[str, Any], first_plot: int) -> tuple[str, int]:
     """HTML for every problem with training cells; returns (html, number of plots)."""
+    problems, n = training_problems(records, curves, first_plot)
+    return (f"<h2>Training</h2>{TRAINING_NOTE}\n{problems}", n) if problems else ("", 0)
+
+
+def training_problems(records: list[dict], curves: dict[str, Any], first_plot: int,
+                      level: int = 3) -> tuple[str, int]:
+    """Per problem: the tuned table, the search, curves against time and epoch, time-to-target
+    bars; headings at ``<h{level}>``, plots numbered ``plot-{first_plot}`` on. Returns (html, plots)."""
     configs = configurations(records)
     if not configs:
         return "", 0
     by_problem: dict[tuple, list[tuple[Config, list[Config]]]] = {}
     for best, candidates in tuned(configs):
         by_problem.setdefault(best.problem, []).append((best, candidates))
-    parts = ['<h2>Training</h2><p class="note">Training-time methods (optimizers, distillers, transfer) trained '
-             'the model from fresh, seeded weights through one shared loop: the same data order per seed, the '
-             'clock paused while evaluating on the held-out split. Figures are the mean ± sample std over seeds. '
-             'Searched hyperparameters (e.g. <code>lr: {log_grid: ...}</code>) are tuned per method: the value '
-             'with the best mean final held-out accuracy (lowest held-out loss for a loss problem) is shown, and a '
-             'value where any seed diverged or failed is never chosen over one where none did. Accuracy gain is '
-             'the method minus its paired reference (the student trained alone on the same labels, or training '
-             'from scratch) at the same budget and seed.</p>']
+    parts = []
     n = first_plot
     shown = _problem_names(configs)
     for problem, rows in by_problem.items():
         metric = rows[0][0].metric
         rows.sort(key=lambda row: row[0].score())
         labels = _labels(rows)
-        parts.append(f"<h3>{_esc(' · '.join(shown[problem]))}</h3>")
+        parts.append(f"<h{level}>{_esc(' · '.join(shown[problem]))}</h{level}>")
         parts.append(_tuned_table(rows, metric, labels))
         parts.append(_sweep_table(rows, metric))
         floor = metric == "loss" and _has_floor(rows)

@@ -94,7 +94,7 @@ def read_env(run_dir: Path) -> dict[str, Any] | None:
     return env if isinstance(env, dict) else None
 
 
-def _gpu_names(env: dict[str, Any]) -> list[str]:
+def gpu_names(env: dict[str, Any]) -> list[str]:
     """GPU names from the backends' hardware details (cuda backend), else one "GPU i" per visible index."""
     names: list[str] = []
     for info in (env.get("backends") or {}).values():
@@ -111,7 +111,7 @@ def machine_fingerprint(env: dict[str, Any] | None) -> dict[str, Any] | None:
     if not env:
         return None
     return {"hostname": env.get("hostname"), "cpu_model": env.get("cpu_model"), "cores": env.get("cores"),
-            "gpus": _gpu_names(env)}
+            "gpus": gpu_names(env)}
 
 
 def machine_label(env: dict[str, Any] | None) -> str | None:

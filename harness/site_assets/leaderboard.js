@@ -1,0 +1,483 @@
+/* optbench leaderboard page: the table (sort, filter, pages of rows), "best under constraints",
+   the machine panel of each row, and the figures, all drawn from the JSON in #board-data.
+   Text is only ever written with textContent (and plotly labels are HTML-escaped), so no string
+   from a suite, a plugin or a record can become markup. No library but plotly.js. */
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("board-data").textContent);
+  var S = D.strings, R = D.rows, C = D.configs, RUNS = D.runs, M = D.machines;
+  var N = R.run.length, PAGE = 100;
+
+  // --- values -----------------------------------------------------------------------------
+  function conf(key) { return function (r) { return C[key][R.cfg[r]]; }; }
+  function confStr(key) { return function (r) { return S[C[key][R.cfg[r]]]; }; }
+  function row(key) { return function (r) { return R[key][r]; }; }
+  var model = confStr("model"), dataset = confStr("dataset"), method = confStr("method"),
+      kind = confStr("kind"), params = confStr("params"), backend = confStr("backend"),
+      batch = conf("batch"), seed = conf("seed"), status = function (r) { return S[R.status[r]]; };
+  function machineOf(r) { return RUNS.machine[R.run[r]]; }
+  function isBaseline(r) { return method(r) === "baseline"; }
+
+  function fmtFloat(v) {
+    var a = Math.abs(v);
+    if (a >= 100) { return Math.round(v).toLocaleString("en-US"); }
+    return v.toFixed(a >= 10 ? 1 : a >= 1 ? 2 : 3);
+  }
+  function fmtBytes(n) {
+    if (Math.abs(n) < 1024) { return n.toFixed(0) + " B"; }
+    var units = ["KiB", "MiB", "GiB"], i = -1;
+    do { n /= 1024; i += 1; } while (Math.abs(n) >= 1024 && i < units.length - 1);
+    return n.toFixed(1) + " " + units[i];
+  }
+  function times(v) { return v.toFixed(2) + "\u00d7"; }
+  function signed(v) { return (v >= 0 ? "+" : "") + v.toFixed(4); }
+  function esc(s) {  // for plotly labels, which understand a little HTML
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  }
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) { e.textContent = text; }
+    if (cls) { e.className = cls; }
+    return e;
+  }
+  function label(r) { return method(r) + (params(r) ? " (" + params(r) + ")" : ""); }
+  function where(r) { return model(r) + " \u00b7 " + dataset(r) + " \u00b7 " + backend(r) + " \u00b7 batch " + batch(r); }
+
+  // --- columns ----------------------------------------------------------------------------
+  function num(key, fmt, worseBelow) {
+    return {type: "num", value: row(key), render: function (r, td) {
+      var v = R[key][r];
+      if (v === null) { td.textContent = "\u2014"; td.className = "num null"; return; }
+      td.textContent = fmt(v);
+      td.className = "num" + (worseBelow !== undefined && v < worseBelow - 1e-9 ? " worse" : "");
+    }};
+  }
+  function text(get) {
+    return {type: "text", value: get, render: function (r, td) {
+      var v = get(r);
+      if (v === null || v === "" || v === undefined) { td.textContent = "\u2014"; td.className = "null"; return; }
+      td.textContent = String(v);
+    }};
+  }
+  function plain(get) {
+    return {type: "num", value: get, render: function (r, td) {
+      var v = get(r);
+      td.textContent = v === null ? "\u2014" : String(v);
+      td.className = v === null ? "num null" : "num";
+    }};
+  }
+  var COLUMNS = [
+    ["run", {type: "text", value: function (r) { return RUNS.id[R.run[r]]; }, render: function (r, td) {
+      var run = R.run[r], a = el("a", RUNS.id[run], "run-link");
+      a.href = "../" + RUNS.href[run] + "/report.html";
+      a.title = "started " + (RUNS.started[run] || "?") + ": open the run's report";
+      td.appendChild(a);
+    }}],
+    ["machine", {type: "text", value: function (r) { return M[machineOf(r)].short; }, render: function (r, td) {
+      var m = M[machineOf(r)], b = el("button", null, "machine");
+      b.type = "button";
+      b.title = m.label + ": show the machine and software of this run";
+      b.appendChild(el("span", null, "chip")).style.background = m.colour;
+      b.appendChild(document.createTextNode(m.short));
+      b.addEventListener("click", function () { openEnv(R.run[r]); });
+      td.appendChild(b);
+    }}],
+    ["model", text(model)],
+    ["method", text(method)],
+    ["params", text(params)],
+    ["batch", plain(batch)],
+    ["status", {type: "text", value: status, render: function (r, td) {
+      var s = status(r), known = ["ok", "failed", "timeout", "skipped"].indexOf(s) >= 0;
+      var pill = td.appendChild(el("span", s || "?", "pill st-" + (known ? s : "other")));
+      if (D.errors[r]) { pill.title = D.errors[r]; }
+    }}],
+    ["p50 ms", num("p50", fmtFloat)],
+    ["speedup (\u00d7)", {type: "num", value: row("speedup"), render: function (r, td) {
+      num("speedup", times, 1.0).render(r, td);
+      if (R.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(R.lo[r]) + " to " + times(R.hi[r]); }
+    }}],
+    ["theoretical (\u00d7)", num("theo", times)],
+    ["accuracy", num("acc", function (v) { return v.toFixed(4); })],
+    ["\u0394 accuracy", num("dacc", signed, 0.0)],
+    ["gate", {type: "num", value: row("gate"), render: function (r, td) {
+      var g = R.gate[r];
+      if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
+      var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
+      if (!g) { s.title = "accuracy below the suite's accuracy_gate"; td.className = "worse"; }
+    }}],
+    ["size ratio (\u00d7)", num("size", times, 1.0)],
+    ["noisy", {type: "num", value: row("noisy"), render: function (r, td) {
+      var n = R.noisy[r];
+      td.className = "noisy-col" + (n === null ? " null" : "");
+      if (n === null) { td.textContent = "\u2014"; return; }
+      if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median"; }
+    }}],
+    ["p99 ms", num("p99", fmtFloat)],
+    ["model bytes", num("bytes", fmtBytes)],
+    ["kind", text(kind)],
+    ["dataset", text(dataset)],
+    ["backend", text(backend)],
+    ["seed", plain(seed)]
+  ];
+
+  // --- filters ----------------------------------------------------------------------------
+  var FILTERS = [
+    ["model", model], ["dataset", dataset], ["backend", backend], ["kind", kind],
+    ["machine", function (r) { return M[machineOf(r)].short; }], ["batch", batch], ["status", status]
+  ];
+  var state = {filters: {}, search: "", sort: null, dir: 1, limit: PAGE};
+  var filterBox = document.getElementById("filters");
+  FILTERS.forEach(function (f) {
+    var seen = {}, values = [];
+    for (var r = 0; r < N; r++) {
+      var v = f[1](r), k = String(v);
+      if (!(k in seen)) { seen[k] = 1; values.push(v); }
+    }
+    values.sort(function (a, b) {
+      return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
+    });
+    var lab = filterBox.appendChild(el("label", f[0] + " ")), sel = lab.appendChild(el("select"));
+    sel.dataset.filter = f[0];
+    sel.appendChild(el("option", "all (" + values.length + ")")).value = "";
+    values.forEach(function (v) { sel.appendChild(el("option", String(v))).value = String(v); });
+    sel.addEventListener("change", function () { state.filters[f[0]] = sel.value; state.limit = PAGE; update(); });
+  });
+  var search = filterBox.appendChild(el("label", "method or params contains ")).appendChild(el("input"));
+  search.type = "search";
+  search.id = "search";
+  search.addEventListener("input", function () { state.search = search.value.toLowerCase(); state.limit = PAGE; update(); });
+
+  function matching() {
+    var out = [], active = FILTERS.filter(function (f) { return state.filters[f[0]]; });
+    for (var r = 0; r < N; r++) {
+      var ok = true;
+      for (var i = 0; i < active.length && ok; i++) { ok = String(active[i][1](r)) === state.filters[active[i][0]]; }
+      if (ok && state.search) { ok = label(r).toLowerCase().indexOf(state.search) >= 0; }
+      if (ok) { out.push(r); }
+    }
+    return out;
+  }
+
+  // --- table --------------------------------------------------------------------------------
+  var table = document.getElementById("board"), thead = table.tHead, tbody = table.tBodies[0];
+  var headRow = thead.appendChild(el("tr"));
+  COLUMNS.forEach(function (c, i) {
+    var th = headRow.appendChild(el("th", c[0]));
+    th.tabIndex = 0;
+    th.dataset.col = String(i);
+    th.appendChild(el("span", "", "arrow"));
+    function sortBy() {
+      state.dir = state.sort === i ? -state.dir : 1;
+      state.sort = i;
+      update();
+    }
+    th.addEventListener("click", sortBy);
+    th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortBy(); } });
+  });
+
+  function sorted(rows) {
+    if (state.sort === null) { return rows; }
+    var col = COLUMNS[state.sort][1], dir = state.dir, keys = {};
+    rows.forEach(function (r) {
+      var v = col.value(r);
+      keys[r] = v === null || v === undefined || v === "" ? null : col.type === "num" ? v : String(v).toLowerCase();
+    });
+    return rows.slice().sort(function (a, b) {
+      var x = keys[a], y = keys[b];
+      if (x === null || y === null) { return (x === null) - (y === null) || a - b; }  // empty values last either way
+      return (x < y ? -dir : x > y ? dir : 0) || a - b;
+    });
+  }
+
+  function renderRow(r) {
+    var tr = el("tr");
+    tr.dataset.row = String(r);
+    var cls = [];
+    if (isBaseline(r)) { cls.push("baseline"); }
+    if (status(r) !== "ok") { cls.push("not-ok"); }
+    if (R.gate[r] === 0) { cls.push("gate-failed"); }
+    if (R.noisy[r] === 1) { cls.push("is-noisy"); }
+    tr.className = cls.join(" ");
+    COLUMNS.forEach(function (c) { c[1].render(r, tr.appendChild(el("td"))); });
+    return tr;
+  }
+
+  var TIMED = ["p50 ms", "p99 ms", "speedup (\u00d7)"];
+  var countLine = document.getElementById("row-count"), more = document.getElementById("more");
+  var warning = document.getElementById("machine-warning");
+  more.addEventListener("click", function () { state.limit += PAGE; update(); });
+
+  function update() {
+    var rows = sorted(matching()), shown = rows.slice(0, state.limit);
+    var body = document.createElement("tbody");
+    shown.forEach(function (r) { body.appendChild(renderRow(r)); });
+    table.replaceChild(body, tbody);
+    tbody = body;
+    headRow.querySelectorAll("th").forEach(function (th, i) {
+      var on = state.sort === i;
+      th.lastChild.textContent = on ? (state.dir > 0 ? "\u25b2" : "\u25bc") : "";
+      if (on) { th.setAttribute("aria-sort", state.dir > 0 ? "ascending" : "descending"); } else { th.removeAttribute("aria-sort"); }
+    });
+    countLine.textContent = rows.length ? "Showing " + (shown.length === rows.length ? "all " + rows.length
+      : "the first " + shown.length + " of " + rows.length) + " matching rows (" + N + " in all)."
+      : "No row matches the filters (" + N + " rows in all).";
+    more.hidden = shown.length >= rows.length;
+    var machines = {};
+    rows.forEach(function (r) { machines[machineOf(r)] = 1; });
+    var n = Object.keys(machines).length, timed = state.sort !== null && TIMED.indexOf(COLUMNS[state.sort][0]) >= 0;
+    warning.hidden = n < 2 || !timed;
+    warning.textContent = warning.hidden ? "" : "Ranked by " + COLUMNS[state.sort][0] + " across " + n + " machines: "
+      + "latency and speedup are only comparable within one machine (the machine column). Choose one under "
+      + "\u201cmachine\u201d to rank them on equal terms.";
+    if (n > 1) { countLine.textContent += " They come from " + n + " machines."; }
+    best(rows);
+  }
+
+  // --- best under constraints ---------------------------------------------------------------
+  var OBJECTIVES = {
+    acc: {key: "acc", sign: 1, show: "accuracy"}, p50: {key: "p50", sign: -1, show: "p50 latency"},
+    speedup: {key: "speedup", sign: 1, show: "speedup"}, size: {key: "size", sign: 1, show: "size ratio"}
+  };
+  function bound(id) {
+    var v = document.getElementById(id).value;
+    return v === "" ? null : parseFloat(v);
+  }
+  function best(rows) {
+    var obj = OBJECTIVES[document.getElementById("best-objective").value];
+    var maxP50 = bound("best-max-p50"), maxDrop = bound("best-max-drop"), minSpeedup = bound("best-min-speedup");
+    var gate = document.getElementById("best-gate").checked, quiet = document.getElementById("best-quiet").checked;
+    var winners = {}, candidates = 0;
+    function better(a, b) {  // objective, then faster, then more accurate, then the newer row
+      var d = obj.sign * (R[obj.key][a] - R[obj.key][b]);
+      if (d) { return d > 0; }
+      var pa = R.p50[a], pb = R.p50[b];
+      if (pa !== pb && pa !== null && pb !== null) { return pa < pb; }
+      var aa = R.acc[a], ab = R.acc[b];
+      if (aa !== ab && aa !== null && ab !== null) { return aa > ab; }
+      return a < b;
+    }
+    rows.forEach(function (r) {
+      if (status(r) !== "ok" || R[obj.key][r] === null) { return; }
+      if (maxP50 !== null && !(R.p50[r] !== null && R.p50[r] <= maxP50)) { return; }
+      if (maxDrop !== null && !(R.dacc[r] !== null && -R.dacc[r] <= maxDrop + 1e-12)) { return; }
+      if (minSpeedup !== null && !(R.speedup[r] !== null && R.speedup[r] >= minSpeedup)) { return; }
+      if (gate && R.gate[r] === 0) { return; }
+      if (quiet && R.noisy[r] === 1) { return; }
+      candidates += 1;
+      var m = machineOf(r);
+      if (!(m in winners) || better(r, winners[m])) { winners[m] = r; }
+    });
+    var out = document.getElementById("best-result");
+    out.textContent = "";
+    var ms = Object.keys(winners);
+    if (!ms.length) {
+      out.appendChild(el("p", "No row of the " + rows.length + " selected meets these bounds.", "answer none"));
+      return;
+    }
+    out.appendChild(el("p", candidates + " of the " + rows.length + " selected rows meet the bounds. Highest "
+      + obj.show + (obj.sign < 0 ? " (lowest)" : "") + (ms.length > 1 ? ", one answer per machine (their latencies "
+      + "are not comparable):" : ":")));
+    var list = out.appendChild(el("ul"));
+    ms.forEach(function (m) {
+      var r = winners[m], li = list.appendChild(el("li", null, "answer"));
+      li.dataset.row = String(r);
+      var mm = M[m], chip = li.appendChild(el("span", null, "chip"));
+      chip.style.background = mm.colour;
+      li.appendChild(el("span", mm.short + ": "));
+      li.appendChild(el("b", label(r)));
+      li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (R.acc[r] === null ? "\u2014" : R.acc[r].toFixed(4))
+        + ", \u0394 " + (R.dacc[r] === null ? "\u2014" : signed(R.dacc[r])) + ", p50 "
+        + (R.p50[r] === null ? "\u2014" : fmtFloat(R.p50[r]) + " ms") + ", speedup "
+        + (R.speedup[r] === null ? "\u2014" : times(R.speedup[r])) + ", size ratio "
+        + (R.size[r] === null ? "\u2014" : times(R.size[r])) + " \u00b7 run "));
+      var a = li.appendChild(el("a", RUNS.id[R.run[r]]));
+      a.href = "../" + RUNS.href[R.run[r]] + "/report.html";
+    });
+  }
+  document.getElementById("best-form").addEventListener("input", function () { update(); });
+  document.getElementById("best-form").addEventListener("change", function () { update(); });
+
+  // --- the machine panel --------------------------------------------------------------------
+  var dialog = document.getElementById("env-dialog");
+  function openEnv(run) {
+    var m = M[RUNS.machine[run]];
+    document.getElementById("env-title").textContent = "Machine " + m.short + " \u00b7 run " + RUNS.id[run];
+    var links = document.getElementById("env-links");
+    links.textContent = "";
+    if (RUNS.hasEnv[run]) {
+      links.appendChild(el("a", "env.json")).href = "../" + RUNS.href[run] + "/env.json";
+      links.appendChild(document.createTextNode(" \u00b7 "));
+    } else {
+      links.appendChild(document.createTextNode("this run has no env.json \u00b7 "));
+    }
+    links.appendChild(el("a", "run report")).href = "../" + RUNS.href[run] + "/report.html";
+    links.appendChild(document.createTextNode(" \u00b7 started " + (RUNS.started[run] || "?")));
+    var dl = document.getElementById("env-facts");
+    dl.textContent = "";
+    D.envs[RUNS.env[run]].forEach(function (kv) { dl.appendChild(el("dt", kv[0])); dl.appendChild(el("dd", kv[1])); });
+    if (typeof dialog.showModal === "function") { dialog.showModal(); } else { dialog.setAttribute("open", ""); }
+  }
+
+  update();
+
+  // --- figures ------------------------------------------------------------------------------
+  var members = {};
+  Object.keys(D.member).forEach(function (k) {
+    var by = {}, col = D.member[k];
+    for (var r = 0; r < N; r++) { if (col[r]) { (by[col[r]] = by[col[r]] || []).push(r); } }
+    members[k] = by;
+  });
+  var KIND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                      "#bcbd22", "#17becf"];
+  var kindNames = [];
+  for (var r0 = 0; r0 < N; r0++) { if (kindNames.indexOf(kind(r0)) < 0) { kindNames.push(kind(r0)); } }
+  kindNames.sort();
+  function kindColour(k) { return KIND_COLOURS[kindNames.indexOf(k) % KIND_COLOURS.length]; }
+  function hover(r) {
+    return esc(label(r)) + "<br>" + esc(where(r)) + "<br>run " + esc(RUNS.id[R.run[r]]) + " on " + esc(M[machineOf(r)].short);
+  }
+  function groupBy(rows, key) {
+    var groups = {}, order = [];
+    rows.forEach(function (r) {
+      var k = key(r);
+      if (!(k in groups)) { groups[k] = []; order.push(k); }
+      groups[k].push(r);
+    });
+    return order.map(function (k) { return [k, groups[k]]; });
+  }
+  function errorBars(rows) {
+    var any = rows.some(function (r) { return R.lo[r] !== null; });
+    return {type: "data", symmetric: false, visible: any, thickness: 1, width: 2,
+            array: rows.map(function (r) { return R.hi[r] === null ? null : R.hi[r] - R.speedup[r]; }),
+            arrayminus: rows.map(function (r) { return R.lo[r] === null ? null : R.speedup[r] - R.lo[r]; })};
+  }
+  var AXIS = {gridcolor: "#e5e5e5", zerolinecolor: "#ccc", linecolor: "#999", automargin: true};
+  function layout(extra) {
+    var out = Object.assign({height: 420, margin: {l: 64, r: 20, t: 20, b: 60}, hovermode: "closest",
+                             paper_bgcolor: "#fff", plot_bgcolor: "#fff"}, extra);
+    out.xaxis = Object.assign({}, AXIS, extra.xaxis);
+    out.yaxis = Object.assign({}, AXIS, extra.yaxis);
+    return out;
+  }
+
+  var BUILD = {
+    fal: function (spec, rows) {
+      var traces = [];
+      groupBy(rows, machineOf).forEach(function (g) {
+        var m = M[g[0]], rs = g[1];
+        traces.push({type: "scatter", mode: "markers", name: esc(m.short), legendgroup: "m" + g[0],
+                     x: rs.map(row("p50")), y: rs.map(row("acc")), text: rs.map(hover), hoverinfo: "text",
+                     marker: {color: m.colour, size: 9, opacity: 0.8,
+                              symbol: rs.map(function (r) { return isBaseline(r) ? "star" : "circle"; })}});
+        var front = spec.fronts[String(g[0])] || [];
+        traces.push({type: "scatter", mode: "lines", name: esc(m.short) + " Pareto front", legendgroup: "m" + g[0],
+                     x: front.map(row("p50")), y: front.map(row("acc")), hoverinfo: "skip",
+                     line: {shape: "hv", dash: "dash", color: m.colour}});
+      });
+      return [traces, layout({xaxis: {type: "log", title: {text: "p50 latency per call (ms, log scale)"}},
+                               yaxis: {title: {text: "top-1 accuracy (test split)"}}})];
+    },
+    fsp: function (spec, rows) {
+      var traces = groupBy(rows, machineOf).map(function (g) {
+        var m = M[g[0]], rs = g[1];
+        return {type: "scatter", mode: "markers", name: esc(m.short), x: rs.map(function (r) { return esc(label(r)); }),
+                y: rs.map(row("speedup")), error_y: errorBars(rs), text: rs.map(hover), hoverinfo: "text+y",
+                marker: {color: m.colour, size: 8, opacity: 0.85}};
+      });
+      return [traces, layout({scattermode: "group", xaxis: {type: "category", automargin: true},
+                               yaxis: {type: "log", title: {text: "speedup over its run's baseline (\u00d7)"}},
+                               shapes: [{type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1,
+                                         line: {color: "#555", dash: "dash", width: 1}}]})];
+    },
+    fre: function (spec, rows) {
+      var lo = Infinity, hi = -Infinity;
+      rows.forEach(function (r) {
+        [R.theo[r], R.speedup[r], R.lo[r], R.hi[r]].forEach(function (v) {
+          if (v !== null && v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+        });
+      });
+      var traces = groupBy(rows, kind).map(function (g) {
+        var rs = g[1];
+        return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("theo")),
+                y: rs.map(row("speedup")), error_y: errorBars(rs), text: rs.map(hover), hoverinfo: "text+x+y",
+                marker: {color: kindColour(g[0]), size: 8, opacity: 0.8}};
+      });
+      traces.push({type: "scatter", mode: "lines", name: "realized = theoretical", x: [lo / 1.2, hi * 1.2],
+                   y: [lo / 1.2, hi * 1.2], hoverinfo: "skip", line: {color: "#555", dash: "dash", width: 1}});
+      return [traces, layout({xaxis: {type: "log", title: {text: "theoretical speedup (FLOPs skipping zero weights, \u00d7)"}},
+                               yaxis: {type: "log", title: {text: "measured speedup (p50 latency, \u00d7)"}}})];
+    },
+    fsa: function (spec, rows) {
+      var traces = groupBy(rows, kind).map(function (g) {
+        var rs = g[1];
+        return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("bytes")),
+                y: rs.map(row("acc")), text: rs.map(function (r) { return hover(r) + "<br>" + esc(fmtBytes(R.bytes[r])); }),
+                hoverinfo: "text+y", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8,
+                                              symbol: rs.map(function (r) { return isBaseline(r) ? "star" : "circle"; })}};
+      });
+      traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: spec.front.map(row("bytes")),
+                   y: spec.front.map(row("acc")), hoverinfo: "skip", line: {shape: "hv", dash: "dash", color: "#555"}});
+      return [traces, layout({xaxis: {type: "log", title: {text: "model size (bytes, log scale)"}},
+                               yaxis: {title: {text: "top-1 accuracy (test split)"}}})];
+    }
+  };
+
+  function specOf(kindKey, id) {
+    return D.figures[kindKey].filter(function (s) { return s.id === id; })[0];
+  }
+
+  function loadPlotly() {
+    if (window.Plotly) { return Promise.resolve(); }
+    var packed = document.getElementById("plotly-gz");
+    if (!packed) { return Promise.reject(new Error("plotly.js did not load (the page asked for it from a CDN: offline?)")); }
+    if (typeof DecompressionStream === "undefined") {
+      return Promise.reject(new Error("this browser cannot unpack the plotly.js inside this page (no DecompressionStream); "
+                                      + "publish with --plotly cdn for older browsers"));
+    }
+    var bin = atob(packed.textContent.trim()), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(function (code) {
+      var s = document.createElement("script");
+      s.textContent = code;
+      document.head.appendChild(s);
+    });
+  }
+
+  var plots = Array.prototype.slice.call(document.querySelectorAll("div.plot[data-kind]"));
+  if (!plots.length && !document.querySelector("script[data-figure]")) {
+    document.body.dataset.figures = "done";
+    return;
+  }
+  loadPlotly().then(function () {
+    drawJsonFigures();  // the training figures, built by the publisher (harness.report_training)
+    // One figure per idle moment, those on screen first: the table stays responsive while thousands
+    // of points draw below it.
+    var queue = plots.slice(), idle = window.requestIdleCallback
+      ? function (f) { window.requestIdleCallback(f, {timeout: 1000}); } : function (f) { setTimeout(f, 0); };
+    if (window.IntersectionObserver) {
+      var seen = new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          var at = queue.indexOf(e.target);
+          if (e.isIntersecting && at > 0) { queue.unshift(queue.splice(at, 1)[0]); }
+        });
+      }, {rootMargin: "300px"});
+      plots.forEach(function (div) { seen.observe(div); });
+    }
+    function next() {
+      if (!queue.length) { document.body.dataset.figures = "done"; return; }
+      var div = queue.shift(), k = div.dataset.kind, spec = specOf(k, parseInt(div.dataset.id, 10));
+      var built = BUILD[k](spec, members[k][spec.id] || []);
+      Plotly.newPlot(div, built[0], built[1], {displaylogo: false, responsive: true}).then(function () {
+        div.dataset.drawn = "1";
+        idle(next);
+      });
+    }
+    idle(next);
+  }).catch(function (err) {
+    plots.forEach(function (div) { div.appendChild(el("p", "Figure not drawn: " + err.message, "plot-note")); });
+    document.body.dataset.figures = "failed";
+    console.error(err);
+  });
+})();

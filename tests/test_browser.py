@@ -1,0 +1,314 @@
+"""The published leaderboard and a run report, opened in headless Chromium as a reader would.
+
+One site for the whole module, published through the real CLI from real runs (see
+browser_support.real_runs): a compression run, its copy on a second machine, a copy whose
+model id is ``</script><script>alert(1)</script>``, and a training run. Every page must load
+without console errors, failed requests or dialogs, draw every figure, and its table must
+sort, filter and answer "best under constraints"; links must resolve from disk and from a
+static HTTP server. The leaderboard's screenshot is written to the test's tmp folder, and to
+the path in ``OPTBENCH_SCREENSHOT`` when set (``OPTBENCH_SCREENSHOT=docs/leaderboard.png``
+refreshes the committed one).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from harness.records import fill_relative_figures, read_records
+from harness.report import _fmt_params, _variant
+
+
+def _support() -> Any:
+    """browser_support, imported by path once per session (its runs are shared with test_publish)."""
+    name = "optbench_browser_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("browser_support.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+bs = _support()
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    with bs.chromium() as b:  # first, so a machine without Chromium skips before making runs
+        yield b
+
+
+@pytest.fixture(scope="module")
+def runs(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return bs.real_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def site(runs: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    proc = bs.cli("publish", str(runs.results), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out / "index.html")
+    return out
+
+
+#: A run report has drawn: it has figures and each has its SVG.
+ALL_DRAWN = ("document.querySelectorAll('div.plot').length > 0 && "
+             "[...document.querySelectorAll('div.plot')].every(d => d.querySelector('.main-svg'))")
+
+
+def page_of(site: Path, suite: str) -> Path:
+    return site / "suites" / f"{suite}.html"
+
+
+def clean(v: Any) -> None:
+    assert v.errors == [], v.errors
+    assert v.dialogs == [], v.dialogs
+
+
+def rows(page: Any) -> list[dict[str, str]]:
+    """The visible table as {column header: cell text}."""
+    return page.evaluate("""() => {
+        const heads = [...document.querySelectorAll('#board thead th')].map(th => th.firstChild.textContent);
+        return [...document.querySelectorAll('#board tbody tr')].map(tr =>
+            Object.fromEntries([...tr.cells].map((td, i) => [heads[i], td.textContent])));
+    }""")
+
+
+def resolve(base: Path, href: str) -> Path:
+    return (base.parent / unquote(urlparse(href).path)).resolve()
+
+
+# --- every page loads clean and draws every figure -----------------------------------------
+
+def test_index_lists_suites_runs_and_machines_and_every_link_resolves(browser: Any, site: Path) -> None:
+    index = site / "index.html"
+    v = bs.visit(browser, index.as_uri())
+    clean(v)
+    text = v.page.inner_text("body")
+    assert "2 suites" in text and "4 runs" in text and "2 machines" in text
+    assert bs.OTHER_HOST in text and bs.OTHER_CPU in text
+    hrefs = v.page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+    assert len([h for h in hrefs if h.endswith("report.html")]) == 4
+    assert len([h for h in hrefs if h.endswith("env.json")]) == 4
+    for href in hrefs:
+        assert resolve(index, href).is_file(), href
+    v.page.click("a.suite-link >> text=tiny-training")
+    assert v.page.url.endswith("/suites/tiny-training.html")
+
+
+@pytest.mark.parametrize("suite, figures", [("tiny", {"fal": 4, "fsp": 4, "fre": 1, "fsa": 2}),
+                                            ("tiny-training", {"fal": 0, "fsp": 0, "fre": 0, "fsa": 0})])
+def test_suite_page_draws_every_figure(browser: Any, site: Path, suite: str, figures: dict[str, int]) -> None:
+    v = bs.visit(browser, page_of(site, suite).as_uri(), wait_figures=True)
+    assert v.page.evaluate("document.body.dataset.figures") == "done"
+    drawn = v.page.evaluate("""() => [...document.querySelectorAll('div.plot')].map(d => ({
+        id: d.id, kind: d.dataset.kind || 'training',
+        svg: d.querySelectorAll('.main-svg').length + d.querySelectorAll('canvas').length,
+        marks: d.querySelectorAll('.scatterlayer .point, .scatterlayer path.js-line, .barlayer .point').length,
+        width: d.getBoundingClientRect().width, height: d.getBoundingClientRect().height}))""")
+    for kind, n in figures.items():
+        assert sum(d["kind"] == kind for d in drawn) == n, (kind, drawn)
+    if suite == "tiny-training":  # curves against time and epoch, time-to-target bars: one problem, one machine
+        assert sum(d["kind"] == "training" for d in drawn) == 3
+    assert drawn
+    for d in drawn:
+        assert d["svg"] > 0 and d["marks"] > 0 and d["width"] > 100 and d["height"] > 100, d
+    captions = v.page.eval_on_selector_all("div.plot + p.caption, div.plot + script + p.caption",
+                                           "els => els.map(e => e.textContent)")
+    assert len(captions) == len(drawn) and all(len(c) > 150 for c in captions)
+    clean(v)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def test_sorting_a_column_changes_the_row_order(browser: Any, site: Path) -> None:
+    v = bs.visit(browser, page_of(site, "tiny").as_uri())
+    before = [r["run"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
+
+    def p50s() -> list[float | None]:
+        return [None if r["p50 ms"] == "—" else float(r["p50 ms"].replace(",", "")) for r in rows(v.page)]
+
+    v.page.click("#board th:has-text('p50 ms')")
+    up = p50s()
+    after = [r["run"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
+    assert after != before and sorted(after) == sorted(before)
+    numbers = [x for x in up if x is not None]
+    assert numbers == sorted(numbers) and up[len(numbers):] == [None] * (len(up) - len(numbers))
+    assert v.page.get_attribute("#board th:has-text('p50 ms')", "aria-sort") == "ascending"
+    v.page.click("#board th:has-text('p50 ms')")
+    down = [x for x in p50s() if x is not None]
+    assert down == sorted(numbers, reverse=True) and down != numbers
+    # ranking latencies of two machines together is said out loud
+    assert v.page.is_visible("#machine-warning") and "2 machines" in v.page.inner_text("#machine-warning")
+    v.page.select_option("select[data-filter=machine]", bs.OTHER_HOST)
+    assert not v.page.is_visible("#machine-warning")
+    clean(v)
+
+
+def test_filtering_by_model_changes_the_visible_rows(browser: Any, site: Path, runs: Any) -> None:
+    v = bs.visit(browser, page_of(site, "tiny").as_uri())
+    everything = rows(v.page)
+    n_records = sum(len(read_records(p)) for p in (runs.compression, runs.other_machine, runs.hostile))
+    assert len(everything) == n_records and {r["model"] for r in everything} == {"mlp", bs.XSS}
+    v.page.select_option("select[data-filter=model]", "mlp")
+    mlp = rows(v.page)
+    assert 0 < len(mlp) < len(everything) and {r["model"] for r in mlp} == {"mlp"}
+    assert f"all {len(mlp)} matching rows ({len(everything)} in all)" in v.page.inner_text("#row-count")
+    v.page.select_option("select[data-filter=kind]", "pruner")
+    assert {r["kind"] for r in rows(v.page)} == {"pruner"} and len(rows(v.page)) < len(mlp)
+    v.page.fill("#search", "sparsity=0.9")
+    assert {r["params"].split(",")[0] for r in rows(v.page)} == {"sparsity=0.9"}
+    clean(v)
+
+
+def test_a_hostile_model_id_renders_as_text_and_never_runs(browser: Any, site: Path) -> None:
+    v = bs.visit(browser, page_of(site, "tiny").as_uri(), wait_figures=True)
+    v.page.select_option("select[data-filter=model]", bs.XSS)
+    shown = rows(v.page)
+    assert shown and {r["model"] for r in shown} == {bs.XSS}
+    headings = v.page.eval_on_selector_all("h3", "els => els.map(e => e.textContent)")
+    assert any(h.startswith(bs.XSS + " · ") for h in headings)
+    assert v.page.evaluate("document.querySelectorAll('script:not([type])').length") == 2  # ours + plotly.js
+    # the run report regenerated for that run (its records changed) shows it as text too
+    report = v.page.get_attribute("#board tbody tr >> nth=0 >> a.run-link", "href")
+    r = bs.visit(browser, resolve(page_of(site, "tiny"), report).as_uri())
+    assert bs.XSS in r.page.inner_text("body")
+    clean(v)
+    clean(r)
+
+
+def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, runs: Any) -> None:
+    records = []
+    for run_dir in (runs.other_machine, runs.compression, runs.hostile):  # newest first, as the page breaks ties
+        meta = json.loads((run_dir / "run.json").read_text())
+        host = json.loads((run_dir / "env.json").read_text())["hostname"]
+        records += [{**r, "run": meta["run_id"], "host": host} for r in fill_relative_figures(read_records(run_dir))]
+    ok = [r for r in records if r["status"] == "ok"]
+    # a latency bound in the middle of the measured ones, at a wide gap (the page rounds to 4 digits)
+    p50s = sorted({r["latency_p50_ms"] for r in ok})
+    middle = range(len(p50s) // 4, 3 * len(p50s) // 4)
+    i = max(middle, key=lambda i: p50s[i + 1] / p50s[i])
+    bound = (p50s[i] + p50s[i + 1]) / 2
+
+    def expected(objective: str) -> dict[str, dict]:
+        best: dict[str, dict] = {}
+        for r in ok:
+            if r[objective] is None or r["latency_p50_ms"] > bound or r["accuracy_delta"] is None or -r["accuracy_delta"] > 0.01:
+                continue
+            if r["passes_gate"] is False:
+                continue
+            key = (r[objective] if objective != "latency_p50_ms" else -r[objective], -r["latency_p50_ms"], r["accuracy"])
+            if r["host"] not in best or key > best[r["host"]][0]:
+                best[r["host"]] = (key, r)
+        return {host: r for host, (_, r) in best.items()}
+
+    v = bs.visit(browser, page_of(site, "tiny").as_uri())
+    v.page.fill("#best-max-p50", repr(bound))
+    v.page.fill("#best-max-drop", "0.01")
+    for objective, option in (("accuracy", "acc"), ("speedup", "speedup"), ("latency_p50_ms", "p50")):
+        v.page.select_option("#best-objective", option)
+        want = expected(objective)
+        answers = v.page.eval_on_selector_all("#best-result li.answer", "els => els.map(e => e.textContent)")
+        assert len(answers) == len(want) == 2, (objective, answers)
+        for host, r in want.items():
+            (text,) = [a for a in answers if a.startswith(host + ": ")]
+            name = r["method"] + (f" ({_fmt_params(r['params'])})" if _fmt_params(r["params"]) else "")
+            assert text.startswith(f"{host}: {name} on {r['model']} · {_variant(r, 'dataset')} · cpu · batch "
+                                   f"{r['batch_size']}"), (objective, text, r)
+            assert text.endswith(f"run {r['run']}")
+    # bounds nothing meets: said so, nothing picked
+    v.page.fill("#best-max-p50", "0.000001")
+    assert v.page.inner_text("#best-result").startswith("No row of the")
+    clean(v)
+
+
+# --- links: machine details, run reports, a static host -------------------------------------
+
+def test_the_machine_a_row_ran_on_is_one_click_away(browser: Any, site: Path) -> None:
+    v = bs.visit(browser, page_of(site, "tiny").as_uri())
+    v.page.select_option("select[data-filter=machine]", bs.OTHER_HOST)
+    v.page.click("#board tbody tr >> nth=0 >> button.machine")
+    dialog = v.page.locator("#env-dialog")
+    assert dialog.is_visible()
+    text = dialog.inner_text()
+    assert bs.OTHER_HOST in text and bs.OTHER_CPU in text and "torch" in text
+    env_href = v.page.get_attribute("#env-links a >> text=env.json", "href")
+    env = json.loads(resolve(page_of(site, "tiny"), env_href).read_text())
+    assert env["hostname"] == bs.OTHER_HOST
+    v.page.click("#env-dialog button")
+    assert not dialog.is_visible()
+    clean(v)
+
+
+def test_every_row_links_to_a_run_report_that_opens_and_draws(browser: Any, site: Path) -> None:
+    suite = page_of(site, "tiny")
+    v = bs.visit(browser, suite.as_uri())
+    hrefs = set(v.page.eval_on_selector_all("#board a.run-link", "els => els.map(e => e.getAttribute('href'))"))
+    assert len(hrefs) == 3
+    for href in hrefs:
+        assert resolve(suite, href).is_file(), href
+    with v.page.expect_navigation():
+        v.page.click("#board tbody tr >> nth=0 >> a.run-link")
+    report = v.page
+    assert report.url.endswith("/report.html") and report.title().startswith("optbench · tiny")
+    report.wait_for_function(ALL_DRAWN, timeout=30_000)
+    assert report.evaluate("document.querySelectorAll('div.plot .scatterlayer .point').length") > 0
+    clean(v)
+    training = bs.visit(browser, (site / "runs" / "tiny-training").as_uri() + "/"
+                        + next(p.name for p in (site / "runs" / "tiny-training").iterdir()) + "/report.html")
+    training.page.wait_for_function(ALL_DRAWN, timeout=30_000)
+    # accuracy vs latency, then training curves against time and epoch, time-to-target bars
+    assert training.page.evaluate("document.querySelectorAll('div.plot').length") == 4
+    clean(training)
+
+
+def test_the_site_works_from_a_static_http_server(browser: Any, site: Path) -> None:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        v = bs.visit(browser, f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        bad: list[str] = []
+        v.page.on("response", lambda resp: bad.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None)
+        v.page.click('a.suite-link >> text="tiny"')
+        v.page.wait_for_function("document.body.dataset.figures === 'done'", timeout=60_000)
+        with v.page.expect_navigation():
+            v.page.click("#board tbody tr >> nth=0 >> a.run-link")
+        v.page.wait_for_function("document.querySelectorAll('div.plot .main-svg').length > 0", timeout=30_000)
+        assert bad == []
+        clean(v)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_screenshot_of_the_leaderboard(browser: Any, site: Path, tmp_path: Path) -> None:
+    v = bs.visit(browser, page_of(site, "tiny").as_uri(), width=1500, height=1000, wait_figures=True)
+    v.page.select_option("select[data-filter=model]", "mlp")
+    v.page.select_option("#best-objective", "size")
+    v.page.fill("#best-max-drop", "0.01")
+    assert v.page.locator("#best-result li.answer").count() == 2  # one per machine
+    shot = tmp_path / "leaderboard.png"
+    v.page.screenshot(path=str(shot))
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+    if os.environ.get("OPTBENCH_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["OPTBENCH_SCREENSHOT"])
+    clean(v)

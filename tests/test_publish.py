@@ -1,0 +1,423 @@
+"""optbench publish without a browser: what the site holds, its figures' data, escaping, what it
+loads from where, the CLI's errors, and the helpers (machine fingerprint, sample intervals).
+
+Most runs here are written directly (records, samples, env.json) so each test says exactly
+what it feeds in; one test publishes real runs made through the CLI (shared with
+test_browser through browser_support).
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import importlib.util
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from plotly.offline import get_plotlyjs
+
+from harness.cli import main
+from harness.errors import OptbenchError
+from harness.publish import (
+    SITE_MARKER,
+    Task,
+    _machines,
+    find_runs,
+    machine_fingerprint,
+    machine_label,
+    median_interval,
+    process_run,
+    publish,
+    suite_page,
+)
+from harness.records import FIELDS, append_records
+from harness.report import REPORT_FILE, write_report
+
+PLOTLY_JS = get_plotlyjs()
+XSS = "</script><script>alert(1)</script>"
+ENV_A = {"hostname": "alpha", "cpu_model": "CPU A", "cores": 8, "torch": "2.14.1", "python": "3.11.7",
+         "started_at": "2026-01-01T00:00:00+00:00"}
+ENV_B = {**ENV_A, "hostname": "beta", "cpu_model": "CPU B"}
+REMOTE = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", re.I)
+
+
+def _support() -> Any:
+    name = "optbench_browser_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("browser_support.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def record(**over: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {k: None for k in FIELDS}
+    r.update(run_id="r1", suite="quick", model="mlp", dataset="digits", method="baseline", method_kind="baseline",
+             params={}, backend="cpu", seed=0, batch_size=1, status="ok", latency_p50_ms=2.0, latency_p99_ms=3.0,
+             noisy=False, model_bytes=400_000, flops=200_000, effective_flops=200_000, accuracy=0.95)
+    r.update(over)
+    r["cell_id"] = r["cell_id"] or f"{r['model']}-{r['method']}-{json.dumps(r['params'], sort_keys=True)}".replace("/", "_")
+    return r
+
+
+def methods(model: str = "mlp", p50: float = 2.0, acc: float = 0.95, batch: int = 1) -> list[dict[str, Any]]:
+    """A baseline, an int8 quantizer (smaller, faster) and a 50% pruner (theoretically 2x, measured 1x)."""
+    return [record(model=model, batch_size=batch, latency_p50_ms=p50, accuracy=acc),
+            record(model=model, batch_size=batch, method="quantize.dynamic_int8", method_kind="quantizer",
+                   latency_p50_ms=p50 / 2, model_bytes=100_000, accuracy=acc - 0.002),
+            record(model=model, batch_size=batch, method="prune.magnitude", method_kind="pruner",
+                   params={"sparsity": 0.5}, latency_p50_ms=p50 * 1.01, effective_flops=100_000, accuracy=acc - 0.03,
+                   passes_gate=False, noisy=True)]
+
+
+def make_run(results: Path, suite: str, run_id: str, records: list[dict[str, Any]], env: dict | None = None,
+             started: str = "2026-01-01T00:00:00+00:00", samples: bool = True, report: bool = False) -> Path:
+    run_dir = results / suite / run_id
+    run_dir.mkdir(parents=True)
+    for r in records:
+        r.update(run_id=run_id, suite=suite)
+    append_records(run_dir / "records.jsonl", records)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "suite": suite, "started_at": started}))
+    if env is not None:
+        (run_dir / "env.json").write_text(json.dumps(env))
+    (run_dir / "suite.yaml").write_text(f"name: {suite}\n")
+    if samples:
+        rng = np.random.default_rng(0)
+        by_cell: dict[str, dict[str, list[int]]] = {}
+        for r in records:
+            if r["status"] == "ok":
+                ns = (r["latency_p50_ms"] * 1e6 * rng.lognormal(0, 0.05, 400)).astype(int)
+                by_cell.setdefault(r["cell_id"], {})[str(r["batch_size"])] = ns.tolist()
+        for cid, s in by_cell.items():
+            (run_dir / "cells" / cid).mkdir(parents=True)
+            (run_dir / "cells" / cid / "samples.json").write_text(json.dumps(s))
+    if report:
+        write_report(run_dir)
+    return run_dir
+
+
+def board_data(page: str) -> dict[str, Any]:
+    blob = re.search(r'<script type="application/json" id="board-data">(.*?)</script>', page, re.S)
+    return json.loads(blob.group(1))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """Two suites: "quick" with a run on machine alpha (its report written) and one on beta; "other" with one."""
+    res = tmp_path / "results"
+    make_run(res, "quick", "run-a", methods() + methods(batch=8, p50=9.0), ENV_A, report=True)
+    make_run(res, "quick", "run-b", methods(p50=1.0), ENV_B, started="2026-02-01T00:00:00+00:00")
+    make_run(res, "other", "run-c", methods(model="cnn", acc=0.98), ENV_A, samples=False)
+    return res
+
+
+# --- what the site holds ----------------------------------------------------------------------
+
+def test_publish_writes_an_index_a_page_per_suite_and_every_run(results: Path, tmp_path: Path) -> None:
+    done = publish(results, tmp_path / "site")
+    site = done.site
+    assert (done.runs, done.suites, done.records) == (3, 2, 12)
+    assert sorted(done.pages) == ["index.html", "suites/other.html", "suites/quick.html"]
+    assert done.reports == {"copied": 1, "regenerated": 2}
+    for run in ("quick/run-a", "quick/run-b", "other/run-c"):
+        for name in (REPORT_FILE, "env.json", "run.json", "suite.yaml"):
+            assert (site / "runs" / run / name).is_file(), (run, name)
+    original = results / "quick" / "run-a" / REPORT_FILE
+    assert (site / "runs/quick/run-a" / REPORT_FILE).read_bytes() == original.read_bytes()  # fresh: copied as is
+    assert (site / SITE_MARKER).is_file()
+    index = (site / "index.html").read_text()
+    for text in ('href="suites/quick.html"', 'href="suites/other.html"', 'href="runs/quick/run-b/report.html"',
+                 'href="runs/quick/run-a/env.json"', "CPU A", "CPU B", "3 runs", "2 machines", "2026-02-01 00:00"):
+        assert text in index, text
+    page = (site / "suites/quick.html").read_text()
+    data = board_data(page)
+    assert len(data["rows"]["run"]) == 9
+    assert data["runs"]["id"] == ["run-b", "run-a"]  # newest first
+    assert [m["short"] for m in data["machines"]] == ["beta", "alpha"]
+    assert data["runs"]["href"] == ["runs/quick/run-b", "runs/quick/run-a"]
+    assert "These runs come from 2 machines" in page
+
+
+def test_rows_carry_the_baseline_relative_figures_and_the_marks(results: Path, tmp_path: Path) -> None:
+    page = (publish(results, tmp_path / "site").site / "suites/quick.html").read_text()
+    data = board_data(page)
+    rows, configs, strings = data["rows"], data["configs"], data["strings"]
+    by_method: dict[str, list[int]] = {}
+    for i, cfg in enumerate(rows["cfg"]):
+        by_method.setdefault(strings[configs["method"][cfg]], []).append(i)
+    for i in by_method["quantize.dynamic_int8"]:
+        assert rows["speedup"][i] == 2 and rows["size"][i] == 4 and rows["dacc"][i] == pytest.approx(-0.002)
+        assert rows["lo"][i] < 2 < rows["hi"][i]  # the interval from the raw samples brackets the point
+    for i in by_method["prune.magnitude"]:
+        assert rows["theo"][i] == 2 and rows["speedup"][i] == pytest.approx(1 / 1.01, rel=1e-3)
+        assert rows["gate"][i] == 0 and rows["noisy"][i] == 1
+    for i in by_method["baseline"]:
+        assert rows["speedup"][i] == 1 and rows["lo"][i] is None  # a baseline has no interval against itself
+
+
+def test_figures_group_by_model_backend_and_batch_with_one_front_per_machine(results: Path, tmp_path: Path) -> None:
+    data = board_data((publish(results, tmp_path / "site").site / "suites/quick.html").read_text())
+    fal = {tuple(s["key"]): s for s in data["figures"]["fal"]}
+    assert sorted(fal) == [("mlp", "digits", "cpu", 1), ("mlp", "digits", "cpu", 8)]
+    batch1 = fal[("mlp", "digits", "cpu", 1)]
+    members = [i for i, f in enumerate(data["member"]["fal"]) if f == batch1["id"]]
+    assert len(members) == 6  # 3 methods x 2 runs (machines)
+    # beta (index 0) is twice as fast as alpha; ranked together, alpha's points would all be dominated
+    assert sorted(batch1["fronts"]) == ["0", "1"]
+    for m, front in batch1["fronts"].items():
+        runs = {data["runs"]["machine"][data["rows"]["run"][i]] for i in front}
+        assert runs == {int(m)} and len(front) == 2  # the quantizer (fast) and the baseline (accurate)
+    assert [s["key"] for s in data["figures"]["fre"]] == [["cpu"]]
+    assert sum(1 for f in data["member"]["fsp"] if f) == 6  # every non-baseline ok record
+    (sa,) = data["figures"]["fsa"]
+    assert sum(1 for f in data["member"]["fsa"] if f == sa["id"]) == 6  # one point per cell and run
+    page = (tmp_path / "site/suites/quick.html").read_text()
+    assert page.count('<div class="plot"') == 2 + 2 + 1 + 1 and page.count('<p class="caption">') == 6
+
+
+def test_a_suite_of_baselines_alone_draws_no_figure(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    make_run(res, "solo", "r", [record(), record(batch_size=8)], ENV_A)
+    data = board_data((publish(res, tmp_path / "site").site / "suites/solo.html").read_text())
+    assert all(not specs for specs in data["figures"].values())
+    assert not any(f for col in data["member"].values() for f in col)
+
+
+def test_republishing_replaces_the_site_and_keeps_nothing_stale(results: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    publish(results, site)
+    (site / "stale.txt").write_text("from an older site")
+    (results / "other" / "run-c" / "records.jsonl").unlink()  # that run is gone now
+    done = publish(results, site)
+    assert done.runs == 2 and not (site / "stale.txt").exists() and not (site / "suites/other.html").exists()
+    assert [p.name for p in site.parent.iterdir() if p.name.startswith(".")] == []  # no temp or old site left
+
+
+# --- what the pages load, and escaping ------------------------------------------------------------
+
+def test_inline_pages_load_nothing_remote_and_carry_plotly_packed(results: Path, tmp_path: Path) -> None:
+    site = publish(results, tmp_path / "site").site
+    for page in site.rglob("*.html"):
+        text = page.read_text().replace(PLOTLY_JS, "")  # the bundle names URLs in strings it never loads
+        assert not REMOTE.search(text), page
+        assert "@import" not in text and "url(" not in text, page
+    suite = (site / "suites/quick.html").read_text()
+    packed = re.search(r'<script type="application/octet-stream" id="plotly-gz">([A-Za-z0-9+/=]+)</script>', suite)
+    assert gzip.decompress(base64.b64decode(packed.group(1))).decode() == PLOTLY_JS
+    assert len(suite) < len(PLOTLY_JS) / 2  # packed: the whole page is well under half the bundle
+
+
+def test_cdn_mode_references_the_cdn_everywhere_it_regenerates(results: Path, tmp_path: Path) -> None:
+    done = publish(results, tmp_path / "site", plotly="cdn")
+    assert done.reports == {"regenerated": 3}  # reports follow --plotly too
+    cdn = re.compile(r'<script charset="utf-8" src="https://cdn\.plot\.ly/plotly-[\d.]+\.min\.js" '
+                     r'integrity="sha256-[A-Za-z0-9+/=]+" crossorigin="anonymous"></script>')
+    for page in ("suites/quick.html", "runs/quick/run-a/report.html"):
+        text = (done.site / page).read_text()
+        assert len(cdn.findall(text)) == 1, page
+        assert PLOTLY_JS not in text and 'id="plotly-gz"' not in text
+    assert not REMOTE.search((done.site / "index.html").read_text())  # no figure there: no plotly at all
+
+
+def test_hostile_names_are_text_in_html_and_inert_in_json(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    recs = methods(model=XSS)
+    recs[1]["params"] = {"p": "<img src=x onerror=alert(1)>"}
+    recs[2].update(status="failed", error=XSS)
+    make_run(res, XSS, "run-x", recs, {**ENV_A, "hostname": XSS, "cpu_model": "<b>cpu</b>"})
+    site = publish(res, tmp_path / "site").site
+    pages = [site / "index.html", *(site / "suites").iterdir()]
+    for page in pages:
+        text = page.read_text()
+        assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>cpu</b>" not in text, page
+        blocks = re.findall(r"<script[^>]*>(.*?)</script>", text, re.S)
+        assert all("alert(1)" not in b or "\\u003c/script\\u003e" in b for b in blocks)
+    suite = next((site / "suites").iterdir())
+    assert re.fullmatch(r"[A-Za-z0-9._-]+\.html", suite.name)  # the file name is made safe
+    text = suite.read_text()
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text  # headings show it as text
+    data = board_data(text)
+    assert XSS in data["strings"] and "p=<img src=x onerror=alert(1)>" in data["strings"]
+    assert XSS in data["errors"].values()
+    assert XSS in json.dumps(data["envs"]) and XSS in data["machines"][0]["label"]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    code = main(["publish", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_the_index_and_a_summary(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli(capsys, str(results), "--out", str(tmp_path / "site"))
+    assert code == 0 and out.strip() == str((tmp_path / "site").resolve() / "index.html")
+    assert "published 3 runs of 2 suites (12 records)" in err and "largest page suites/quick.html" in err
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no such folder; expected RESULTS_DIR to be a folder of runs"),
+    ("results is a file", "is a file; expected RESULTS_DIR to be a folder of runs"),
+    ("no runs", "no runs found; expected run folders holding records.jsonl"),
+    ("out is a file", "is a file; expected SITE_DIR to be a folder"),
+    ("out inside results", "is inside RESULTS_DIR"),
+    ("results inside out", "contains RESULTS_DIR"),
+    ("out is someone's folder", "exists and is not a site written by optbench publish"),
+])
+def test_user_errors_name_the_path_and_what_was_expected(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         case: str, expected: str) -> None:
+    res, out = tmp_path / "results", tmp_path / "site"
+    res.mkdir()
+    if case != "no runs":
+        make_run(res, "quick", "r", methods(), ENV_A, samples=False)
+    if case == "missing":
+        res = tmp_path / "nowhere"
+    elif case == "results is a file":
+        res = tmp_path / "file.txt"
+        res.write_text("x")
+    elif case == "out is a file":
+        out.write_text("x")
+    elif case == "out inside results":
+        out = res / "site"
+    elif case == "results inside out":
+        out = tmp_path
+    elif case == "out is someone's folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    code, stdout, err = run_cli(capsys, str(res), "--out", str(out))
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert err.startswith("optbench: error: ") and expected in err
+    assert str(res) in err or str(out) in err
+    if case == "out is someone's folder":
+        assert (out / "notes.txt").read_text() == "mine"  # untouched
+
+
+@pytest.mark.slow
+def test_publishing_real_runs_through_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    support = _support()
+    runs = support.real_runs(tmp_path_factory)
+    for mode in ("inline", "cdn"):
+        out = tmp_path / mode
+        proc = support.cli("publish", str(runs.results), "--out", str(out), "--plotly", mode)
+        assert proc.returncode == 0, proc.stderr
+        tiny = (out / "suites/tiny.html").read_text()
+        data = board_data(tiny)
+        assert len(data["runs"]["id"]) == 3 and len(data["machines"]) == 2
+        assert XSS in data["strings"] and "<script>alert(1)" not in tiny
+        assert data["figures"]["fal"] and data["figures"]["fsp"] and data["figures"]["fre"] and data["figures"]["fsa"]
+        assert any(v is not None for v in data["rows"]["lo"])  # intervals from the real samples
+        training = (out / "suites/tiny-training.html").read_text()
+        assert '<h2 id="training">Training</h2>' in training and training.count('data-figure="plot-') == 3
+        if mode == "inline":
+            for page in out.rglob("*.html"):
+                assert not REMOTE.search(page.read_text().replace(PLOTLY_JS, "")), page
+        else:
+            assert "https://cdn.plot.ly/plotly-" in tiny and 'id="plotly-gz"' not in tiny
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def test_machine_fingerprint_tells_machines_apart_but_not_software() -> None:
+    fp = machine_fingerprint(ENV_A)
+    assert fp == machine_fingerprint({**ENV_A, "started_at": "later", "suite_git": {"commit": "x"}})
+    assert fp == machine_fingerprint({**ENV_A, "torch": "2.13.0"})  # the same machine, as compare says
+    for change in ({"hostname": "other"}, {"cpu_model": "other"}, {"cores": 2},
+                   {"backends": {"cuda": {"gpus": [{"index": 0, "name": "NVIDIA H100"}]}}}):
+        assert machine_fingerprint({**ENV_A, **change}) != fp, change
+    assert machine_fingerprint({}) == "unknown" and re.fullmatch(r"[0-9a-f]{10}", fp)
+    two = {**ENV_A, "backends": {"cuda": {"gpus": [{"name": "NVIDIA H100"}, {"name": "NVIDIA H100"}]}}}
+    assert machine_label(two) == "alpha · CPU A · 8 cores · 2x NVIDIA H100"
+    assert machine_label({}) == "unknown machine"
+
+
+def test_median_interval_is_the_order_statistics_around_the_median() -> None:
+    samples = np.arange(1, 1002) * 1_000_000  # 1..1001 ms, median 501
+    lo, hi = median_interval(samples[::-1])
+    # n = 1001: ranks floor(500.5 - 2.2414 * sqrt(1001) / 2) = 465 and ceil(1 + 500.5 + 35.46) = 537
+    assert (lo, hi) == (465.0, 537.0)
+    assert median_interval([5_000_000] * 3) == (5.0, 5.0)
+    assert median_interval([1_000_000, 9_000_000]) == (1.0, 9.0)  # few samples: the whole range
+    assert median_interval([]) is None
+    # coverage: over many normal samples the 97.5% interval misses the true median about 2.5% of the time
+    rng = np.random.default_rng(1)
+    misses = sum(not (lo <= 10.0 <= hi) for lo, hi in (median_interval(rng.normal(10e6, 1e6, 301))
+                                                         for _ in range(2000)))
+    assert 0.01 < misses / 2000 < 0.045
+
+
+def test_a_run_without_samples_or_records_still_publishes(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    empty = res / "quick" / "empty"
+    empty.mkdir(parents=True)
+    (empty / "records.jsonl").write_text("")
+    make_run(res, "quick", "r", methods(), None, samples=False)
+    done = publish(res, tmp_path / "site")
+    assert done.runs == 2 and done.records == 3
+    data = board_data((done.site / "suites/quick.html").read_text())
+    assert all(v is None for v in data["rows"]["lo"])
+    assert data["machines"][0]["label"] == "unknown machine"
+    assert "No records" in (done.site / "runs/quick/empty/report.html").read_text()
+
+
+def test_the_suite_page_stays_compact(tmp_path: Path) -> None:
+    """About 80 bytes of data per record (the scale benchmark checks the 20,000-record page)."""
+    res = tmp_path / "results"
+    rng = np.random.default_rng(2)
+    for k in range(10):
+        recs = []
+        for model in ("mlp", "cnn", "resnet18", "vit", "wide"):
+            for batch in (1, 64):
+                recs += [record(**{**r, "latency_p50_ms": r["latency_p50_ms"] * rng.lognormal(0, 0.1),
+                                   "latency_p99_ms": rng.uniform(3, 9), "accuracy": rng.uniform(0.5, 1)})
+                         for r in methods(model=model, batch=batch)]
+        make_run(res, "big", f"run-{k:02d}", recs, {**ENV_A, "hostname": f"h{k % 3}"}, samples=False)
+    done = publish(res, tmp_path / "site")
+    page = (done.site / "suites/big.html").read_text()
+    data = re.search(r'id="board-data">(.*?)</script>', page, re.S).group(1)
+    assert len(data) / done.records < 110, len(data) / done.records
+    assert os.path.getsize(done.site / "suites/big.html") < 2.6e6
+
+
+def test_process_run_reads_one_run_into_rows(results: Path, tmp_path: Path) -> None:
+    out = process_run(Task(str(results / "quick" / "run-b"), str(tmp_path / "t"), "inline"))
+    assert out["report"] == "regenerated" and len(out["rows"]) == 3
+    config, status, error, p50, *_ = out["rows"][0]
+    assert config[:3] == ("mlp", "digits", "baseline") and status == "ok" and error is None and p50 == 1
+
+
+def test_suite_page_returns_its_data_for_the_size_budget(results: Path, tmp_path: Path) -> None:
+    runs = find_runs(results)
+    for run in runs:
+        run.href = f"runs/x/{run.run_id}"
+        run.records = process_run(Task(str(run.path), str(tmp_path / run.run_id), "inline"))["rows"]
+    quick = [r for r in runs if r.suite == "quick"]
+    page, data = suite_page("quick", quick, _machines(runs), "inline")
+    assert page.startswith("<!DOCTYPE html>") and len(data["rows"]["run"]) == 9
+
+
+def test_errors_are_optbench_errors(tmp_path: Path) -> None:
+    with pytest.raises(OptbenchError, match="expected inline or cdn"):
+        publish(tmp_path, tmp_path / "site", plotly="svg")
+
+
+def test_the_sweeping_pareto_front_matches_its_definition() -> None:
+    """report.pareto_front sorts and sweeps (leaderboard figures hold thousands of points); it must
+    keep exactly the points no other point dominates, as the quadratic definition does."""
+    from harness.report import pareto_front
+
+    def by_definition(pts: list[tuple]) -> list[tuple]:
+        def dominated(p: tuple) -> bool:
+            return any(q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1]) for q in pts)
+        return sorted((p for p in pts if not dominated(p)), key=lambda p: (p[0], -p[1]))
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):  # coarse grids, so ties in x, in y and whole duplicates are common
+        pts = [(int(rng.integers(0, 6)) / 2, int(rng.integers(0, 6)) / 3, k) for k in range(int(rng.integers(0, 25)))]
+        assert pareto_front(pts) == by_definition(pts)
