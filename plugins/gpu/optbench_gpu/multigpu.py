@@ -226,11 +226,15 @@ def run_ranks(model: Any, shares: list[Any], warmup: Any, repeat: Any, *, device
     return sorted(ranks, key=lambda r: r["rank"])
 
 
-def _training_work(train: Callable[..., Any], modules: list[Any], max_epochs: int | None) -> RankWork:
-    """Each rank runs the training run (data-parallel when a group is up); rank 0 returns
-    its FitResult without the model, and the trained weights of ``modules``."""
+def _training_work(train: Callable[..., Any], modules: list[Any], max_epochs: int | None,
+                   start: list[dict[str, Any]] | None = None) -> RankWork:
+    """Each rank runs the training run (data-parallel when a group is up), from the
+    weights ``start`` when given; rank 0 returns its FitResult without the model, and the
+    trained weights of ``modules``."""
 
     def work(rank: int, world: int, device: Any, sync: Callable[[], None]) -> dict[str, Any]:
+        for module, state in zip(modules, start or [], strict=False):
+            module.load_state_dict(state)
         result = train(device) if max_epochs is None else train(device, max_epochs)
         if rank != 0:
             return {}
@@ -318,8 +322,13 @@ class MultiGPUSession(BackendSession):
     def run_training(self, train: Callable[..., Any], modules: Any, role: str) -> Any:
         """Train data-parallel (DDP) over the ranks; for the main run, with ``scaling`` on,
         also train on one device alone for a few epochs: train_scaling_efficiency."""
+        import copy
+
         modules = list(modules)
         n, kind, threads = self.params.devices, self.params.device_type, self._threads()
+        # The one-device reference starts where the data-parallel run started, not from its
+        # trained weights (a converged model trains on denormal-sized updates, several times slower on CPUs).
+        initial = [copy.deepcopy(m.state_dict()) for m in modules]
         out = launch(n, _training_work(train, modules, None), device_type=kind, threads=threads,
                      group=n > 1, timeout_s=None)
         for module, state in zip(modules, out["states"], strict=True):
@@ -327,7 +336,7 @@ class MultiGPUSession(BackendSession):
         result = out["result"]
         result.model = modules[0]
         if self.params.scaling and n > 1 and role == "main" and result.samples_per_s:
-            alone = launch(1, _training_work(train, modules, SCALING_REFERENCE_EPOCHS), device_type=kind,
+            alone = launch(1, _training_work(train, modules, SCALING_REFERENCE_EPOCHS, initial), device_type=kind,
                            threads=threads, group=False, timeout_s=None)["result"]
             result.single_rank_samples_per_s = alone.samples_per_s
         return result

@@ -135,6 +135,20 @@ def test_scaling_reference_gives_throughput_and_efficiency(digits):
     assert ref.single_rank_samples_per_s is None  # only the main run pays for the reference
 
 
+def test_the_one_device_reference_starts_from_the_initial_weights_not_the_trained_ones(digits):
+    budget = Train(epochs=2, batch_size=64)
+    model, initial = mlp(digits), mlp(digits).state_dict()
+
+    def train(device, max_epochs=None):  # runs in the ranks; a failed assert there fails run_training
+        start = model.state_dict().values()
+        assert all(torch.equal(a, b) for a, b in zip(start, initial.values(), strict=True)), "not the initial weights"
+        return fit(model, digits, budget, seed=0, device=device, **QUIET)
+
+    r = gloo(scaling=True).run_training(train, [model], "main")
+    assert r.single_rank_samples_per_s is not None  # the reference ran, so its start check held
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), initial.values(), strict=True))
+
+
 # --- end to end: a training method on the multi-gpu backend through the runner -----------------------
 
 
