@@ -12,7 +12,9 @@ The site, written to SITE_DIR:
 It opens from disk and from any static host: nothing is fetched unless ``--plotly cdn``.
 With ``--plotly inline`` plotly.js travels inside each suite page gzip-compressed and
 base64-encoded (about 2 MB instead of 4.8 MB), unpacked by the browser's own
-DecompressionStream; the run reports keep the plain inline bundle they were written with.
+DecompressionStream; the run reports inside the site load the site's one copy,
+``assets/plotly.min.js``, a local file (a report that carried its own 4.8 MB would make
+200 runs a 1 GB site).
 
 The suite page must stay small with tens of thousands of records, so its data is columnar
 JSON of only the fields it shows, numbers rounded to four significant digits and strings
@@ -68,6 +70,8 @@ from harness.report import (
 from harness.training_summary import is_training
 
 SITE_MARKER = ".optbench-site"
+#: The site's one plotly.js, which the run reports inside it load (inline mode).
+PLOTLY_ASSET = "assets/plotly.min.js"
 COPIED_FILES = ("env.json", "run.json", "suite.yaml")
 #: Two-sided normal quantile for 97.5%: each median gets a 97.5% interval, so the speedup
 #: interval built from two of them holds with at least 95% (Bonferroni).
@@ -302,14 +306,29 @@ def process_run(task: Task) -> dict[str, Any]:
     report = run_dir / REPORT_FILE
     fresh = (task.plotly == "inline" and report.is_file()
              and report.stat().st_mtime >= (run_dir / RECORDS_FILE).stat().st_mtime)
-    if fresh:
-        shutil.copyfile(report, target / REPORT_FILE)
-    else:
-        (target / REPORT_FILE).write_text(render_run_report(run_dir, task.plotly), encoding="utf-8")
+    html = report.read_text(encoding="utf-8") if fresh else render_run_report(run_dir, task.plotly)
+    if task.plotly == "inline":
+        html = _shared_plotly(html, "../../../")  # runs/<suite>/<run>/report.html -> the site's root
+    (target / REPORT_FILE).write_text(html, encoding="utf-8")
     for name in COPIED_FILES:
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, target / name)
     return {"rows": rows, "report": "copied" if fresh else "regenerated"}
+
+
+def _inline_plotly() -> str:
+    return plotly_script("inline")  # the exact tag run reports inline
+
+
+def _shared_plotly(html: str, root: str) -> str:
+    """A run report inside the site loads the site's one copy of plotly.js (a local file:
+    offline still, from disk or any host) instead of carrying its own 4.8 MB: 200 runs
+    would otherwise make a 1 GB site. A report made with another plotly build keeps its
+    own bundle untouched."""
+    inline = _inline_plotly()
+    if inline not in html:
+        return html
+    return html.replace(inline, f'<script charset="utf-8" src="{root}{PLOTLY_ASSET}"></script>', 1)
 
 
 def _process_all(tasks: list[Task], workers: int | None) -> list[dict[str, Any]]:
@@ -824,6 +843,11 @@ def publish(results_dir: Path, out: Path, plotly: str = "inline", workers: int |
         index = index_page(suites, suite_slugs, machines, results_dir.name, generated)
         (tmp / "index.html").write_text(index, encoding="utf-8")
         pages["index.html"] = len(index.encode("utf-8"))
+        if plotly == "inline":
+            from plotly.offline import get_plotlyjs
+
+            (tmp / PLOTLY_ASSET).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / PLOTLY_ASSET).write_text(get_plotlyjs(), encoding="utf-8")
         (tmp / SITE_MARKER).write_text(json.dumps({"generator": "optbench publish", "published": generated,
                                                     "runs": len(runs)}) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a static host must be able to serve it

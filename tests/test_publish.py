@@ -129,7 +129,14 @@ def test_publish_writes_an_index_a_page_per_suite_and_every_run(results: Path, t
         for name in (REPORT_FILE, "env.json", "run.json", "suite.yaml"):
             assert (site / "runs" / run / name).is_file(), (run, name)
     original = results / "quick" / "run-a" / REPORT_FILE
-    assert (site / "runs/quick/run-a" / REPORT_FILE).read_bytes() == original.read_bytes()  # fresh: copied as is
+    # fresh: copied, except that it loads the site's one plotly.js instead of its own inline copy
+    from harness.report import plotly_script
+
+    copied = (site / "runs/quick/run-a" / REPORT_FILE).read_text()
+    shared = '<script charset="utf-8" src="../../../assets/plotly.min.js"></script>'
+    assert copied == original.read_text().replace(plotly_script("inline"), shared)
+    assert shared in copied and len(copied) < 1_000_000 < original.stat().st_size
+    assert (site / "assets/plotly.min.js").stat().st_size > 3_000_000
     assert (site / SITE_MARKER).is_file()
     index = (site / "index.html").read_text()
     for text in ('href="suites/quick.html"', 'href="suites/other.html"', 'href="runs/quick/run-b/report.html"',
