@@ -1,9 +1,9 @@
 """What the browser tests and the publish tests share: real runs made through the CLI, and a
 headless Chromium that is found, or installed, or else the test is skipped.
 
-The test modules import it by path under one name (``optbench_browser_support`` in
-sys.modules), so they share this module object and the runs are made once per session,
-whichever module asks first.
+The test modules ``import browser_support`` (tests/ is on sys.path, as for
+optbench_test_plugins), so they share this module object and the runs are made once per
+session, whichever module asks first.
 
 Chromium: Debian's ``chromium`` (``/usr/bin/chromium``, or ``chromium`` / ``chromium-browser``
 on PATH), driven by Playwright's Python client. When it is missing and we are root with

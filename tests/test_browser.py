@@ -13,34 +13,20 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import browser_support as bs  # tests/ is on sys.path (rootdir conftest)
 import pytest
 
 from harness.records import fill_relative_figures, read_records
 from harness.report import _fmt_params, _variant
 
-
-def _support() -> Any:
-    """browser_support, imported by path once per session (its runs are shared with test_publish)."""
-    name = "optbench_browser_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("browser_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bs = _support()
 pytestmark = pytest.mark.browser
 
 

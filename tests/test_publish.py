@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import base64
 import gzip
-import importlib.util
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +42,6 @@ ENV_A = {"hostname": "alpha", "cpu_model": "CPU A", "cores": 8, "torch": "2.14.1
          "started_at": "2026-01-01T00:00:00+00:00"}
 ENV_B = {**ENV_A, "hostname": "beta", "cpu_model": "CPU B"}
 REMOTE = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", re.I)
-
-
-def _support() -> Any:
-    name = "optbench_browser_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("browser_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def record(**over: Any) -> dict[str, Any]:
@@ -308,7 +296,8 @@ def test_user_errors_name_the_path_and_what_was_expected(tmp_path: Path, capsys:
 
 @pytest.mark.slow
 def test_publishing_real_runs_through_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    support = _support()
+    import browser_support as support
+
     runs = support.real_runs(tmp_path_factory)
     for mode in ("inline", "cdn"):
         out = tmp_path / mode
