@@ -155,9 +155,10 @@ class Execution(_Strict):
                              "'optbench[ray]')"
     )
     address: str = Field(
-        "local", pattern=r"^(auto|local|ray://[^\s:/]+:\d{1,5})$",
-        description="ray only: local (start a Ray instance on this machine), auto (join the running cluster) "
-                    "or ray://host:port (Ray client)",
+        "local", pattern=r"^(auto|local|(ray://)?[^\s:/]+:\d{1,5})$",
+        description="ray only: local (start a Ray instance on this machine), auto (join the running cluster: "
+                    "RAY_ADDRESS, else the one started on this machine), host:port (the head's GCS address, "
+                    "as `ray start --head` prints it) or ray://host:port (Ray client)",
     )
     cpus_per_cell: float = Field(1.0, gt=0.0, le=1024, description="ray only: CPUs reserved by each cell's task")
     gpus_per_cell: float = Field(0.0, ge=0.0, le=64, description="ray only: GPUs reserved by each cell's task")
