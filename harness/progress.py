@@ -38,8 +38,17 @@ class QuietProgress(Progress):
         pass
 
 
+def running_text(running: list[str]) -> str:
+    """The cells in flight: the one cell, or with an executor running several, how many and the oldest."""
+    if not running:
+        return ""
+    if len(running) == 1:
+        return running[0]
+    return f"{len(running)} running: {running[0]}, +{len(running) - 1} more"
+
+
 class RichProgress(Progress):
-    """A live bar with done/total, ETA and the current cell; finished cells print above it."""
+    """A live bar with done/total, ETA and the cells in flight; finished cells print above it."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
@@ -54,15 +63,18 @@ class RichProgress(Progress):
             console=self.console, transient=False,
         )
         self.task: Any = None
+        self.running: list[str] = []
 
     def start(self, total: int, run_dir: str, skipped_done: int = 0) -> None:
         self.total, self.done = total, skipped_done
         self.bar.start()
-        self.console.print(f"run [bold]{run_dir}[/]: {total} cells" + (f", {skipped_done} already done" if skipped_done else ""), markup=True, highlight=False)
+        done = f", {skipped_done} already done" if skipped_done else ""
+        self.console.print(f"run [bold]{run_dir}[/]: {total} cells{done}", markup=True, highlight=False)
         self.task = self.bar.add_task("", total=total, completed=skipped_done)
 
     def cell_started(self, label: str) -> None:
-        self.bar.update(self.task, description=label)
+        self.running.append(label)
+        self.bar.update(self.task, description=running_text(self.running))
 
     def cell_finished(self, label: str, status: str, seconds: float, error: str | None) -> None:
         self.done += 1
@@ -71,7 +83,9 @@ class RichProgress(Progress):
         from rich.text import Text
 
         self.console.print(Text.assemble((f"{status:<7} ", colour), f"{label} ({seconds:.1f}s){tail}"))
-        self.bar.update(self.task, advance=1, description="")
+        if label in self.running:
+            self.running.remove(label)
+        self.bar.update(self.task, advance=1, description=running_text(self.running))
 
     def line(self, text: str) -> None:
         from rich.text import Text
