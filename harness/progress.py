@@ -68,8 +68,10 @@ class RichProgress(Progress):
     def start(self, total: int, run_dir: str, skipped_done: int = 0) -> None:
         self.total, self.done = total, skipped_done
         self.bar.start()
+        from rich.markup import escape
+
         done = f", {skipped_done} already done" if skipped_done else ""
-        self.console.print(f"run [bold]{run_dir}[/]: {total} cells{done}", markup=True, highlight=False)
+        self.console.print(f"run [bold]{escape(run_dir)}[/]: {total} cells{done}", markup=True, highlight=False)
         self.task = self.bar.add_task("", total=total, completed=skipped_done)
 
     def cell_started(self, label: str) -> None:
