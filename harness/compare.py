@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from harness.errors import OptbenchError
+from harness.host_load import CONTENDED_CORES
 from harness.results import (
     NULL,
     fmt_ms,
@@ -268,7 +269,12 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
                    note=f"no raw samples in the {missing} run (cells/{cell_id}/{SAMPLES_FILE}): not judged")
     verdict, change, p = judge_latency(b, n, threshold)
     noisy = [side for side, r in (("base", base), ("new", new)) if r.get("noisy")]
-    note = f"noisy in the {' and '.join(noisy)} run (IQR/p50 > 10%)" if noisy else ""
+    notes = [f"noisy in the {' and '.join(noisy)} run (IQR/p50 > 10%)"] if noisy else []
+    busy = [f"{side} {r['host_other_cpu']:.2f}" for side, r in (("base", base), ("new", new))
+            if isinstance(r.get("host_other_cpu"), (int, float)) and r["host_other_cpu"] > CONTENDED_CORES]
+    if busy:
+        notes.append(f"other processes busy while timed (cores: {', '.join(busy)})")
+    note = "; ".join(notes)
     return Row(cell_id, bs, base, new, verdict, base_ms, new_ms, change, p, accuracy=acc, note=note)
 
 

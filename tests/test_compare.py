@@ -273,9 +273,9 @@ def test_missing_samples_are_said_and_not_judged(runs, tmp_path):
 
 def test_a_noisy_measurement_is_pointed_out(runs, tmp_path):
     quiet, noisy = copy_run(runs[0], tmp_path / "quiet"), copy_run(runs[0], tmp_path / "noisy")
-    append_records(quiet / RECORDS_FILE, [{**r, "noisy": False} for r in read_records(quiet)])
-    append_records(noisy / RECORDS_FILE, [{**r, "noisy": r["method"] == "baseline" and r["batch_size"] == 8}
-                                          for r in read_records(noisy)])
+    append_records(quiet / RECORDS_FILE, [{**r, "noisy": False, "host_other_cpu": 0.0} for r in read_records(quiet)])
+    append_records(noisy / RECORDS_FILE, [{**r, "noisy": r["method"] == "baseline" and r["batch_size"] == 8,
+                                           "host_other_cpu": 0.0} for r in read_records(noisy)])
     notes = {(r.record["method"], r.batch_size): r.note for r in compare_runs(quiet, noisy).rows}
     assert notes.pop(("baseline", 8)) == "noisy in the new run (IQR/p50 > 10%)"
     assert set(notes.values()) == {""}
@@ -285,6 +285,16 @@ def test_a_noisy_measurement_is_pointed_out(runs, tmp_path):
     lines = out.splitlines()
     assert code == 0 and lines[lines.index("") + 1].split()[-1] == "note"  # the column appears when a row has one
     assert compare(quiet, quiet)[1].splitlines()[lines.index("") + 1].split()[-1] == "accuracy"
+
+
+def test_a_contended_measurement_is_pointed_out(runs, tmp_path):
+    quiet, busy = copy_run(runs[0], tmp_path / "quiet"), copy_run(runs[0], tmp_path / "busy")
+    append_records(quiet / RECORDS_FILE, [{**r, "noisy": False, "host_other_cpu": 0.01} for r in read_records(quiet)])
+    append_records(busy / RECORDS_FILE, [{**r, "noisy": False, "host_other_cpu": 0.93 if r["batch_size"] == 1 else 0.1}
+                                         for r in read_records(busy)])
+    notes = {r.batch_size: r.note for r in compare_runs(quiet, busy).rows}
+    assert notes[1] == "other processes busy while timed (cores: new 0.93)"
+    assert notes[8] == ""  # 0.1 cores is under the warning level
 
 
 def test_runs_from_different_machines_are_refused_unless_allowed(runs, tmp_path):
