@@ -354,8 +354,8 @@ class MultiGPUSession(BackendSession):
 
 MULTI_GPU = Backend(
     name="multi-gpu",
-    description="data-parallel inference over N ranks (torch.distributed: NCCL on GPUs, gloo on CPU processes); "
-    "aggregate throughput, per-rank p50/p99, scaling efficiency",
+    description="data-parallel inference and DistributedDataParallel training over N ranks (torch.distributed: "
+    "NCCL on GPUs, gloo on CPU processes); aggregate throughput, per-rank p50/p99, scaling efficiency",
     create=MultiGPUSession,
     params=MultiGPUParams,
 )
