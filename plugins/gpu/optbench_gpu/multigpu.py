@@ -328,14 +328,15 @@ class MultiGPUSession(BackendSession):
         n, kind, threads = self.params.devices, self.params.device_type, self._threads()
         # The one-device reference starts where the data-parallel run started, not from its
         # trained weights (a converged model trains on denormal-sized updates, several times slower on CPUs).
-        initial = [copy.deepcopy(m.state_dict()) for m in modules]
+        reference = self.params.scaling and n > 1 and role == "main"
+        initial = [copy.deepcopy(m.state_dict()) for m in modules] if reference else None
         out = launch(n, _training_work(train, modules, None), device_type=kind, threads=threads,
                      group=n > 1, timeout_s=None)
         for module, state in zip(modules, out["states"], strict=True):
             module.load_state_dict(state)
         result = out["result"]
         result.model = modules[0]
-        if self.params.scaling and n > 1 and role == "main" and result.samples_per_s:
+        if reference and result.samples_per_s:
             alone = launch(1, _training_work(train, modules, SCALING_REFERENCE_EPOCHS, initial), device_type=kind,
                            threads=threads, group=False, timeout_s=None)["result"]
             result.single_rank_samples_per_s = alone.samples_per_s
