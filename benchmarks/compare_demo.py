@@ -3,7 +3,7 @@
 Runs a suite (default suites/quickstart.yaml) twice into a results folder through the
 real CLI (``python -m harness run``), then makes a third run by copying the second and
 multiplying every raw latency sample by 1.2; its records' latency statistics are
-recomputed from the scaled samples with harness.stats.summarize, as the runner computes
+recomputed from the scaled samples with harness.measure.stats.summarize, as the runner computes
 them. Prints ``optbench compare`` of run 1 vs run 2 (a rerun: expect every cell
 unchanged) and of run 1 vs the injected run (expect every latency cell slower), with the
 wall time of each step. Exits 1 when either expectation fails.
@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.compare import SLOWER, UNCHANGED, compare_runs
-from harness.records import RECORDS_FILE, append_records, read_records
-from harness.stats import summarize
+from harness.measure.stats import summarize
+from harness.results.compare import SLOWER, UNCHANGED, compare_runs
+from harness.results.records import RECORDS_FILE, append_records, read_records
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ methods, on ``--machines`` machines (default 4, different CPUs, one with GPUs, d
 torch builds), with raw latency samples per record (as many as a 0.5 s measurement of that
 latency would give, 30 to 20,000), a few failed and skipped cells, noisy timings and an
 accuracy gate. Every record's latency fields come from its samples through
-harness.stats.summarize, and every run gets its real report.html (harness.report.write_report),
+harness.measure.stats.summarize, and every run gets its real report.html (harness.report.run_report.write_report),
 as ``optbench run`` leaves them. By default all runs belong to one suite: its page is the
 largest a suite page gets (``--suites`` spreads them).
 
@@ -82,10 +82,14 @@ def env_json(machine: dict, started: str) -> dict:
 def make_run(args: tuple) -> float:
     """One run folder with records, samples, env.json, run.json, suite.yaml and report.html."""
     root, suite, index, n_cells, n_machines, seed = args
-    from harness.records import add_relative_figures, append_records, baseline_key
-    from harness.report import write_report
-    from harness.stats import summarize
-    from harness.suite import AccuracyGate
+    from harness.measure.stats import summarize
+    from harness.report.run_report import write_report
+    from harness.results.records import (
+        add_relative_figures,
+        append_records,
+        baseline_key,
+    )
+    from harness.suite.schema import AccuracyGate
 
     rng = np.random.default_rng(seed)
     machine = MACHINES[index % n_machines]

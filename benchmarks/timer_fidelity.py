@@ -19,11 +19,11 @@ import sys
 import torch
 import torch.utils.benchmark as tb
 
-from harness.backends.cpu import CPUParams, CPUSession
-from harness.datasets import DIGITS, DigitsParams
-from harness.models import CNN, MLP, CNNParams, MLPParams
-from harness.stats import summarize
-from harness.suite import Budget
+from harness.builtin.cpu import CPUParams, CPUSession
+from harness.builtin.datasets import DIGITS, DigitsParams
+from harness.builtin.models import CNN, MLP, CNNParams, MLPParams
+from harness.measure.stats import summarize
+from harness.suite.schema import Budget
 
 
 def main() -> int:

@@ -3,10 +3,23 @@
 Plugin authors need only what this module exports::
 
     from harness import hookimpl, Method, Params
+
+The plugin contract, by kind (the docs have a page for each):
+
+- every plugin: ``hookimpl``, ``Params`` / ``NoParams``, ``Skip``;
+- a method: ``Method``, ``MethodContext`` (and, for training-time methods,
+  ``TrainingContext`` and ``FitResult``), ``ModelRef`` for a model named in params;
+- a model: ``Model``, ``TrainableParams`` (the baseline's training settings);
+- a dataset: ``Dataset``, ``DatasetSplits``;
+- a backend: ``Backend``, ``BackendSession``, ``MemoryReading``, and the shared timer
+  ``time_calls`` with its ``Budget``.
+
+The core's own modules never import from here: they import the stage module that
+defines a name, so this file is only the front door.
 """
-from harness.fit import FitResult, TrainingContext
-from harness.hookspecs import hookimpl
-from harness.plugin_types import (
+from harness.measure.timing import Budget, time_calls
+from harness.plugin.hookspecs import hookimpl
+from harness.plugin.types import (
     Backend,
     BackendSession,
     Dataset,
@@ -19,14 +32,15 @@ from harness.plugin_types import (
     NoParams,
     Params,
     Skip,
+    TrainableParams,
 )
-
-__version__ = "0.1.0"
-
+from harness.train.fit import FitResult, TrainingContext
+from harness.version import __version__
 
 __all__ = [
     "Backend",
     "BackendSession",
+    "Budget",
     "Dataset",
     "DatasetSplits",
     "FitResult",
@@ -36,9 +50,11 @@ __all__ = [
     "Model",
     "ModelRef",
     "NoParams",
-    "TrainingContext",
     "Params",
     "Skip",
+    "TrainableParams",
+    "TrainingContext",
     "__version__",
     "hookimpl",
+    "time_calls",
 ]

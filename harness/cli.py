@@ -14,7 +14,7 @@ EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _pm() -> Any:
-    from harness.plugin_manager import PluginManager
+    from harness.registry.manager import PluginManager
 
     return PluginManager.load()
 
@@ -52,7 +52,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.runner import plan
+    from harness.run.runner import plan
 
     suite, cells = plan(Path(args.suite), _pm())
     per = {k: len({getattr(c, k).label for c in cells}) for k in ("model", "dataset", "method", "backend")}
@@ -70,15 +70,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from harness.json_schema import suite_schema
+    from harness.suite.json_schema import suite_schema
 
     print(json.dumps(suite_schema(_pm().registry), indent=2))
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.progress import make_progress
-    from harness.runner import Runner
+    from harness.run.progress import make_progress
+    from harness.run.runner import Runner
 
     if args.suite is None and args.resume is None:
         raise OptbenchError("run: give a SUITE file, or --resume RUN_DIR")
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.report.run_report import write_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "records.jsonl").exists():
@@ -106,19 +106,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from harness.publish import cmd_publish as run
+    from harness.site.publish import cmd_publish as run
 
     return run(args)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import cmd_compare as run
+    from harness.results.compare import cmd_compare as run
 
     return run(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.results import cmd_export as run
+    from harness.results.export import cmd_export as run
 
     return run(args)
 

@@ -56,7 +56,7 @@ class SuiteRun:
 
 def registered_objects(plugin: Any, name: str = "under-test") -> list[Any]:
     """Everything ``plugin`` registers, validated exactly as at discovery (errors raise)."""
-    from harness.plugin_manager import PluginManager
+    from harness.registry.manager import PluginManager
 
     pm = PluginManager.load(entry_points=False, extra=[])
     return list(pm.add(plugin, name=name).registered)
@@ -99,7 +99,10 @@ def optbench_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def optbench_plugin() -> Iterator[Callable[..., Any]]:
-    from harness.plugin_manager import register_session_plugin, unregister_session_plugin
+    from harness.registry.manager import (
+        register_session_plugin,
+        unregister_session_plugin,
+    )
 
     names: list[str] = []
 
@@ -130,8 +133,8 @@ def optbench_run(
     def run(suite: dict[str, Any] | str | Path, *, resume: Path | None = None) -> SuiteRun:
         import yaml
 
-        from harness import records
-        from harness.runner import Runner
+        from harness.results import records
+        from harness.run.runner import Runner
 
         if isinstance(suite, dict):
             data = {**suite, "measure": suite.get("measure", FAST_MEASURE)}

@@ -59,8 +59,8 @@ def _train_forgets(model, params, ctx):
 def _busy_gpu(params):
     from contextlib import contextmanager
 
-    from harness.backends.cpu import CPUParams, CPUSession
-    from harness.plugin_types import MemoryReading
+    from harness.builtin.cpu import CPUParams, CPUSession
+    from harness.plugin.types import MemoryReading
 
     class BusySession(CPUSession):
         """The cpu backend, reporting that another process shared the device."""

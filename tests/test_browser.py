@@ -24,8 +24,8 @@ from urllib.parse import unquote, urlparse
 import browser_support as bs  # tests/ is on sys.path (rootdir conftest)
 import pytest
 
-from harness.records import fill_relative_figures, read_records
-from harness.report import _fmt_params, _variant
+from harness.results.labels import fmt_params, variant_label
+from harness.results.records import fill_relative_figures, read_records
 
 pytestmark = pytest.mark.browser
 
@@ -211,8 +211,8 @@ def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, ru
         assert len(answers) == len(want) == 2, (objective, answers)
         for host, r in want.items():
             (text,) = [a for a in answers if a.startswith(host + ": ")]
-            name = r["method"] + (f" ({_fmt_params(r['params'])})" if _fmt_params(r["params"]) else "")
-            assert text.startswith(f"{host}: {name} on {r['model']} · {_variant(r, 'dataset')} · cpu · batch "
+            name = r["method"] + (f" ({fmt_params(r['params'])})" if fmt_params(r["params"]) else "")
+            assert text.startswith(f"{host}: {name} on {r['model']} · {variant_label(r, 'dataset')} · cpu · batch "
                                    f"{r['batch_size']}"), (objective, text, r)
             assert text.endswith(f"run {r['run']}")
     # bounds nothing meets: said so, nothing picked

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import (
+from harness.measure.stats import summarize
+from harness.results.compare import (
     BROKE,
     DROPPED,
     FASTER,
@@ -27,8 +28,7 @@ from harness.compare import (
     judge_latency,
     render_rich,
 )
-from harness.records import RECORDS_FILE, append_records, read_records
-from harness.stats import summarize
+from harness.results.records import RECORDS_FILE, append_records, read_records
 
 REPO = Path(__file__).resolve().parents[1]
 # One intra-op thread: on a busy 2-core machine two threads of one op wait on each other for a

@@ -7,10 +7,10 @@ import torch
 from pydantic import Field
 
 from harness import Method, Params, hookimpl
-from harness.datasets import DIGITS, DigitsParams
-from harness.models import MLP, MLPParams
-from harness.suite import Finetune
-from harness.training import finetune_keeping_zeros
+from harness.builtin.datasets import DIGITS, DigitsParams
+from harness.builtin.models import MLP, MLPParams
+from harness.suite.schema import Finetune
+from harness.train.classifier import finetune_keeping_zeros
 
 
 def test_pipeline_applies_steps_in_order_and_names_every_step(optbench_run, tiny_suite):
@@ -34,7 +34,7 @@ def test_pipeline_applies_steps_in_order_and_names_every_step(optbench_run, tiny
 def test_finetune_keeps_pruned_weights_at_zero_and_recovers_accuracy():
     data = DIGITS.load(DigitsParams(), 0)
     torch.manual_seed(0)
-    from harness.training import evaluate_accuracy, train_classifier
+    from harness.train.classifier import evaluate_accuracy, train_classifier
 
     model = train_classifier(MLP.build(MLPParams(hidden=[64]), data), data, epochs=10, lr=1e-3, batch_size=64, seed=0)
     import torch.nn.utils.prune as P

@@ -1,4 +1,4 @@
-"""``harness.results.load`` and ``optbench export``: a real run read back as a DataFrame, csv, parquet, markdown."""
+"""``harness.results.load.load`` and ``optbench export``: a real run read back as a DataFrame, csv, parquet, markdown."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +16,15 @@ import pytest
 
 from harness.cli import main
 from harness.errors import OptbenchError
-from harness.records import FIELDS, RECORDS_FILE, append_records, fill_relative_figures, read_records
-from harness.results import cmd_export, find_runs, load, machine_label, read_env
+from harness.results.export import cmd_export
+from harness.results.load import find_runs, load, machine_label, read_env
+from harness.results.records import (
+    FIELDS,
+    RECORDS_FILE,
+    append_records,
+    fill_relative_figures,
+    read_records,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = """\

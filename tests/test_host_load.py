@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.host_load import OtherCPU
+from harness.measure.host_load import OtherCPU
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 
@@ -48,9 +48,9 @@ def test_a_contended_cell_records_it_and_the_run_warns(burner, tmp_path, optbenc
 
     import yaml
 
-    from harness import records
-    from harness.progress import Progress
-    from harness.runner import Runner
+    from harness.results import records
+    from harness.run.progress import Progress
+    from harness.run.runner import Runner
     from harness.testing import make_tiny_suite
 
     monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import memory, model_stats
-from harness.stats import summarize
-from harness.timing import time_calls
+from harness.measure import memory, model_stats
+from harness.measure.stats import summarize
+from harness.measure.timing import time_calls
 
 
 def budget(iters, seconds):

@@ -11,7 +11,7 @@ import pytest
 import harness
 from harness import Method, Params, hookimpl
 from harness.errors import RegistrationError
-from harness.plugin_manager import PluginManager
+from harness.registry.manager import PluginManager
 
 
 def make_distribution(site: Path, dist: str, entry_name: str, module: str, source: str | None) -> None:
@@ -176,7 +176,7 @@ def test_fixture_plugins_do_not_leak_between_tests():
 
 
 def test_every_hookspec_is_documented_and_exported():
-    from harness import hookspecs
+    from harness.plugin import hookspecs
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]

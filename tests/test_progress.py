@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from harness.progress import RichProgress, running_text
+from harness.run.progress import RichProgress, running_text
 
 
 def test_the_bar_names_the_cells_in_flight_even_when_several_run_at_once():

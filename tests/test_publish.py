@@ -21,20 +21,20 @@ from plotly.offline import get_plotlyjs
 
 from harness.cli import main
 from harness.errors import OptbenchError
-from harness.publish import (
+from harness.report.run_report import REPORT_FILE, write_report
+from harness.results.records import FIELDS, append_records
+from harness.site.publish import (
     SITE_MARKER,
     Task,
-    _machines,
     find_runs,
     machine_fingerprint,
     machine_label,
+    machines_of,
     median_interval,
     process_run,
     publish,
     suite_page,
 )
-from harness.records import FIELDS, append_records
-from harness.report import REPORT_FILE, write_report
 
 PLOTLY_JS = get_plotlyjs()
 XSS = "</script><script>alert(1)</script>"
@@ -118,7 +118,7 @@ def test_publish_writes_an_index_a_page_per_suite_and_every_run(results: Path, t
             assert (site / "runs" / run / name).is_file(), (run, name)
     original = results / "quick" / "run-a" / REPORT_FILE
     # fresh: copied, except that it loads the site's one plotly.js instead of its own inline copy
-    from harness.report import plotly_script
+    from harness.report.markup import plotly_script
 
     copied = (site / "runs/quick/run-a" / REPORT_FILE).read_text()
     shared = '<script charset="utf-8" src="../../../assets/plotly.min.js"></script>'
@@ -394,7 +394,7 @@ def test_suite_page_returns_its_data_for_the_size_budget(results: Path, tmp_path
         run.href = f"runs/x/{run.run_id}"
         run.records = process_run(Task(str(run.path), str(tmp_path / run.run_id), "inline"))["rows"]
     quick = [r for r in runs if r.suite == "quick"]
-    page, data = suite_page("quick", quick, _machines(runs), "inline")
+    page, data = suite_page("quick", quick, machines_of(runs), "inline")
     assert page.startswith("<!DOCTYPE html>") and len(data["rows"]["run"]) == 9
 
 
@@ -406,7 +406,7 @@ def test_errors_are_optbench_errors(tmp_path: Path) -> None:
 def test_the_sweeping_pareto_front_matches_its_definition() -> None:
     """report.pareto_front sorts and sweeps (leaderboard figures hold thousands of points); it must
     keep exactly the points no other point dominates, as the quadratic definition does."""
-    from harness.report import pareto_front
+    from harness.report.run_report import pareto_front
 
     def by_definition(pts: list[tuple]) -> list[tuple]:
         def dominated(p: tuple) -> bool:

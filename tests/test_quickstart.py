@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import read_records
+from harness.results.records import read_records
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 
-from harness.records import (
-    FIELDS, add_relative_figures, append_records, fill_relative_figures, read_records, repair_torn_tail,
+from harness.results.records import (
+    FIELDS,
+    add_relative_figures,
+    append_records,
+    fill_relative_figures,
+    read_records,
+    repair_torn_tail,
 )
 
 

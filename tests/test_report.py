@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
-from harness.records import FIELDS, RECORDS_FILE, append_records
-from harness.report import pareto_front, render_report, write_report
+from harness.report.run_report import pareto_front, render_report, write_report
+from harness.results.records import FIELDS, RECORDS_FILE, append_records
 
 PLOTLY_JS = get_plotlyjs()
 XSS_MODEL = "</script><script>alert(1)</script>"

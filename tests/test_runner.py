@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.records import FIELDS, RECORDS_FILE, read_records
+from harness.results.records import FIELDS, RECORDS_FILE, read_records
 
 NUMERIC = [
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
@@ -145,8 +145,8 @@ def test_synthetic_data_measures_speed_with_null_accuracy(optbench_run, tiny_sui
 def test_user_checkpoint_is_loaded_instead_of_training(optbench_run, tiny_suite, tmp_path):
     import torch
 
-    from harness.datasets import DIGITS, DigitsParams
-    from harness.models import MLP, MLPParams
+    from harness.builtin.datasets import DIGITS, DigitsParams
+    from harness.builtin.models import MLP, MLPParams
 
     data = DIGITS.load(DigitsParams(), 0)
     model = MLP.build(MLPParams(hidden=[8]), data)
@@ -217,8 +217,8 @@ def test_a_shared_gpu_is_warned_about_in_the_run_output(misbehaving, tmp_path, o
 
     import yaml
 
-    from harness.progress import Progress
-    from harness.runner import Runner
+    from harness.run.progress import Progress
+    from harness.run.runner import Runner
     from harness.testing import make_tiny_suite
 
     monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))

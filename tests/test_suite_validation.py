@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.matrix import build_matrix
-from harness.plugin_manager import PluginManager
-from harness.suite_loader import parse_suite
+from harness.registry.manager import PluginManager
+from harness.suite.loader import parse_suite
+from harness.suite.matrix import build_matrix
 
 VALID = """\
 name: t

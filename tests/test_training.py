@@ -12,15 +12,20 @@ import math
 import pytest
 import torch
 
+from harness.builtin.datasets import (
+    DigitsParams,
+    QuadraticParams,
+    load_digits,
+    load_quadratic,
+)
+from harness.builtin.models import MLPParams, ThetaParams, build_mlp, build_theta
 from harness.cli import main
-from harness.datasets import DigitsParams, QuadraticParams, load_digits, load_quadratic
 from harness.errors import SuiteError
-from harness.fit import Closure, fit, labelled_subset
-from harness.matrix import build_matrix
-from harness.models import MLPParams, ThetaParams, build_mlp, build_theta
-from harness.plugin_manager import PluginManager
-from harness.suite import Train
-from harness.suite_loader import parse_suite
+from harness.registry.manager import PluginManager
+from harness.suite.loader import parse_suite
+from harness.suite.matrix import build_matrix
+from harness.suite.schema import Train
+from harness.train.fit import Closure, fit, labelled_subset
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def test_evaluation_is_off_the_clock(digits, monkeypatch):
     """However long an evaluation takes, it is not training time (AlgoPerf's rule)."""
     import time
 
-    import harness.fit as fit_module
+    import harness.train.fit as fit_module
 
     class Clock:  # real time plus 1000 s for every evaluation
         offset = 0.0
@@ -328,8 +333,8 @@ def test_a_method_can_be_limited_to_some_models(misbehaving, capsys, write_suite
 
 
 def test_accuracy_of_another_task_is_not_compared_with_the_baseline():
-    from harness.records import add_relative_figures
-    from harness.suite import AccuracyGate
+    from harness.results.records import add_relative_figures
+    from harness.suite.schema import AccuracyGate
 
     base = {"status": "ok", "accuracy": 0.97, "latency_p50_ms": 1.0, "model_bytes": 10}
     moved = {"status": "ok", "accuracy": 0.80, "latency_p50_ms": 1.0, "model_bytes": 10, "task_changed": True}

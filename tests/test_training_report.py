@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from harness.report import render_report
-from harness.training_summary import configurations, mean_curve, tuned
+from harness.report.run_report import render_report
+from harness.results.seeds import configurations, mean_curve, tuned
 
 
 def rec(method, lr, seed, acc, *, loss=0.5, diverged=False, status="ok", ttt=1.0, model="mlp", **extra):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import pytest
-
 from optbench_compile import plugin
 
 

@@ -13,12 +13,6 @@ import pydantic
 import pytest
 import torch
 import torch._dynamo
-from torch import nn
-
-from harness import DatasetSplits, Method, MethodContext, Skip
-from harness.datasets import DIGITS, DigitsParams
-from harness.models import MLP, MLPParams
-from harness.testing import registered_objects
 from optbench_compile import plugin
 from optbench_compile.torch_compile import (
     CompileParams,
@@ -28,6 +22,12 @@ from optbench_compile.torch_compile import (
     unavailable_reason,
     warm_batch,
 )
+from torch import nn
+
+from harness import DatasetSplits, Method, MethodContext, Skip
+from harness.builtin.datasets import DIGITS, DigitsParams
+from harness.builtin.models import MLP, MLPParams
+from harness.testing import registered_objects
 
 
 def registered_method() -> Method:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from harness import Params, Skip
-from harness.plugin_types import ModelRef
+from harness.plugin.types import ModelRef
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from harness.fit import FitResult, TrainingContext
+    from harness.train.fit import FitResult, TrainingContext
 
 
 class DistillParams(Params):
@@ -93,7 +93,7 @@ def prepare_teacher(ctx: TrainingContext, ref: ModelRef, method: str) -> nn.Modu
     """The harness-trained teacher, frozen, in eval mode, on the cell's device."""
     import torch
 
-    from harness.fit import evaluate
+    from harness.train.fit import evaluate
 
     # ctx.trained_model builds the teacher from the global RNG as it finds it (here: after
     # the student was built), and caches the trained weights under a key that does not say

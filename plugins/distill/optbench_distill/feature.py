@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from harness.fit import TrainingContext
+    from harness.train.fit import TrainingContext
 
 NAME = "distill.feature"
 PROBE_BATCH = 2

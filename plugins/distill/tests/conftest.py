@@ -12,7 +12,7 @@ if DISTRIBUTION_ROOT not in sys.path:
 
 @pytest.fixture(scope="session")
 def digits():
-    from harness.datasets import DIGITS, DigitsParams
+    from harness.builtin.datasets import DIGITS, DigitsParams
 
     return DIGITS.load(DigitsParams(), 0)
 
@@ -36,10 +36,10 @@ def training_ctx(digits, one_thread):
     every teacher handed out."""
     import torch
 
-    from harness.fit import TrainingContext
-    from harness.models import CNN, LOGREG, MLP
-    from harness.suite import Train
-    from harness.training import train_classifier
+    from harness.builtin.models import CNN, LOGREG, MLP
+    from harness.suite.schema import Train
+    from harness.train.classifier import train_classifier
+    from harness.train.fit import TrainingContext
 
     specs = {"mlp": MLP, "cnn": CNN, "logreg": LOGREG}
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin_types import ModelRef
+from harness.plugin.types import ModelRef
 from harness.testing import registered_objects
 from optbench_distill import feature, kd, plugin
 from optbench_distill.common import hard_loss, kd_loss, soft_loss
@@ -208,8 +208,8 @@ def test_kd_on_a_tenth_of_the_labels_pairs_with_the_student_alone_on_the_same_la
 def test_the_teacher_starts_from_the_weights_a_baseline_cell_of_its_model_gets(training_ctx, digits):
     """Whatever student was built before it (the harness caches the teacher under a key that
     does not name the student), the teacher's initial weights are the seeded ones."""
-    from harness.models import CNN, CNNParams
-    from harness.training import train_classifier
+    from harness.builtin.models import CNN, CNNParams
+    from harness.train.classifier import train_classifier
 
     params = CNNParams.model_validate(TEACHER["params"])
     torch.manual_seed(0)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.plugin_types import Backend, BackendSession, MemoryReading, Params
-from harness.timing import Budget, time_calls
+from harness.measure.timing import Budget, time_calls
+from harness.plugin.types import Backend, BackendSession, MemoryReading, Params
 from optbench_gpu import nvml
 
 log = logging.getLogger("optbench_gpu")
@@ -50,7 +50,7 @@ def time_cuda_calls(
 ) -> list[int]:
     """Durations in ns of each timed call of ``fn``, read from CUDA event pairs.
 
-    The warm-up and repeat rules (min calls AND min seconds) are harness.timing's own:
+    The warm-up and repeat rules (min calls AND min seconds) are harness.measure.timing's own:
     this wraps ``fn`` so each call is bracketed by two recorded events and passes
     ``synchronize`` as the sync that runs after every call, so an event is only read
     once the device has finished the work it brackets. Events from warm-up calls are

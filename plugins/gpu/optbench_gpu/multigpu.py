@@ -21,7 +21,7 @@ With ``scaling`` on, one rank also times its share alone, and
 
 Training-time methods (optimizers, distillers, transfer) train with
 DistributedDataParallel: every ``ctx.fit`` of the method runs in N ranks, where
-``harness.fit.fit`` splits each global batch across them (same steps and same
+``harness.train.fit.fit`` splits each global batch across them (same steps and same
 gradients as on one device, see its docstring); rank 0's weights come back into the
 cell's model, which is then measured like any other. The record gains
 ``train_samples_per_s`` (over every epoch but the first) and, with ``scaling`` on,
@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.plugin_types import Backend, BackendSession, MemoryReading, Params
+from harness.plugin.types import Backend, BackendSession, MemoryReading, Params
 
 RANK_TIMEOUT_S = 600.0
 RANK_WAIT_FOREVER_S = 7 * 24 * 3600.0
@@ -111,7 +111,7 @@ def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int 
             dist.destroy_process_group()
     except BaseException as exc:  # a failing rank reports, the parent raises with its message
         code = 1
-        from harness.plugin_types import Skip
+        from harness.plugin.types import Skip
 
         try:
             _send(conn, {"ok": False, "rank": rank, "skip": isinstance(exc, Skip),
@@ -133,7 +133,7 @@ def launch(world: int, work: RankWork, *, device_type: str, threads: int | None,
     killed. ``timeout_s`` None waits as long as the cell may run (its own timeout kills
     the cell's process group, ranks included).
     """
-    from harness.plugin_types import Skip
+    from harness.plugin.types import Skip
 
     ctx = mp.get_context("fork")
     port = _free_port()
@@ -284,14 +284,14 @@ class MultiGPUSession(BackendSession):
         return torch.device("cpu")  # the cell's process keeps the model on the CPU; ranks move their replica
 
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
-        from harness.timing import time_calls
+        from harness.measure.timing import time_calls
 
         return time_calls(fn, warmup, repeat)
 
     def time_model(self, model: Any, x: Any, warmup: Any, repeat: Any) -> list[int]:
         import torch
 
-        from harness.stats import summarize
+        from harness.measure.stats import summarize
 
         n = self.params.devices
         shares = list(torch.tensor_split(x, n))

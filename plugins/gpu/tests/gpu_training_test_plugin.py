@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from harness import Method, hookimpl
-from harness.plugin_types import Params
+from harness.plugin.types import Params
 
 
 class SGDParams(Params):

@@ -193,10 +193,10 @@ def test_event_timing_warms_up_then_times_with_a_sync_before_each_read():
 
 
 def test_event_timing_keeps_the_min_seconds_rules(monkeypatch):
-    import harness.timing
+    import harness.measure.timing
 
     now = [0]
-    monkeypatch.setattr(harness.timing.time, "perf_counter_ns", lambda: now[0])
+    monkeypatch.setattr(harness.measure.timing.time, "perf_counter_ns", lambda: now[0])
     rec = Recorder()
 
     def slow() -> None:

@@ -15,11 +15,11 @@ from optbench_gpu import plugin
 from optbench_gpu.multigpu import MultiGPUParams, MultiGPUSession
 from torch import nn
 
-from harness.datasets import DigitsParams, load_digits
-from harness.fit import fit
-from harness.models import MLPParams, build_mlp
-from harness.plugin_types import Skip
-from harness.suite import Train
+from harness.builtin.datasets import DigitsParams, load_digits
+from harness.builtin.models import MLPParams, build_mlp
+from harness.plugin.types import Skip
+from harness.suite.schema import Train
+from harness.train.fit import fit
 
 QUIET = {"log": lambda m: None}
 

@@ -7,10 +7,6 @@ from pathlib import Path
 import pydantic
 import pytest
 import torch
-from torch import nn
-
-from harness import DatasetSplits, Method, MethodContext, model_stats
-from harness.testing import registered_objects
 from optbench_lowrank import plugin
 from optbench_lowrank.svd import (
     SVDParams,
@@ -20,6 +16,11 @@ from optbench_lowrank.svd import (
     rank_for,
     svd,
 )
+from torch import nn
+
+from harness import DatasetSplits, Method, MethodContext
+from harness.measure import model_stats
+from harness.testing import registered_objects
 
 
 def registered_method() -> Method:

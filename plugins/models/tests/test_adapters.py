@@ -5,11 +5,16 @@ import importlib.util
 
 import pytest
 import torch
+from optbench_models.text import (
+    TokenParams,
+    TransformersParams,
+    build_transformers,
+    load_tokens,
+)
+from optbench_models.vision import VisionParams, build_torchvision
 from pydantic import ValidationError
 
 from harness import DatasetSplits
-from optbench_models.text import TokenParams, TransformersParams, build_transformers, load_tokens
-from optbench_models.vision import VisionParams, build_torchvision
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 try:

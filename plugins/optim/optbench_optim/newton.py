@@ -1,6 +1,6 @@
 """Exact (damped) Newton steps on the batch loss, for models small enough to hold a Hessian.
 
-``Newton.step(closure)`` takes the training loop's ``harness.fit.Closure``: one
+``Newton.step(closure)`` takes the training loop's ``harness.train.fit.Closure``: one
 ``closure()`` call gives the loss and the gradient (one gradient evaluation, as for
 every other optimizer), ``closure.loss_of(params)`` the same batch loss as a function
 of the flat parameter vector, which ``torch.autograd.functional.hessian``
@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch.autograd.functional import hessian
 
-from harness.fit import Closure
-
+from harness.train.fit import Closure
 
 #: Below this many parameters one backward per Hessian row is faster than the vectorized
 #: (vmap) form on CPU: 0.07 s against 0.49 s for the 100-dim quadratic at batch 1000, while
@@ -73,7 +72,7 @@ def newton_direction(
 class Newton(torch.optim.Optimizer):
     """Exact damped Newton over every parameter of every group, jointly.
 
-    ``step(closure)`` needs a ``harness.fit.Closure`` (a TypeError says so otherwise).
+    ``step(closure)`` needs a ``harness.train.fit.Closure`` (a TypeError says so otherwise).
     Each group's ``lr`` scales its share of the step and its ``damping`` goes on its
     diagonal entries. ``solver_fallbacks`` counts the steps that needed least squares.
     """
@@ -90,7 +89,7 @@ class Newton(torch.optim.Optimizer):
         if not isinstance(closure, Closure):
             raise TypeError(
                 "Newton.step(closure) needs the training loop's closure, a "
-                "harness.fit.Closure: it builds the Hessian from closure.loss_of(params); "
+                "harness.train.fit.Closure: it builds the Hessian from closure.loss_of(params); "
                 f"got {type(closure).__name__}"
             )
         loss = closure()  # zeroes the gradients and back-propagates: one gradient evaluation

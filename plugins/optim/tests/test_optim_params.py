@@ -15,8 +15,8 @@ from optbench_optim.newton import Newton, newton_direction
 from torch import nn
 
 from harness.errors import SuiteError
-from harness.fit import Closure
 from harness.testing import registered_objects
+from harness.train.fit import Closure
 
 PARAMS = {
     "optim.sgd": o.SGDParams,
@@ -208,7 +208,7 @@ def test_newton_direction_solves_the_damped_system():
 @pytest.mark.parametrize("closure", [None, lambda: torch.tensor(1.0)], ids=["none", "plain-callable"])
 def test_newton_step_needs_the_harness_closure(closure):
     opt = Newton([nn.Parameter(torch.zeros(2))])
-    with pytest.raises(TypeError, match=r"needs the training loop's closure, a harness\.fit\.Closure"):
+    with pytest.raises(TypeError, match=r"needs the training loop's closure, a harness\.train\.fit\.Closure"):
         opt.step(closure)
 
 

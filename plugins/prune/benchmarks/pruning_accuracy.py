@@ -17,13 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import MethodContext  # noqa: E402
-from harness.datasets import DIGITS, DigitsParams  # noqa: E402
-from harness.models import CNN, MLP, CNNParams, MLPParams  # noqa: E402
-from harness.testing import registered_objects  # noqa: E402
-from harness.training import evaluate_accuracy, train_classifier  # noqa: E402
 from optbench_prune import plugin  # noqa: E402
 from optbench_prune.structured import layer_shapes  # noqa: E402
+
+from harness import MethodContext  # noqa: E402
+from harness.builtin.datasets import DIGITS, DigitsParams  # noqa: E402
+from harness.builtin.models import CNN, MLP, CNNParams, MLPParams  # noqa: E402
+from harness.testing import registered_objects  # noqa: E402
+from harness.train.classifier import evaluate_accuracy, train_classifier  # noqa: E402
 
 EPOCHS = 10
 CPU = torch.device("cpu")

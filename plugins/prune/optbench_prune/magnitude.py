@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-
 from harness import MethodContext
 from optbench_prune.masks import UnstructuredParams, permanent_masks, zero_summary
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import Method, NoParams, hookimpl
-
-from optbench_prune import gradient, magnitude, random_unstructured, semi_structured, structured
+from optbench_prune import (
+    gradient,
+    magnitude,
+    random_unstructured,
+    semi_structured,
+    structured,
+)
 
 
 @hookimpl

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-
 from harness import MethodContext
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary

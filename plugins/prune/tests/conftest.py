@@ -28,7 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def digits():
-    from harness.datasets import DIGITS, DigitsParams
+    from harness.builtin.datasets import DIGITS, DigitsParams
 
     return DIGITS.load(DigitsParams(), 0)
 
@@ -44,8 +44,8 @@ def trained(digits, _trained_states):
     (seed 0, ``EPOCHS`` epochs), trained once per session."""
     import torch
 
-    from harness.models import CNN, MLP, CNNParams, MLPParams
-    from harness.training import train_classifier
+    from harness.builtin.models import CNN, MLP, CNNParams, MLPParams
+    from harness.train.classifier import train_classifier
 
     specs = {"mlp": (MLP, MLPParams), "cnn": (CNN, CNNParams)}
 
@@ -66,10 +66,10 @@ def run_method(digits):
     """``run_method(name, model, seed=0, data=digits, logs=None, **params)``: apply a method
     registered by this plugin, as the harness would on the cpu backend."""
     import torch
+    from optbench_prune import plugin
 
     from harness import MethodContext
     from harness.testing import registered_objects
-    from optbench_prune import plugin
 
     methods = {m.name: m for m in registered_objects(plugin)}
 

@@ -6,12 +6,16 @@ import copy
 import pydantic
 import pytest
 import torch
+from optbench_prune.gradient import (
+    GradientParams,
+    gradient_importance,
+    training_batches,
+)
+from optbench_prune.magnitude import prunable_layers
 from torch import nn
 
 from harness import DatasetSplits, Skip
-from harness.training import evaluate_accuracy
-from optbench_prune.gradient import GradientParams, gradient_importance, training_batches
-from optbench_prune.magnitude import prunable_layers
+from harness.train.classifier import evaluate_accuracy
 
 CPU = torch.device("cpu")
 

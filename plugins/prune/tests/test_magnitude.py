@@ -8,12 +8,12 @@ from pathlib import Path
 import pydantic
 import pytest
 import torch
-from torch import nn
-
-from harness.testing import registered_objects
-from harness import DatasetSplits, Method, MethodContext
 from optbench_prune import plugin
 from optbench_prune.magnitude import MagnitudeParams, prunable_layers
+from torch import nn
+
+from harness import DatasetSplits, Method, MethodContext
+from harness.testing import registered_objects
 
 
 class Net(nn.Module):
@@ -57,10 +57,11 @@ def zero_counts(model: nn.Module) -> list[tuple[int, int]]:
 
 
 def test_registers_the_pruners_through_the_hookspec():
-    from harness import NoParams
     from optbench_prune.gradient import GradientParams
     from optbench_prune.random_unstructured import RandomParams
     from optbench_prune.structured import StructuredParams
+
+    from harness import NoParams
 
     methods = registered_objects(plugin)
     assert [(m.name, m.kind, m.params) for m in methods] == [

@@ -31,9 +31,9 @@ def test_magnitude_pruning_in_a_suite_records_sparsity_and_measured_speed(optben
 
 
 def test_random_gradient_structured_and_semi_structured_in_one_suite(optbench_run, tiny_suite, digits):
-    from harness.models import MLP, MLPParams
-
     from optbench_prune.magnitude import prunable_layers
+
+    from harness.builtin.models import MLP, MLPParams
 
     suite = tiny_suite()
     suite["backends"] = ONE_THREAD_CPU

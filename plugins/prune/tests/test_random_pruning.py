@@ -6,10 +6,9 @@ import copy
 import pydantic
 import pytest
 import torch
-from torch import nn
-
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.random_unstructured import RandomParams
+from torch import nn
 
 
 def masks(model: nn.Module) -> list[torch.Tensor]:

@@ -6,10 +6,10 @@ import copy
 import pydantic
 import pytest
 import torch
+from optbench_prune.semi_structured import fits, mask_2_4
 from torch import nn
 
 from harness import NoParams, Skip
-from optbench_prune.semi_structured import fits, mask_2_4
 
 REASON = "2:4 semi-structured sparsity needs a CUDA GPU with compute capability >= 8.0; this cell runs on cpu"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pydantic
 import pytest
 import torch
+from optbench_prune.magnitude import prunable_layers
+from optbench_prune.structured import StructuredParams, classifier_layer, layer_shapes
 from torch import nn
 
 from harness import DatasetSplits, Skip
-from optbench_prune.magnitude import prunable_layers
-from optbench_prune.structured import StructuredParams, classifier_layer, layer_shapes
 
 
 def params_count(model: nn.Module) -> int:

@@ -4,8 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import Method, hookimpl
-
-from optbench_quantize import dynamic_int8, half, qat, static_int8, torchao_quantize, uniform
+from optbench_quantize import (
+    dynamic_int8,
+    half,
+    qat,
+    static_int8,
+    torchao_quantize,
+    uniform,
+)
 
 
 @hookimpl

@@ -32,7 +32,7 @@ def apply(model: nn.Module, params: QATParams, ctx: MethodContext) -> nn.Module:
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
-    from harness.training import train_classifier
+    from harness.train.classifier import train_classifier
 
     if ctx.data.y_train is None:
         raise Skip("needs labelled training data")

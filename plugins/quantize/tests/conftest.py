@@ -34,7 +34,7 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def digits():
-    from harness.datasets import DIGITS, DigitsParams
+    from harness.builtin.datasets import DIGITS, DigitsParams
 
     return DIGITS.load(DigitsParams(), 0)
 
@@ -42,7 +42,7 @@ def digits():
 def _train(build: Callable, params, data, epochs: int):
     import torch
 
-    from harness.training import train_classifier
+    from harness.train.classifier import train_classifier
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -55,7 +55,7 @@ def _train(build: Callable, params, data, epochs: int):
 @pytest.fixture(scope="session")
 def digits_mlp(digits):
     """harness's MLP (64-128-128-10) trained 5 epochs on digits: about 0.95 test accuracy. Do not modify it."""
-    from harness.models import MLP, MLPParams
+    from harness.builtin.models import MLP, MLPParams
 
     return _train(MLP.build, MLPParams(), digits, epochs=5)
 
@@ -63,7 +63,7 @@ def digits_mlp(digits):
 @pytest.fixture(scope="session")
 def digits_cnn(digits):
     """harness's CNN (conv 8, conv 16, max-pool, 32, 10) trained 5 epochs on digits: about 0.94. Do not modify it."""
-    from harness.models import CNN, CNNParams
+    from harness.builtin.models import CNN, CNNParams
 
     return _train(CNN.build, CNNParams(channels=[8, 16], hidden=32), digits, epochs=5)
 
@@ -92,7 +92,7 @@ def accuracy(digits) -> Callable:
     """accuracy(model) -> top-1 on the digits test split, as the harness computes it."""
     import torch
 
-    from harness.training import evaluate_accuracy
+    from harness.train.classifier import evaluate_accuracy
 
     return lambda model: evaluate_accuracy(model, digits.x_test, digits.y_test, device=torch.device("cpu"))
 
@@ -100,8 +100,9 @@ def accuracy(digits) -> Callable:
 @pytest.fixture(scope="session")
 def quantize_method() -> Callable:
     """quantize_method("quantize.half") -> the registered Method, through the real plugin manager."""
-    from harness.testing import registered_objects
     from optbench_quantize import plugin
+
+    from harness.testing import registered_objects
 
     methods = {m.name: m for m in registered_objects(plugin)}
     return methods.__getitem__

@@ -8,13 +8,13 @@ from pathlib import Path
 import pydantic
 import pytest
 import torch
+from optbench_quantize import plugin
+from optbench_quantize.dynamic_int8 import DynamicInt8Params, choose_engine
 from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
 
-from harness.testing import registered_objects
 from harness import DatasetSplits, Method, MethodContext, Skip
-from optbench_quantize import plugin
-from optbench_quantize.dynamic_int8 import DynamicInt8Params, choose_engine
+from harness.testing import registered_objects
 
 IN_FEATURES, CLASSES = 32, 4
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pydantic
 import pytest
-
-from harness.testing import registered_objects
 from optbench_quantize import plugin
 from optbench_quantize.dynamic_int8 import DynamicInt8Params
 from optbench_quantize.half import HalfParams
@@ -17,6 +15,8 @@ from optbench_quantize.qat import QATParams
 from optbench_quantize.static_int8 import StaticInt8Params
 from optbench_quantize.torchao_quantize import TORCHAO_VERSION, TorchAOParams
 from optbench_quantize.uniform import UniformParams
+
+from harness.testing import registered_objects
 
 PYPROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
 README = (Path(__file__).parents[1] / "README.md").read_text()

@@ -5,13 +5,13 @@ import io
 
 import pytest
 import torch
+from optbench_quantize.fx_graph_mode import NotTraceableError, choose_fx_engine
+from optbench_quantize.static_int8 import StaticInt8Params, calibration_batches
 from torch import nn
 from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nniq
 
 from harness import DatasetSplits, Skip
-from optbench_quantize.fx_graph_mode import NotTraceableError, choose_fx_engine
-from optbench_quantize.static_int8 import StaticInt8Params, calibration_batches
 
 
 def state_dict_bytes(model: nn.Module) -> int:

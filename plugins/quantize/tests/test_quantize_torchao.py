@@ -13,10 +13,13 @@ import sys
 
 import pytest
 import torch
+from optbench_quantize.torchao_quantize import (
+    TORCHAO_VERSION,
+    float8_unavailable_reason,
+)
 from torch import nn
 
 from harness import Skip
-from optbench_quantize.torchao_quantize import TORCHAO_VERSION, float8_unavailable_reason
 
 pytest.importorskip("torchao", reason=f"quantize.torchao tests need torchao=={TORCHAO_VERSION}")
 

@@ -5,9 +5,8 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-
 from optbench_quantize.uniform import fake_quantize
+from torch import nn
 
 
 def uniform(quantize_method, model, ctx, **params):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import Method, hookimpl
-
 from optbench_share import kmeans
 
 

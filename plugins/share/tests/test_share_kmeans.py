@@ -9,15 +9,21 @@ from pathlib import Path
 import pydantic
 import pytest
 import torch
+from optbench_share import plugin
+from optbench_share.kmeans import (
+    KMeansParams,
+    assign,
+    kmeans_1d,
+    share_weights,
+    shared_layers,
+)
 from torch import nn
 
 from harness import DatasetSplits, Method, MethodContext
-from harness.datasets import DIGITS, DigitsParams
-from harness.models import MLP, MLPParams
+from harness.builtin.datasets import DIGITS, DigitsParams
+from harness.builtin.models import MLP, MLPParams
 from harness.testing import registered_objects
-from harness.training import evaluate_accuracy, train_classifier
-from optbench_share import plugin
-from optbench_share.kmeans import KMeansParams, assign, kmeans_1d, share_weights, shared_layers
+from harness.train.classifier import evaluate_accuracy, train_classifier
 
 
 def registered_method() -> Method:

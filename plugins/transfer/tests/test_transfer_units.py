@@ -23,11 +23,11 @@ from optbench_transfer.finetune import (
 from torch import nn
 
 from harness import DatasetSplits, Skip
-from harness.datasets import DIGITS, DigitsParams
-from harness.fit import TrainingContext
-from harness.models import CNN, MLP, CNNParams, MLPParams
-from harness.suite import Train
+from harness.builtin.datasets import DIGITS, DigitsParams
+from harness.builtin.models import CNN, MLP, CNNParams, MLPParams
+from harness.suite.schema import Train
 from harness.testing import registered_objects
+from harness.train.fit import TrainingContext
 
 TARGET = [5, 6, 7, 8, 9]
 SOURCE = [0, 1, 2, 3, 4]

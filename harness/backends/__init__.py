@@ -1,1 +1,0 @@
-"""Built-in backends (cpu). GPU backends are plugin distributions under plugins/."""

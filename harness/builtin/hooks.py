@@ -1,0 +1,36 @@
+"""The essential built-ins, registered through the same hooks as any plugin."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.builtin.baseline import BASELINE
+from harness.builtin.cpu import CPU
+from harness.builtin.datasets import DIGITS, QUADRATIC, SYNTHETIC
+from harness.builtin.models import CNN, LOGREG, MLP, THETA
+from harness.plugin.hookspecs import hookimpl
+from harness.plugin.types import Backend, Dataset, Method, Model
+
+
+@hookimpl
+def register_methods(register: Callable[[Method], None]) -> None:
+    register(BASELINE)
+
+
+@hookimpl
+def register_backends(register: Callable[[Backend], None]) -> None:
+    register(CPU)
+
+
+@hookimpl
+def register_models(register: Callable[[Model], None]) -> None:
+    register(MLP)
+    register(CNN)
+    register(LOGREG)
+    register(THETA)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(DIGITS)
+    register(SYNTHETIC)
+    register(QUADRATIC)

@@ -1,1 +1,0 @@
-"""Built-in methods (only ``baseline``); the rest are plugin distributions under plugins/."""

@@ -1,0 +1,42 @@
+"""Hook specifications: the whole contract between the harness and its plugins.
+
+Every hook receives a ``register`` callable and calls it once per object it provides.
+The harness calls each plugin's hook on its own, with keyword arguments only, so that
+an error is reported against the plugin that caused it and new keyword arguments can
+be added later without breaking plugins that do not ask for them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+from harness.plugin.types import Backend, Dataset, Method, Model
+
+PROJECT = "optbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_methods(register: Callable[[Method], None]) -> None:
+    """Called once at plugin discovery; call ``register(Method(...))`` for each method.
+
+    A method name is dotted by family (``prune.magnitude``) and must be unique across
+    all plugins; a duplicate fails at registration, naming both distributions.
+    """
+
+
+@hookspec
+def register_backends(register: Callable[[Backend], None]) -> None:
+    """Called once at plugin discovery; call ``register(Backend(...))`` for each backend."""
+
+
+@hookspec
+def register_models(register: Callable[[Model], None]) -> None:
+    """Called once at plugin discovery; call ``register(Model(...))`` for each model."""
+
+
+@hookspec
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    """Called once at plugin discovery; call ``register(Dataset(...))`` for each dataset."""

@@ -1,0 +1,305 @@
+"""The objects a plugin registers: methods, backends, models and datasets.
+
+Each is a frozen dataclass that names itself, says what kind it is, describes itself
+in one line and declares its parameters as a pydantic model (``Params``) with
+defaults and bounds. The harness validates suite input against that model, so a
+plugin receives parameters that are already typed and in range.
+"""
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
+    import torch
+    from torch import nn
+
+METHOD_KINDS = (
+    "baseline",
+    "quantizer",
+    "pruner",
+    "factorizer",
+    "sharing",
+    "compiler",
+    "optimizer",
+    "distiller",
+    "transfer",
+)
+PLUGIN_KINDS = METHOD_KINDS[1:] + ("backend", "model", "dataset")
+#: Kinds benchmarked by training a model from scratch (harness.train.classifier.TrainingContext)
+#: rather than by changing a trained one.
+TRAINING_KINDS = ("optimizer", "distiller", "transfer")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(-[a-z0-9_]+)*(\.[a-z0-9_]+(-[a-z0-9_]+)*)*$")
+
+
+class Params(BaseModel):
+    """Base class for a plugin's parameters: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """For plugins that take no parameters."""
+
+
+class TrainableParams(Params):
+    """The settings the harness trains a model's baseline with (Adam over shuffled mini-batches).
+
+    Subclass it for a model's params so a suite can set them; a trainable model whose params
+    lack any of these fields is trained with these defaults (``training_settings``).
+    """
+
+    epochs: int = Field(20, ge=0, le=10_000, description="training epochs for the baseline")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="Adam learning rate")
+    batch_size: int = Field(64, ge=1, le=65_536, description="training batch size")
+
+
+#: The fields of ``TrainableParams``: what the harness reads from a trainable model's params.
+TRAINING_FIELDS = tuple(TrainableParams.model_fields)
+
+
+def training_settings(params: Params) -> dict[str, Any]:
+    """epochs, lr and batch_size for training a baseline: each from ``params`` when it has the
+    field, else ``TrainableParams``' default, so a model with ``NoParams`` still trains."""
+    defaults = TrainableParams()
+    return {name: getattr(params, name, getattr(defaults, name)) for name in TRAINING_FIELDS}
+
+
+class ModelRef(Params):
+    """A model named inside a method's params (a distiller's teacher).
+
+    The harness checks the name against the installed models and validates ``params``
+    against that model's own parameters when the suite is validated.
+    """
+
+    name: str
+    params: dict[str, Any] = {}
+
+
+class Skip(Exception):
+    """Raise from a method or backend when a cell cannot run here (status ``skipped``).
+
+    The message is the reason a user reads, e.g. "needs CUDA compute capability >= 8.0".
+    """
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A classification dataset already split and turned into tensors.
+
+    ``y_test`` is None when the data carries no meaningful labels (synthetic input);
+    accuracy is then reported as null rather than as a number that means nothing.
+
+    A problem that is not classification (DeepOBS's quadratic) gives its own
+    ``objective(output, x, y) -> scalar loss``; its ``metric`` is then "loss", and
+    ``loss_floor``, when known exactly, is the lowest value the training objective can
+    take (the target of time-to-target).
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor | None
+    x_test: torch.Tensor
+    y_test: torch.Tensor | None
+    num_classes: int
+    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    loss_floor: float | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_test.shape[1:])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y_train is not None and self.y_test is not None
+
+    @property
+    def metric(self) -> str:
+        """What held-out quality means here: "accuracy" (classification) or "loss"."""
+        return "loss" if self.objective is not None else "accuracy"
+
+    @property
+    def trainable(self) -> bool:
+        """Whether a model can be trained on this data (labels, or an objective of its own)."""
+        return self.objective is not None or self.y_train is not None
+
+    def loss(self, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The training loss: the problem's objective, else cross-entropy (label -1 = unlabelled, ignored)."""
+        if self.objective is not None:
+            return self.objective(output, x, y)
+        import torch.nn.functional as F
+
+        if y is None:
+            raise ValueError("cannot compute a classification loss without labels")
+        return F.cross_entropy(output, y, ignore_index=-1)
+
+
+#: Facts a method may report with ``ctx.report``; each becomes a record field.
+REPORTABLE_FACTS = {
+    "model_bytes": "effective tensor storage in bytes when the in-memory model does not show it "
+    "(simulated quantization, codebooks); the harness adds the checkpoint container's overhead "
+    "so it compares with the baseline's serialized size; serialized_bytes keeps the real length",
+    "bits_per_param": "effective bits per parameter; default model_bytes * 8 / params_count",
+    "compile_s": "seconds spent compiling (compilers), part of setup_s",
+}
+
+
+@dataclass
+class MethodContext:
+    """What a method may use besides the model: data for calibration or fine-tuning, the device.
+
+    ``batch_sizes`` are the batch sizes that will be measured (a compiler may warm each).
+    ``report(**facts)`` records facts the harness cannot measure itself; see
+    ``REPORTABLE_FACTS`` for the keys it knows.
+    """
+
+    data: DatasetSplits
+    device: torch.device
+    backend: str
+    seed: int
+    log: Callable[[str], None] = print
+    batch_sizes: tuple[int, ...] = (1,)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, **facts: Any) -> None:
+        unknown = set(facts) - set(REPORTABLE_FACTS)
+        if unknown:
+            raise ValueError(f"unknown fact(s) {sorted(unknown)}; known: {sorted(REPORTABLE_FACTS)}")
+        self.facts.update(facts)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A technique that changes a trained model (or how it is trained).
+
+    ``apply(model, params, ctx)`` returns the changed model (it may change ``model`` in
+    place and return it). It runs on CPU before the model is moved to the backend.
+    """
+
+    name: str
+    kind: str
+    description: str
+    apply: Callable[[nn.Module, Any, MethodContext], nn.Module]
+    params: type[Params] = NoParams
+    plugin_type: ClassVar[str] = "method"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model architecture. ``build(params, data)`` returns an untrained module.
+
+    When ``trainable`` and the dataset has labels, the harness trains it with the
+    params' ``epochs``/``lr``/``batch_size`` (see ``TrainableParams``) and caches the
+    weights, so every method starts from the same trained baseline. Otherwise, unless
+    the suite gives a ``checkpoint``, the weights are random: latency, memory and size
+    are measured and accuracy is null.
+    """
+
+    name: str
+    description: str
+    build: Callable[[Any, DatasetSplits], nn.Module]
+    params: type[Params] = NoParams
+    trainable: bool = True
+    kind: str = "model"
+    plugin_type: ClassVar[str] = "model"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset. ``load(params, seed)`` returns the train/test split as tensors."""
+
+    name: str
+    description: str
+    load: Callable[[Any, int], DatasetSplits]
+    params: type[Params] = NoParams
+    kind: str = "dataset"
+    plugin_type: ClassVar[str] = "dataset"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a model runs and how time and memory are read there.
+
+    ``create(params)`` returns a ``BackendSession`` used for one cell.
+    """
+
+    name: str
+    description: str
+    create: Callable[[Any], BackendSession]
+    params: type[Params] = NoParams
+    kind: str = "backend"
+    plugin_type: ClassVar[str] = "backend"
+
+
+@dataclass
+class MemoryReading:
+    """Memory figures for one measured window; keys become record fields."""
+
+    fields: dict[str, float | None] = field(default_factory=dict)
+
+
+class BackendSession(abc.ABC):
+    """One backend opened for one cell, inside the cell's own process."""
+
+    #: Cells whose latency is timed on the same device key never run at the same time.
+    device_key: str = "cpu"
+
+    @abc.abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when this backend can run here, else why not (the cell is skipped)."""
+
+    @abc.abstractmethod
+    def setup(self) -> dict[str, Any]:
+        """Fix threads, device and so on; returns facts recorded with each record."""
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device).eval()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device)
+
+    @abc.abstractmethod
+    def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
+        """Warm up, then time calls of ``fn``; returns one duration in ns per call."""
+
+    def time_model(self, model: nn.Module, x: torch.Tensor, warmup: Any, repeat: Any) -> list[int]:
+        """Time ``model(x)`` (x from ``prepare_input``): ``time_calls`` around one call by default.
+
+        A backend that spreads a call over several devices or processes overrides this; it
+        may add record fields to the reading of the enclosing ``memory_window``.
+        """
+        return self.time_calls(lambda: model(x), warmup, repeat)
+
+    @contextmanager
+    def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:
+        """Reset peak counters on entry; fill the reading's fields on exit.
+
+        ``batch_size`` is the batch of the calls timed inside the window (to turn a
+        window's energy into energy per sample).
+        """
+        yield MemoryReading()
+
+    def run_training(self, train: Callable[..., Any], modules: Sequence[nn.Module], role: str) -> Any:
+        """Run one training run of a training-time method: ``train(device)`` returns its
+        ``harness.train.fit.FitResult`` and leaves the trained weights in ``modules`` (the model
+        first, then any trained extras). Here: in this process, on ``self.device``.
+
+        A backend that trains across processes overrides this: it calls ``train`` in each
+        rank with torch.distributed initialised (``fit`` then trains data-parallel), copies
+        rank 0's weights back into ``modules`` and returns rank 0's result. ``train(device,
+        max_epochs)`` caps the epochs, for a shorter reference run on one device.
+        """
+        return train(self.device)
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the hardware for env.json."""
+        return {}

@@ -1,0 +1,503 @@
+"""``optbench compare BASE_RUN NEW_RUN``: which cells got faster, slower, or neither.
+
+Records are matched by (cell_id, batch_size); cell_id is a hash of what determines a
+result (model, dataset, method and params, backend, seed), so the same cell in two runs
+of one suite, or of two suites, is matched. Cells present in only one run are listed.
+
+The rule is asv's: a latency change counts only when it is both large and significant.
+Large: the ratio of median latencies (new / base) is above 1 + threshold (slower) or below
+1 / (1 + threshold) (faster), so a threshold means the same in both directions. Significant:
+a two-sided Mann-Whitney U test on the raw per-call samples (cells/<id>/samples.json)
+gives p < 0.01. With thousands of samples nearly any shift is significant, so on a busy
+machine it is the threshold that keeps run-to-run jitter out; raise it there.
+
+Accuracy is compared too (``accuracy``, else ``final_accuracy``): a change beyond the
+accuracy gate of the base run's suite (``accuracy_gate``; the new run's if the base has
+none; else MLPerf's 99% tier, ``relative: 0.01``) is reported as dropped or improved.
+A regression, for ``--fail-on regression``, is a slower cell, a cell that was ok and no
+longer is, or an accuracy drop beyond the gate.
+
+Runs from different machines (hostname, CPU, cores, GPUs in env.json) are refused unless
+``--allow-different-machines``, and then the output says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import OptbenchError
+from harness.measure.host_load import CONTENDED_CORES
+from harness.results.labels import NULL, fmt_ms, method_label, variant_label
+from harness.results.load import (
+    machine_fingerprint,
+    machine_label,
+    read_env,
+    run_dir_of,
+    run_records,
+)
+from harness.results.markdown import markdown_table, md_cell
+from harness.suite.schema import AccuracyGate
+
+P_LIMIT = 0.01
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_GATE = AccuracyGate(relative=0.01)  # MLPerf's 99% tier
+SAMPLES_FILE = "samples.json"
+
+FASTER, SLOWER, UNCHANGED = "faster", "slower", "unchanged"
+BROKE, FIXED, NOT_MEASURED, NO_SAMPLES = "broke", "fixed", "not measured", "no samples"
+ONLY_BASE, ONLY_NEW = "only in base", "only in new"
+DROPPED, IMPROVED = "dropped", "improved"
+
+
+def judge_latency(base_ns: Sequence[float], new_ns: Sequence[float], threshold: float = DEFAULT_THRESHOLD,
+                  p_limit: float = P_LIMIT) -> tuple[str, float | None, float | None]:
+    """(verdict, relative change of the median, p-value) for two sets of per-call latencies.
+
+    The verdict is faster or slower only when the medians differ by more than ``threshold``
+    (as a ratio, either way) AND a two-sided Mann-Whitney U test gives p < ``p_limit``.
+    """
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
+    base, new = np.asarray(base_ns, dtype=np.float64), np.asarray(new_ns, dtype=np.float64)
+    if base.size == 0 or new.size == 0:
+        return NO_SAMPLES, None, None
+    base_med, new_med = float(np.median(base)), float(np.median(new))
+    if base_med <= 0 or new_med <= 0:
+        return UNCHANGED, None, None
+    ratio = new_med / base_med
+    p = float(mannwhitneyu(base, new, alternative="two-sided").pvalue)
+    if not math.isfinite(p):  # every sample equal on both sides: no evidence of a difference
+        p = 1.0
+    if p < p_limit and ratio > 1 + threshold:
+        return SLOWER, ratio - 1, p
+    if p < p_limit and ratio < 1 / (1 + threshold):
+        return FASTER, ratio - 1, p
+    return UNCHANGED, ratio - 1, p
+
+
+def accuracy_of(record: dict[str, Any]) -> float | None:
+    """Held-out accuracy of a record; a training cell's final accuracy when ``accuracy`` is null."""
+    for key in ("accuracy", "final_accuracy"):
+        v = record.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+def judge_accuracy(base: float | None, new: float | None, gate: AccuracyGate) -> str | None:
+    """dropped when ``new`` would fail ``gate`` against ``base``; improved when ``base`` would fail it against ``new``."""
+    if base is None or new is None:
+        return None
+    if not gate.passes(new, base):
+        return DROPPED
+    if not gate.passes(base, new):
+        return IMPROVED
+    return None
+
+
+@dataclass
+class Row:
+    """One cell x batch size in either run, and what changed."""
+
+    cell_id: str
+    batch_size: Any
+    base: dict[str, Any] | None
+    new: dict[str, Any] | None
+    verdict: str
+    base_ms: float | None = None
+    new_ms: float | None = None
+    change: float | None = None
+    p_value: float | None = None
+    accuracy: str | None = None  # dropped / improved beyond the gate
+    note: str = ""
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.new or self.base or {}
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict in (SLOWER, BROKE) or self.accuracy == DROPPED
+
+    @property
+    def improvement(self) -> bool:
+        return self.verdict in (FASTER, FIXED) or self.accuracy == IMPROVED
+
+
+@dataclass
+class Comparison:
+    base_dir: Path
+    new_dir: Path
+    threshold: float
+    gate: AccuracyGate
+    gate_source: str
+    rows: list[Row] = field(default_factory=list)
+    base_env: dict[str, Any] | None = None
+    new_env: dict[str, Any] | None = None
+    same_machine: bool | None = None  # None: an env.json is missing
+    machine_differences: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.regression]
+
+    def counts(self) -> dict[str, int]:
+        out = {v: 0 for v in (FASTER, SLOWER, UNCHANGED, ONLY_BASE, ONLY_NEW, BROKE, FIXED, NOT_MEASURED, NO_SAMPLES)}
+        for r in self.rows:
+            out[r.verdict] += 1
+        out["accuracy " + DROPPED] = sum(r.accuracy == DROPPED for r in self.rows)
+        out["accuracy " + IMPROVED] = sum(r.accuracy == IMPROVED for r in self.rows)
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        both = sum(1 for r in self.rows if r.base is not None and r.new is not None)
+        parts = [f"{both} compared (cell x batch size): {c[FASTER]} faster, {c[SLOWER]} slower, {c[UNCHANGED]} unchanged",
+                 f"{c[ONLY_BASE]} only in base, {c[ONLY_NEW]} only in new",
+                 f"accuracy beyond the gate: {c['accuracy dropped']} dropped, {c['accuracy improved']} improved"]
+        extra = [f"{c[k]} {k}" for k in (BROKE, FIXED, NOT_MEASURED, NO_SAMPLES) if c[k]]
+        if extra:
+            parts.append(", ".join(extra))
+        return "; ".join(parts)
+
+
+# --- reading runs ---------------------------------------------------------------------
+
+def gate_of(run_dir: Path) -> AccuracyGate | None:
+    """The accuracy gate of the run's own suite copy (suite.yaml), or None when it sets none."""
+    try:
+        data = yaml.safe_load((run_dir / "suite.yaml").read_text(encoding="utf-8"))
+        gate = data.get("accuracy_gate") if isinstance(data, dict) else None
+        return AccuracyGate.model_validate(gate) if gate else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+class Samples:
+    """Raw latency samples of a run, read from cells/<cell_id>/samples.json once per cell."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._cache: dict[str, dict[str, Any]] = {}
+
+    def get(self, cell_id: str, batch_size: Any) -> list[float] | None:
+        if cell_id not in self._cache:
+            try:
+                data = json.loads((self.run_dir / "cells" / cell_id / SAMPLES_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            self._cache[cell_id] = data if isinstance(data, dict) else {}
+        values = self._cache[cell_id].get(str(batch_size))
+        return values if isinstance(values, list) and values else None
+
+
+def _differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k} {_show(base.get(k))} → {_show(new.get(k))}" for k in base if base.get(k) != new.get(k)]
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "none"
+    return "unknown" if v is None else str(v)
+
+
+def software_differences(base_env: dict[str, Any] | None, new_env: dict[str, Any] | None) -> list[str]:
+    """Versions that differ between the runs (harness, python, torch, numpy, plugins): said, not refused."""
+    if not base_env or not new_env:
+        return []
+    keys = ("harness_version", "python", "torch", "numpy")
+    out = [f"{k} {_show(base_env.get(k))} → {_show(new_env.get(k))}" for k in keys if base_env.get(k) != new_env.get(k)]
+    bp, np_ = base_env.get("plugins") or {}, new_env.get("plugins") or {}
+    for name in sorted(set(bp) | set(np_)):
+        bv, nv = (bp.get(name) or {}).get("version"), (np_.get(name) or {}).get("version")
+        if bv != nv:
+            out.append(f"plugin {name} {bv or 'absent'} → {nv or 'absent'}")
+    return out
+
+
+def _status_note(r: dict[str, Any]) -> str:
+    status = str(r.get("status") or "?")
+    error = " ".join(str(r.get("error") or "").split())
+    return f"{status} ({error[:79] + '…' if len(error) > 80 else error})" if error else status
+
+
+def _p50(r: dict[str, Any] | None, samples: list[float] | None) -> float | None:
+    """Median latency in ms: from the samples when there are any (what the test used), else the record's p50."""
+    if samples:
+        import numpy as np
+
+        return float(np.median(np.asarray(samples, dtype=np.float64))) / 1e6
+    v = (r or {}).get("latency_p50_ms")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: float, gate: AccuracyGate,
+         base_samples: Samples, new_samples: Samples) -> Row:
+    cell_id, bs = key
+    if base is None or new is None:  # listed with the record's own p50; nothing to test it against
+        only = new if base is None else base
+        ms = _p50(only, None)
+        note = "" if only.get("status") == "ok" else _status_note(only)
+        if base is None:
+            return Row(cell_id, bs, None, new, ONLY_NEW, new_ms=ms, note=note)
+        return Row(cell_id, bs, base, None, ONLY_BASE, base_ms=ms, note=note)
+    acc = judge_accuracy(accuracy_of(base), accuracy_of(new), gate)
+    b_ok, n_ok = base.get("status") == "ok", new.get("status") == "ok"
+    if not (b_ok and n_ok):
+        verdict = BROKE if b_ok else FIXED if n_ok else NOT_MEASURED
+        return Row(cell_id, bs, base, new, verdict, _p50(base, None), _p50(new, None), accuracy=acc,
+                   note=f"{_status_note(base)} → {_status_note(new)}")
+    b, n = base_samples.get(cell_id, bs), new_samples.get(cell_id, bs)
+    base_ms, new_ms = _p50(base, b), _p50(new, n)
+    if b is None or n is None:
+        missing = " and ".join(side for side, s in (("base", b), ("new", n)) if s is None)
+        change = new_ms / base_ms - 1 if base_ms and new_ms else None
+        return Row(cell_id, bs, base, new, NO_SAMPLES, base_ms, new_ms, change, accuracy=acc,
+                   note=f"no raw samples in the {missing} run (cells/{cell_id}/{SAMPLES_FILE}): not judged")
+    verdict, change, p = judge_latency(b, n, threshold)
+    noisy = [side for side, r in (("base", base), ("new", new)) if r.get("noisy")]
+    notes = [f"noisy in the {' and '.join(noisy)} run (IQR/p50 > 10%)"] if noisy else []
+    busy = [f"{side} {r['host_other_cpu']:.2f}" for side, r in (("base", base), ("new", new))
+            if isinstance(r.get("host_other_cpu"), (int, float)) and r["host_other_cpu"] > CONTENDED_CORES]
+    if busy:
+        notes.append(f"other processes busy while timed (cores: {', '.join(busy)})")
+    note = "; ".join(notes)
+    return Row(cell_id, bs, base, new, verdict, base_ms, new_ms, change, p, accuracy=acc, note=note)
+
+
+def compare_runs(base_dir: Path | str, new_dir: Path | str, threshold: float = DEFAULT_THRESHOLD) -> Comparison:
+    """Every cell x batch size of both runs, judged. Raises OptbenchError for a path that is not a run."""
+    base_dir, new_dir = run_dir_of(base_dir, "base run"), run_dir_of(new_dir, "new run")
+    gate, source = gate_of(base_dir), "the base run's suite"
+    if gate is None:
+        gate, source = gate_of(new_dir), "the new run's suite"
+    if gate is None:
+        gate, source = DEFAULT_GATE, "default: MLPerf's 99% tier; neither suite sets accuracy_gate"
+    base_env, new_env = read_env(base_dir), read_env(new_dir)
+    cmp = Comparison(base_dir, new_dir, threshold, gate, source, base_env=base_env, new_env=new_env)
+    bf, nf = machine_fingerprint(base_env), machine_fingerprint(new_env)
+    if bf is not None and nf is not None:
+        cmp.machine_differences = _differences(bf, nf)
+        cmp.same_machine = not cmp.machine_differences
+
+    def keyed(records: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+        return {(r["cell_id"], r.get("batch_size")): r for r in records if r.get("cell_id")}
+
+    base, new = keyed(run_records(base_dir)), keyed(run_records(new_dir))
+    base_samples, new_samples = Samples(base_dir), Samples(new_dir)
+    keys = list(base) + [k for k in new if k not in base]
+    cmp.rows = [_row(k, base.get(k), new.get(k), threshold, gate, base_samples, new_samples) for k in keys]
+    return cmp
+
+
+# --- output ---------------------------------------------------------------------------
+
+def _rank(r: Row) -> int:
+    if r.regression:
+        return 0
+    if r.improvement:
+        return 1
+    return 3 if r.verdict == UNCHANGED else 2
+
+
+def _order(r: Row) -> tuple:
+    rec = r.record
+    b = r.batch_size
+    return (_rank(r), str(rec.get("model")), variant_label(rec, "dataset"), variant_label(rec, "backend"),
+            rec.get("method") != "baseline", method_label(rec), str(rec.get("seed")),
+            not isinstance(b, (int, float)), b if isinstance(b, (int, float)) else 0)
+
+
+COLUMNS = ("cell", "batch", "base p50 ms", "new p50 ms", "change", "p", "result", "accuracy", "note")
+RIGHT = ("batch", "base p50 ms", "new p50 ms", "change", "p")
+
+
+def _cell_label(rec: dict[str, Any], shown: set[str], seeds: bool) -> str:
+    parts = [str(rec.get("model"))]
+    if "dataset" in shown:
+        parts.append(variant_label(rec, "dataset"))
+    parts.append(method_label(rec) + (f" (seed {rec.get('seed')})" if seeds else ""))
+    if "backend" in shown:
+        parts.append(variant_label(rec, "backend"))
+    return " · ".join(parts)
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return NULL
+    return "<1e-4" if p < 1e-4 else f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+
+
+def _fmt_acc(r: Row) -> str:
+    b = accuracy_of(r.base) if r.base else None
+    n = accuracy_of(r.new) if r.new else None
+    if b is None and n is None:
+        return NULL
+    if r.base is None or r.new is None or b == n:
+        v = n if b is None else b
+        return f"{v:.4f}" if v is not None else NULL
+    text = f"{_num(b)} → {_num(n)}"
+    return f"{text} ({r.accuracy})" if r.accuracy else text
+
+
+def _num(v: float | None) -> str:
+    return NULL if v is None else f"{v:.4f}"
+
+
+def table_rows(cmp: Comparison) -> tuple[list[list[str]], list[Row], list[str]]:
+    """Rows as text in COLUMNS order (regressions first, unchanged last), the Rows they came from, and
+    header lines naming a dataset or backend that every row shares (left out of the cell label)."""
+    rows = sorted(cmp.rows, key=_order)
+    shown, folded = set(), []
+    for key in ("dataset", "backend"):
+        values = {variant_label(r.record, key) for r in rows}
+        if len(values) > 1:
+            shown.add(key)
+        elif values:
+            folded.append(f"{key}: {values.pop()}")
+    seeds = len({r.record.get("seed") for r in rows}) > 1
+    text = []
+    for r in rows:
+        change = NULL if r.change is None else f"{0.0 if abs(r.change) < 5e-4 else r.change:+.1%}"
+        text.append([_cell_label(r.record, shown, seeds), str(r.batch_size), fmt_ms(r.base_ms), fmt_ms(r.new_ms),
+                     change, _fmt_p(r.p_value), r.verdict, _fmt_acc(r), r.note])
+    return text, rows, folded
+
+
+def header_lines(cmp: Comparison) -> list[str]:
+    """Which runs, which machine (and a warning when they differ), software changes, and the rule applied."""
+    def run_line(label: str, run_dir: Path, rows: list[dict | None]) -> str:
+        recs = [r for r in rows if r]
+        suite = next((r.get("suite") for r in recs if r.get("suite")), None) or run_dir.parent.name
+        return f"{label} {run_dir} (suite {suite}, {len(recs)} records)"
+
+    lines = [run_line("base:", cmp.base_dir, [r.base for r in cmp.rows]),
+             run_line("new: ", cmp.new_dir, [r.new for r in cmp.rows])]
+    if cmp.same_machine:
+        lines.append(f"machine: {machine_label(cmp.base_env)} (both runs)")
+    elif cmp.same_machine is None:
+        missing = " and ".join(str(d / "env.json") for d, e in ((cmp.base_dir, cmp.base_env), (cmp.new_dir, cmp.new_env))
+                               if not e)
+        lines.append(f"WARNING: machine unknown ({missing} missing), compared because of --allow-different-machines")
+    else:
+        lines.append(f"WARNING: DIFFERENT MACHINES, compared because of --allow-different-machines: "
+                     f"{'; '.join(cmp.machine_differences)}. Latency changes mix the code's effect with the machines'.")
+        lines.append(f"base machine: {machine_label(cmp.base_env)}; new machine: {machine_label(cmp.new_env)}")
+    software = software_differences(cmp.base_env, cmp.new_env)
+    if software:
+        lines.append("software changed: " + "; ".join(software))
+    gate = (f"relative {cmp.gate.relative:g}" if cmp.gate.relative is not None else f"absolute {cmp.gate.absolute:g}")
+    lines.append(f"rule: latency counts as changed when the median moves more than {cmp.threshold:.0%} "
+                 f"(ratio, either way) and Mann-Whitney U p < {P_LIMIT:g}; accuracy when it moves beyond the gate "
+                 f"({gate}, {cmp.gate_source})")
+    return lines
+
+
+def render_text(cmp: Comparison) -> str:
+    """Plain aligned columns (what a pipe or a CI log gets)."""
+    rows, _, folded = table_rows(cmp)
+    cols = [i for i, c in enumerate(COLUMNS) if c != "note" or any(r[i] for r in rows)]
+    grid = [[COLUMNS[i] for i in cols]] + [[row[i] for i in cols] for row in rows]
+    widths = [max(len(line[j]) for line in grid) for j in range(len(cols))]
+    out = header_lines(cmp) + folded + [""]
+    for line in grid:
+        cells = [line[j].rjust(widths[j]) if COLUMNS[cols[j]] in RIGHT else line[j].ljust(widths[j])
+                 for j in range(len(cols))]
+        out.append("  ".join(cells).rstrip())
+    if not rows:
+        out.append("(no records in either run)")
+    out += ["", cmp.summary()]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(cmp: Comparison) -> str:
+    """For a pull-request comment: changes in a table, unchanged cells folded away in <details>."""
+    rows, objs, folded = table_rows(cmp)
+    cols = [i for i, c in enumerate(COLUMNS) if c != "note" or any(r[i] for r in rows)]
+    headers = [COLUMNS[i] for i in cols]
+    right = [h in RIGHT for h in headers]
+    changed = [[row[i] for i in cols] for row, r in zip(rows, objs, strict=True) if _rank(r) < 3]
+    same = [[row[i] for i in cols] for row, r in zip(rows, objs, strict=True) if _rank(r) == 3]
+    head = [md_cell(line) for line in header_lines(cmp) + folded]
+    regressions = len(cmp.regressions)
+    title = f"### optbench compare: {regressions} regression{'s' if regressions != 1 else ''}" if regressions \
+        else "### optbench compare: no regressions"
+    parts = [title, "  \n".join(head), f"**{md_cell(cmp.summary())}**"]
+    if changed:
+        parts.append(markdown_table(headers, changed, right))
+    if same:
+        parts.append(f"<details><summary>{len(same)} unchanged</summary>\n\n{markdown_table(headers, same, right)}"
+                     "\n\n</details>")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_rich(cmp: Comparison, console: Any = None) -> None:
+    """A coloured table on a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console()
+    rows, objs, folded = table_rows(cmp)
+    for line in header_lines(cmp) + folded:
+        console.print(Text(line, style="bold red" if line.startswith("WARNING") else ""))
+    cols = [i for i, c in enumerate(COLUMNS) if c != "note" or any(r[i] for r in rows)]
+    table = Table(show_lines=False, header_style="bold")
+    for i in cols:
+        table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in RIGHT else "left",
+                         overflow="fold", no_wrap=COLUMNS[i] in RIGHT)
+    colour = {SLOWER: "red", BROKE: "red", FASTER: "green", FIXED: "green", ONLY_BASE: "yellow", ONLY_NEW: "yellow",
+              NO_SAMPLES: "yellow", UNCHANGED: "dim"}
+    for row, r in zip(rows, objs, strict=True):
+        style = "red" if r.regression else colour.get(r.verdict, "")
+        table.add_row(*[Text(row[i], style=style if COLUMNS[i] in ("result", "change") else
+                             ("red" if COLUMNS[i] == "accuracy" and r.accuracy == DROPPED else "")) for i in cols])
+    console.print(table)
+    console.print(Text(cmp.summary(), style="bold"))
+
+
+def check_machines(cmp: Comparison, allow: bool) -> None:
+    """Refuse runs from different (or unknown) machines unless allowed: latency depends on the hardware."""
+    if allow or cmp.same_machine:
+        return
+    hint = "pass --allow-different-machines to compare anyway (the output will say so)"
+    if cmp.same_machine is None:
+        missing = [str(d / "env.json") for d, e in ((cmp.base_dir, cmp.base_env), (cmp.new_dir, cmp.new_env)) if not e]
+        raise OptbenchError(f"cannot tell whether the runs were measured on the same machine: "
+                            f"{' and '.join(missing)} missing or unreadable; {hint}")
+    raise OptbenchError(f"{cmp.base_dir} and {cmp.new_dir} were measured on different machines "
+                        f"({'; '.join(cmp.machine_differences)}); latency is not comparable across machines; {hint}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``optbench compare BASE_RUN NEW_RUN [--threshold F] [--fail-on regression|never] [--markdown]
+    [--allow-different-machines]``: 0, or 1 when --fail-on regression finds a regression."""
+    threshold = args.threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+            or threshold < 0:
+        raise OptbenchError(f"--threshold {threshold}: expected a fraction >= 0, e.g. 0.05 for 5%")
+    fail_on = getattr(args, "fail_on", "never")
+    if fail_on not in ("regression", "never"):
+        raise OptbenchError(f"--fail-on {fail_on!r}: expected 'regression' or 'never'")
+    cmp = compare_runs(args.base_run, args.new_run, float(threshold))
+    check_machines(cmp, bool(getattr(args, "allow_different_machines", False)))
+    if getattr(args, "markdown", False):
+        sys.stdout.write(render_markdown(cmp))
+    elif sys.stdout.isatty():
+        render_rich(cmp)
+    else:
+        sys.stdout.write(render_text(cmp))
+    regressions = cmp.regressions
+    if regressions and fail_on == "regression":
+        print(f"optbench compare: {len(regressions)} regression(s); exit 1 (--fail-on regression)", file=sys.stderr)
+        return 1
+    return 0

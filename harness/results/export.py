@@ -1,0 +1,158 @@
+"""``optbench export``: a run's records as csv or parquet (every field; nested values such as
+``params`` as JSON text, so any reader can parse them back) or as a compact markdown table for
+a pull-request comment."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import OptbenchError
+from harness.results.labels import NULL, fmt_ms, fmt_number, method_label, variant_label
+from harness.results.load import (
+    frame,
+    machine_label,
+    read_env,
+    rows_with_machine,
+    run_groups,
+)
+from harness.results.markdown import markdown_table, md_cell
+from harness.results.records import STATUSES
+
+if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
+    import pandas as pd
+
+FORMATS = ("csv", "parquet", "markdown")
+
+
+def _json_text(v: Any) -> Any:
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return v
+
+
+def flat_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every nested (object) column as JSON text, for csv and parquet."""
+    out = df.copy()
+    for name in out.columns:
+        if out[name].dtype == object:
+            out[name] = out[name].map(_json_text).astype("string")
+    return out
+
+
+def _status_text(r: dict[str, Any], width: int = 60) -> str:
+    status = str(r.get("status") or "?")
+    if status == "ok" or not r.get("error"):
+        return status
+    error = " ".join(str(r["error"]).split())
+    return f"{status}: {error if len(error) <= width else error[: width - 1] + '…'}"
+
+
+def _row_order(r: dict[str, Any]) -> tuple:
+    """Per model, dataset and backend: baseline first, then methods by name; batch sizes together."""
+    b = r.get("batch_size")
+    return (str(r.get("model")), variant_label(r, "dataset"), variant_label(r, "backend"),
+            r.get("method") != "baseline", method_label(r), str(r.get("seed")),
+            not isinstance(b, (int, float)), b if isinstance(b, (int, float)) else 0)
+
+
+MARKDOWN_COLUMNS = ("model", "dataset", "method", "backend", "batch", "status", "p50 ms", "speedup",
+                    "accuracy", "Δ accuracy", "size ratio", "gate", "noisy")
+
+
+NUMERIC_COLUMNS = ("batch", "p50 ms", "speedup", "accuracy", "Δ accuracy", "size ratio")
+
+
+FOLDABLE = ("dataset", "backend")  # the same on every row: said once above the table instead
+
+
+def markdown_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per record in MARKDOWN_COLUMNS order, sorted as the report groups them."""
+    seeds = {r.get("seed") for r in records}
+    out = []
+    for r in sorted(records, key=_row_order):
+        gate = r.get("passes_gate")
+        method = method_label(r) + (f" (seed {r.get('seed')})" if len(seeds) > 1 else "")
+        batch = r.get("batch_size")
+        out.append([
+            str(r.get("model")), variant_label(r, "dataset"), method, variant_label(r, "backend"),
+            str(batch) if isinstance(batch, int) else NULL,
+            _status_text(r), fmt_ms(r.get("latency_p50_ms")), fmt_number(r.get("speedup"), ".2f"),
+            fmt_number(r.get("accuracy"), ".4f"), fmt_number(r.get("accuracy_delta"), "+.4f"),
+            fmt_number(r.get("size_ratio"), ".2f"), NULL if gate is None else ("pass" if gate else "**fail**"),
+            "noisy" if r.get("noisy") else "",
+        ])
+    return out
+
+
+def markdown(run_dir: Path, records: list[dict[str, Any]]) -> str:
+    """One run as a pull-request comment: suite, run, machine and status counts, then one row per record.
+
+    A dataset or backend shared by every row is said once in the heading, to keep the table narrow.
+    """
+    env = read_env(run_dir) or {}
+    suite = next((r.get("suite") for r in records if r.get("suite")), None) or run_dir.parent.name
+    run_id = next((r.get("run_id") for r in records if r.get("run_id")), None) or run_dir.name
+    counts = {s: sum(1 for r in records if r.get("status") == s) for s in STATUSES}
+    counts_text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no records"
+    head = [f"**{md_cell(suite)}** run `{md_cell(run_id)}`: {len(records)} records ({counts_text})"]
+    machine = machine_label(env)
+    if machine:
+        head.append(f"machine: {md_cell(machine)}" + (f", torch {md_cell(env['torch'])}" if env.get("torch") else ""))
+    if not records:
+        return "  \n".join(head) + "\n\n_No records: the run has not finished any cell yet._\n"
+    rows = markdown_rows(records)
+    columns = list(MARKDOWN_COLUMNS)
+    for name in FOLDABLE:
+        i = columns.index(name)
+        values = {row[i] for row in rows}
+        if len(values) == 1:
+            head.append(f"{name}: {md_cell(values.pop())}")
+            columns.pop(i)
+            rows = [row[:i] + row[i + 1:] for row in rows]
+    table = markdown_table(columns, rows, [c in NUMERIC_COLUMNS for c in columns])
+    notes = ("p50: median latency per call at that batch size; speedup and size ratio: baseline / method "
+             "(above 1 is faster or smaller); Δ accuracy: method - baseline")
+    return "\n\n".join(["  \n".join(head), table, f"<sub>{notes}</sub>"]) + "\n"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``optbench export RUN_DIR --format csv|parquet|markdown [-o FILE]``."""
+    fmt = getattr(args, "format", "csv")
+    if fmt not in FORMATS:
+        raise OptbenchError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    path = Path(args.run_dir)
+    out = Path(args.out) if getattr(args, "out", None) else None
+    if out is not None and not out.parent.is_dir():
+        raise OptbenchError(f"-o {out}: folder {out.parent} does not exist")
+    if out is not None and out.is_dir():
+        raise OptbenchError(f"-o {out}: is a folder; expected a file name")
+
+    groups = run_groups(path)
+    if fmt == "markdown":
+        return _write_text("\n".join(markdown(run, records) for run, records in groups), out)
+    df = flat_frame(frame(rows_with_machine(groups)))
+    if fmt == "csv":
+        return _write_text(df.to_csv(index=False, lineterminator="\n"), out)
+    target = out or ((path.parent if path.is_file() else path) / "records.parquet")
+    try:
+        df.to_parquet(target, index=False)
+    except OSError as exc:
+        raise OptbenchError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    print(target)
+    return 0
+
+
+def _write_text(text: str, out: Path | None) -> int:
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OptbenchError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    print(out)
+    return 0

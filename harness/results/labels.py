@@ -1,0 +1,71 @@
+"""Labels and number formats shared by every view of records: the run report, the site,
+exports and ``optbench compare``, so a method or a figure reads the same everywhere.
+
+Values come from records.jsonl, which a plugin or a hand edit may have filled with
+anything: every function here accepts any value and never raises on one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+NULL = "—"
+
+
+def fmt_number(v: Any, spec: str) -> str:
+    """A finite number formatted with ``spec``; "—" for null, NaN or anything not a number."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return NULL
+    return format(v, spec)
+
+
+def fmt_ms(v: Any) -> str:
+    """Milliseconds with about three significant digits (0.0412, 1.23, 45.6, 1,234)."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return NULL
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 1 else f"{v:#.3g}"
+
+
+def fmt_params(params: Any) -> str:
+    """"k=v, k=v"; a pipeline as "step(params) > step(params)"."""
+    if not params:
+        return ""
+    if not isinstance(params, dict):
+        return str(params)
+    steps = params.get("steps")
+    if isinstance(steps, list) and set(params) == {"steps"}:
+        return " > ".join(f"{s.get('name')}({fmt_params(s.get('params'))})" for s in steps if isinstance(s, dict))
+
+    def val(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v, default=str)
+    return ", ".join(f"{k}={val(v)}" for k, v in params.items())
+
+
+def method_label(r: dict[str, Any]) -> str:
+    """The method with its params (and its id when the suite named it): "prune.magnitude sparsity=0.5"."""
+    name = str(r.get("method_id") or r.get("method"))
+    params = fmt_params(r.get("params"))
+    return f"{name} {params}" if params else name
+
+
+def variant_label(r: dict[str, Any], key: str) -> str:
+    """A dataset or backend with its non-null params: "cpu(threads=1)"."""
+    params = r.get(f"{key}_params") or {}
+    params = {k: v for k, v in params.items() if v is not None} if isinstance(params, dict) else {}
+    name = str(r.get(key))
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+
+
+def finite(value: Any) -> float | None:
+    """A finite number or None, so a stray NaN/inf or a string never reaches the page as a figure."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fmt_float(v: float) -> str:
+    """Three or so significant digits, without switching to exponent notation for big values."""
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 1 else f"{v:.3f}"

@@ -1,0 +1,379 @@
+"""Running a suite: expand the matrix, run each cell in isolation, append records.
+
+A run directory holds records.jsonl, suite.yaml (the resolved suite), env.json,
+run.json (timings, status counts, isolation overhead), cells/<cell_id>/ (log.txt,
+samples.json with raw latency samples in ns per batch size) and report.html.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from harness.errors import Interrupted, OptbenchError, Problem, SuiteError
+from harness.measure.host_load import CONTENDED_CORES
+from harness.measure.stats import summarize
+from harness.registry.manager import PluginManager
+from harness.results import records as rec
+from harness.run import environment as env_info
+from harness.run.progress import Progress, QuietProgress
+from harness.suite.loader import LineMap, load_suite, parse_suite
+from harness.suite.matrix import Cell, build_matrix
+from harness.suite.schema import Suite
+
+if TYPE_CHECKING:  # the executor imports torch; planning and validating do not need it
+    from harness.run.local_executor import Outcome
+
+SUITE_COPY = "suite.yaml"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts.get("failed", 0) or self.counts.get("timeout", 0) else 0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def resolve_checkpoints(suite: Suite, base: Path, file: str | None, lines: LineMap) -> Suite:
+    """Make checkpoint paths absolute (relative to the suite file) and check they exist."""
+    problems = []
+    for i, m in enumerate(suite.models):
+        if m.checkpoint:
+            path = Path(m.checkpoint).expanduser()
+            path = path if path.is_absolute() else (base / path)
+            if not path.is_file():
+                loc = ("models", i, "checkpoint")
+                problems.append(Problem(f"models[{i}].checkpoint", "checkpoint file not found",
+                                        line=lines.line(loc), expected="an existing state_dict file", given=str(path)))
+            m.checkpoint = str(path.resolve())
+    if problems:
+        raise SuiteError(file, problems)
+    return suite
+
+
+def _add_name_problems(exc: SuiteError, path: Path, pm: PluginManager) -> None:
+    from harness.suite.matrix import check_names
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return
+    exc.problems += check_names(data, pm.registry, LineMap(text))
+    exc.problems.sort(key=lambda p: (p.line or 0))
+
+
+def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
+    """Load, validate and expand a suite file (what ``optbench validate`` does)."""
+    try:
+        suite, lines = load_suite(suite_path)
+    except SuiteError as exc:
+        _add_name_problems(exc, Path(suite_path), pm)
+        raise
+    suite = resolve_checkpoints(suite, Path(suite_path).resolve().parent, str(suite_path), lines)
+    return suite, build_matrix(suite, pm.registry, file=str(suite_path), lines=lines)
+
+
+def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "cell_id": cell.cell_id,
+        "suite": suite.name,
+        "model": cell.model.id or cell.model.name,
+        "model_name": cell.model.name,
+        "dataset": cell.dataset.id or cell.dataset.name,
+        "dataset_name": cell.dataset.name,
+        "dataset_params": cell.dataset.params,
+        "method": cell.method.name,
+        "method_kind": cell.method.kind,
+        "method_id": cell.method.id,
+        "params": cell.method.params,
+        "search_params": list(cell.method.search),
+        "train": cell.train,
+        "backend": cell.backend.name,
+        "backend_params": cell.backend.params,
+        "batch_size": bs,
+        "seed": cell.seed,
+    }
+
+
+def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples: dict[str, list[int]],
+                started_at: str) -> list[dict[str, Any]]:
+    out = []
+    facts = outcome.result.get("facts", {})
+    per_batch = outcome.result.get("per_batch", {})
+    for bs in cell.batch_sizes:
+        r = _base_record(cell, run_id, suite, bs)
+        r.update(status=outcome.status, error=outcome.error, duration_s=round(outcome.wall_s, 3), started_at=started_at)
+        if outcome.status == "ok":
+            ns = samples.get(str(bs))
+            if not ns:
+                r.update(status="failed", error=f"no latency samples for batch size {bs}")
+            else:
+                r.update(summarize(ns, bs))
+                r.update(facts)
+                r.update(per_batch.get(str(bs), {}))
+        out.append(r)
+    return out
+
+
+def cell_status(records: list[dict[str, Any]]) -> str:
+    """One status for a cell from its records (one per batch size): the worst of them."""
+    statuses = {r.get("status") for r in records}
+    return next((s for s in ("failed", "timeout", "skipped") if s in statuses), "ok")
+
+
+def status_counts(records: list[dict[str, Any]], cells: list[Cell]) -> dict[str, int]:
+    """Cells of this matrix per status, from the records written so far."""
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_cell.setdefault(r.get("cell_id"), []).append(r)
+    counts = {s: 0 for s in rec.STATUSES}
+    for cell in cells:
+        if cell.cell_id in by_cell:
+            counts[cell_status(by_cell[cell.cell_id])] += 1
+    return counts
+
+
+class Runner:
+    def __init__(self, pm: PluginManager | None = None, progress: Progress | None = None,
+                 executor: Any = None) -> None:
+        self.pm = pm or PluginManager.load()
+        self.progress = progress or QuietProgress()
+        self.executor = executor
+
+    def _executor(self, suite: Suite) -> Any:
+        if self.executor is None:
+            if suite.execution.executor == "ray":
+                from harness.run.ray_executor import RayExecutor, import_ray
+
+                import_ray()  # a clear error before anything runs when Ray is missing
+                self.executor = RayExecutor.from_execution(suite.execution)
+            else:
+                from harness.run.local_executor import LocalExecutor
+
+                modules = [info.module.split(":")[0] for info in self.pm.plugins.values()
+                           if info.distribution != "(in-process)"]
+                self.executor = LocalExecutor(preload=modules)
+        return self.executor
+
+    def run(self, suite_path: Path | None, results_root: Path = Path("results"), resume: Path | None = None) -> RunResult:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / SUITE_COPY).is_file():
+                raise OptbenchError(f"--resume {run_dir}: not a run directory (no {SUITE_COPY} in it)")
+            copy = run_dir / SUITE_COPY
+            suite, lines = parse_suite(copy.read_text(), str(copy))
+            cells = build_matrix(suite, self.pm.registry, file=str(copy), lines=lines)
+            run_id = run_dir.name
+            meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+            meta.setdefault("resumes", []).append(_now())
+        else:
+            suite, cells = plan(Path(suite_path), self.pm)
+            if suite.execution.executor == "ray" and self.executor is None:
+                from harness.run.ray_executor import import_ray
+
+                import_ray()  # before a run directory exists
+            run_id = new_run_id()
+            run_dir = Path(results_root) / suite.name / run_id
+            run_dir.mkdir(parents=True, exist_ok=False)
+            (run_dir / SUITE_COPY).write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
+            env = env_info.collect(self.pm, Path(suite_path).resolve())
+            (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+            meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
+                    "started_at": _now(), "executor": suite.execution.executor}
+        return self._execute(suite, cells, run_dir, run_id, meta)
+
+    def _execute(self, suite: Suite, cells: list[Cell], run_dir: Path, run_id: str, meta: dict) -> RunResult:
+        records_path = run_dir / rec.RECORDS_FILE
+        rec.repair_torn_tail(records_path)
+        existing = rec.read_records(records_path)
+        by_cell: dict[str, list[dict]] = {}
+        for r in existing:
+            by_cell.setdefault(r.get("cell_id"), []).append(r)
+        wanted = {c.cell_id: len(c.batch_sizes) for c in cells}
+        done = {cid for cid, rs in by_cell.items()
+                if cid in wanted and len(rs) >= wanted[cid] and all(r.get("status") == "ok" for r in rs)}
+        baselines = {rec.baseline_key(r): r for r in existing if r.get("method") == "baseline" and r.get("cell_id") in done}
+        pending = [c for c in cells if c.cell_id not in done]
+        meta["cells_total"] = len(cells)
+        meta.setdefault("executor", suite.execution.executor)
+        self._write_meta(run_dir, meta)
+
+        overheads: list[float] = list(meta.get("isolation_overhead_s", {}).get("samples", []))
+        self.progress.start(len(cells), str(run_dir), skipped_done=len(cells) - len(pending))
+        t_run = time.perf_counter()
+        started: dict[str, str] = {}
+
+        def payload_for(cell: Cell) -> dict[str, Any]:
+            cell_dir = run_dir / "cells" / cell.cell_id
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            return {
+                "cell": cell.to_dict(),
+                "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes)},
+                "plugins": self.pm.setup_payload(),
+                "log_path": str(cell_dir / "log.txt"),
+                "result_path": str(cell_dir / "result.json"),
+                "samples_path": str(cell_dir / "samples.json"),
+                "finetune": suite.finetune.model_dump(mode="json") if suite.finetune else None,
+            }
+
+        def record(cell: Cell, outcome: Outcome) -> None:
+            cell_dir = run_dir / "cells" / cell.cell_id
+            samples = _read_json(cell_dir / "samples.json") if outcome.status == "ok" else {}
+            new = records_for(cell, outcome, run_id, suite, samples or {}, started.get(cell.cell_id) or _now())
+            for r in new:
+                if r["method"] == "baseline" and r["status"] == "ok":
+                    baselines[rec.baseline_key(r)] = r
+                rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
+            rec.append_records(records_path, new)
+            busy = [r for r in new if (r.get("gpu_other_processes") or 0) > 0]
+            if busy:
+                self.progress.line(f"warning: {cell.label}: another process used the GPU while it was measured "
+                                   f"(batch sizes {', '.join(str(r['batch_size']) for r in busy)}); "
+                                   "its latency and energy may be off")
+            contended = [r for r in new if (r.get("host_other_cpu") or 0) > CONTENDED_CORES]
+            if contended:
+                worst = max(r["host_other_cpu"] for r in contended)
+                self.progress.line(f"warning: {cell.label}: other processes kept {worst:.2f} cores busy on average "
+                                   f"while it was measured (batch sizes "
+                                   f"{', '.join(str(r['batch_size']) for r in contended)}); its latency may be off")
+            if outcome.overhead_s is not None:
+                overheads.append(outcome.overhead_s)
+            self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,
+                                        outcome.error or new[0].get("error"))
+
+        try:
+            executor = self._executor(suite) if pending else None
+            if executor is not None:
+                meta["executor"] = executor.name
+                meta["executor_startup_s"] = round(executor.start(), 3)
+                if hasattr(executor, "backend_info") and (run_dir / "env.json").exists():
+                    env = json.loads((run_dir / "env.json").read_text())
+                    if "backends" not in env:  # a resume keeps the first run's record
+                        env["backends"] = executor.backend_info(
+                            self.pm.setup_payload(), [{"name": b.name, "params": b.params} for b in suite.backends])
+                        (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+                if hasattr(executor, "describe"):
+                    meta["execution"] = executor.describe()
+                self._write_meta(run_dir, meta)
+            if executor is not None and hasattr(executor, "run_many"):
+                self._run_concurrently(executor, suite, pending, run_id, payload_for, record, started)
+            else:
+                for cell in pending:
+                    payload = payload_for(cell)
+                    self.progress.cell_started(cell.label)
+                    started[cell.cell_id] = _now()
+                    record(cell, executor.run(payload, suite.execution.timeout_s))
+        except KeyboardInterrupt:
+            if self.executor is not None:
+                self.executor.kill()
+            meta["interrupted_at"] = _now()
+            result = self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
+            raise Interrupted(
+                f"interrupted with {sum(result.counts.values())} of {len(cells)} cells done (records kept); "
+                f"finish with: optbench run --resume {run_dir}"
+            ) from None
+        finally:
+            self.progress.close()
+            if self.executor is not None and hasattr(self.executor, "shutdown"):
+                self.executor.shutdown()
+        return self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
+
+    def _run_concurrently(self, executor: Any, suite: Suite, pending: list[Cell], run_id: str,
+                          payload_for: Any, record: Any, started: dict[str, str]) -> None:
+        """Cells stream back in any order; the driver alone appends records. Baseline cells
+        start first, and a cell that finishes before its group's baseline is held until the
+        baseline is recorded, so its relative figures (speedup, ...) are filled."""
+        from harness.run.ray_executor import Job
+
+        def group(cell: Cell) -> tuple[Any, ...]:
+            return rec.baseline_key(_base_record(cell, run_id, suite, 0))[:-1]  # all but batch size
+
+        waiting_for = {group(c) for c in pending if c.method.name == "baseline"}
+        held: dict[tuple[Any, ...], list[tuple[Cell, Outcome]]] = {}
+        by_id = {c.cell_id: c for c in pending}
+        ordered = sorted(pending, key=lambda c: c.method.name != "baseline")  # stable: suite order otherwise
+        jobs = [Job(c.cell_id, payload_for(c), _device_key(self.pm, c), c.label) for c in ordered]
+
+        def on_start(job: Job) -> None:
+            started[job.cell_id] = _now()
+            self.progress.cell_started(job.label)
+
+        def on_done(job: Job, outcome: Outcome) -> None:
+            cell = by_id[job.cell_id]
+            g = group(cell)
+            if cell.method.name == "baseline":
+                record(cell, outcome)
+                waiting_for.discard(g)
+                for c, o in held.pop(g, []):
+                    record(c, o)
+            elif g in waiting_for:
+                held.setdefault(g, []).append((cell, outcome))
+            else:
+                record(cell, outcome)
+
+        executor.run_many(jobs, suite.execution.timeout_s, on_start, on_done)
+        for items in held.values():  # only if a baseline never reported (cannot happen without an error)
+            for c, o in items:
+                record(c, o)
+
+    def _finish(self, run_dir: Path, meta: dict, cells: list[Cell], overheads: list[float], elapsed: float) -> RunResult:
+        from harness.report.run_report import write_report
+
+        meta["finished_at"] = _now()
+        meta["wall_s"] = round(meta.get("wall_s", 0.0) + elapsed, 3)
+        counts = status_counts(rec.read_records(run_dir), cells)  # the records file is the truth
+        meta["status_counts"] = counts
+        meta["isolation_overhead_s"] = {
+            "what": "per cell: wall time from asking for a process to reading its result, minus the time the cell reported working",
+            "median": statistics.median(overheads) if overheads else None,
+            "max": max(overheads) if overheads else None,
+            "n": len(overheads),
+            "samples": [round(o, 4) for o in overheads],
+        }
+        self._write_meta(run_dir, meta)
+        report = write_report(run_dir)
+        return RunResult(run_dir, counts, report)
+
+    @staticmethod
+    def _write_meta(run_dir: Path, meta: dict) -> None:
+        tmp = run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, run_dir / "run.json")
+
+
+def _device_key(pm: PluginManager, cell: Cell) -> str:
+    """The device a cell times latency on (BackendSession.device_key), read without setup()."""
+    try:
+        spec = pm.registry.backends[cell.backend.name]
+        return str(spec.create(spec.params.model_validate(cell.backend.params)).device_key)
+    except Exception:  # noqa: BLE001 - a backend that cannot open here still gets its own slot
+        return f"backend:{cell.backend.name}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

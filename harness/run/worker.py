@@ -1,0 +1,308 @@
+"""What runs inside a cell's own process: build, change, measure, write the result.
+
+The parent (harness.run.local_executor) passes a picklable payload and reads back
+``result.json``; nothing else crosses the process boundary, so a crash, hang or
+out-of-memory here costs only this cell. Stdout and stderr (C libraries included)
+go to the cell's log file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+# Imported at module level so a forkserver that preloads this module pays for torch once.
+import torch
+
+from harness.measure import memory, model_stats
+from harness.measure.host_load import OtherCPU
+from harness.measure.timing import Budget
+from harness.plugin.types import TRAINING_FIELDS, MethodContext, Skip, training_settings
+from harness.registry.manager import PluginManager
+from harness.train import classifier as training
+from harness.train import weight_cache
+from harness.train.fit import TrainingContext
+
+#: Per-epoch curves of a training cell, by role (main, reference, pretrain), beside result.json.
+CURVE_FILE = "curve.json"
+
+
+def _redirect_output(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, seed: int) -> tuple[Any, str, bool]:
+    """A trained model: the user's checkpoint (an absolute path by now), cached
+    weights, or trained now with the model's own settings. The flag says whether its
+    weights mean anything: random weights give speed and size but no accuracy."""
+    spec = pm.registry.models[model_ref["name"]]
+    params = spec.params.model_validate(model_ref["params"])
+    torch.manual_seed(seed)  # the same initial weights whatever ran before in this process (a teacher)
+    model = spec.build(params, data)
+    checkpoint = model_ref.get("checkpoint")
+    if checkpoint:
+        path = Path(checkpoint)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval(), f"checkpoint {path}", True
+    if not spec.trainable:
+        return model.eval(), "random weights (the model is not trained by the harness; give a checkpoint)", False
+    if not data.trainable:
+        return model.eval(), "random weights (the dataset has no labels to train on)", False
+    owner = pm.owner(spec)
+    settings = training_settings(params)
+    ident = {
+        "model": spec.name,
+        "params": model_ref["params"],
+        "dataset": [dataset["name"], dataset["params"]],
+        "seed": seed,
+        "provider": [owner.distribution, owner.version],
+    }
+    if any(name not in spec.params.model_fields for name in TRAINING_FIELDS):
+        ident["training"] = settings  # the harness's defaults stand in for fields the params lack
+    key = weight_cache.cache_key(ident)
+    state = weight_cache.load(key)
+    if state is not None:
+        model.load_state_dict(state)
+        return model.eval(), f"cached weights {key}", True
+    t0 = time.perf_counter()
+    training.train_classifier(model, data, seed=seed, **settings)
+    weight_cache.save(key, model.state_dict())
+    return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}", True
+
+
+#: Kinds after which a suite's ``finetune`` schedule runs; the others either leave no
+#: float weights to train (converted quantizers, compilers) or would be undone by it
+#: (weight sharing, simulated quantization).
+FINETUNE_AFTER_KINDS = ("pruner", "factorizer")
+
+
+def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext,
+                 finetune: dict | None) -> tuple[Any, bool]:
+    """Apply a method or a pipeline's steps in order, fine-tuning after the last pruner or
+    factorizer step when the suite asks for it. Returns (model, fine-tuned?)."""
+    from harness.plugin.types import TRAINING_KINDS
+    from harness.suite.matrix import method_steps
+    from harness.suite.schema import Finetune
+
+    steps = method_steps(method)
+    kinds = [pm.registry.methods[s["name"]].kind for s in steps]
+    tune_at = max((i for i, k in enumerate(kinds) if k in FINETUNE_AFTER_KINDS), default=None)
+    if finetune is None or not ctx.data.has_labels:
+        tune_at = None
+    for i, step in enumerate(steps):
+        spec = pm.registry.methods[step["name"]]
+        model = spec.apply(model, spec.params.model_validate(step["params"]), ctx)
+        if spec.kind in TRAINING_KINDS and "main" not in getattr(ctx, "runs", {}):
+            raise RuntimeError(f"{spec.name} (kind {spec.kind}) returned without training: "
+                               "a training-time method must call ctx.fit(model) (role 'main')")
+        if i == tune_at:
+            schedule = Finetune(**finetune)
+            t0 = time.perf_counter()
+            held = training.finetune_keeping_zeros(model, ctx.data, schedule, ctx.seed)
+            log(f"fine-tuned after {spec.name}: {schedule.epochs} epochs ({schedule.optimizer}, lr {schedule.lr}) "
+                f"in {time.perf_counter() - t0:.1f}s, {held} pruned weights held at zero")
+    return model, tune_at is not None
+
+
+def _batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A batch of real inputs, repeating the test set when it is smaller than the batch."""
+    if x.shape[0] >= batch_size:
+        return x[:batch_size].contiguous()
+    reps = math.ceil(batch_size / x.shape[0])
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
+
+
+def measure_cell(payload: dict) -> dict:
+    """Run one cell; returns the per-batch-size measurements and the cell's facts."""
+    cell, measure = payload["cell"], payload["measure"]
+    pm = PluginManager.from_payload(payload["plugins"])
+    seed = cell["seed"]
+    torch.manual_seed(seed)
+
+    backend_spec = pm.registry.backends[cell["backend"]["name"]]
+    session = backend_spec.create(backend_spec.params.model_validate(cell["backend"]["params"]))
+    reason = session.unavailable_reason()
+    if reason:
+        raise Skip(reason)
+    facts = session.setup()
+
+    ds_spec = pm.registry.datasets[cell["dataset"]["name"]]
+    data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
+
+    rss_before_model = memory.rss_bytes()
+    ctx: MethodContext
+    if cell.get("train") is not None:
+        model, ctx = _training_start(pm, cell, data, session, backend_spec.name, measure)
+        meaningful = True
+    else:
+        model, source, meaningful = trained_model(pm, cell["model"], cell["dataset"], data, seed)
+        log(f"model {cell['model']['id']}: {source}")
+        ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
+                            batch_sizes=tuple(measure["batch_sizes"]))
+    t0 = time.perf_counter()
+    model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
+    setup_s = time.perf_counter() - t0
+    log(f"method {cell['method']['name']} applied in {setup_s:.3f}s")
+    task_changed = ctx.data is not data
+    data = ctx.data  # a transfer method evaluates on its target task
+    curves = ctx.curves() if isinstance(ctx, TrainingContext) else None
+    model = session.prepare_model(model)
+
+    params_count, nonzero = model_stats.param_counts(model)
+    flops, effective_flops = model_stats.count_flops(model, session.prepare_input(_batch(data.x_test, 1)))
+    serialized = model_stats.model_bytes(model)
+    effective_bytes = serialized
+    if "model_bytes" in ctx.facts:
+        # The method counted tensor bytes only; add the checkpoint container's overhead
+        # so it compares like with like against the baseline's serialized size.
+        effective_bytes = ctx.facts["model_bytes"] + max(serialized - model_stats.tensor_bytes(model), 0)
+    facts.update(
+        model_bytes=effective_bytes,
+        serialized_bytes=serialized,
+        bits_per_param=ctx.facts.get("bits_per_param", effective_bytes * 8 / params_count if params_count else None),
+        params_count=params_count,
+        nonzero_params=nonzero,
+        flops=flops,
+        effective_flops=effective_flops,
+        setup_s=setup_s,
+        compile_s=ctx.facts.get("compile_s"),
+        finetuned=finetuned,
+        accuracy=None,
+    )
+    if isinstance(ctx, TrainingContext):
+        facts.update(ctx.training_facts())
+    facts["task_changed"] = task_changed
+    if measure["accuracy"] and data.y_test is not None and meaningful:
+        facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device,
+                                                       prepare=session.prepare_input)
+        log(f"accuracy {facts['accuracy']:.4f}")
+
+    warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
+    per_batch, samples = {}, {}
+    for bs in measure["batch_sizes"]:
+        x = session.prepare_input(_batch(data.x_test, bs))
+        with torch.inference_mode():
+            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
+                ns = session.time_model(model, x, warmup, repeat)
+        samples[str(bs)] = ns
+        per_batch[str(bs)] = {
+            "host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20,
+            "host_other_cpu": other.cores,
+            **dev_mem.fields,
+        }
+        log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
+    return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples,
+            "curves": curves}
+
+
+def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, backend: str,
+                    measure: dict) -> tuple[Any, TrainingContext]:
+    """A training cell starts from a fresh, seeded, untrained model and a TrainingContext."""
+    from harness.plugin.types import ModelRef
+    from harness.suite.schema import Train
+
+    seed = cell["seed"]
+    if not data.trainable:
+        raise Skip(f"dataset {cell['dataset']['id'] or cell['dataset']['name']} has no labels or objective "
+                   "to train on")
+
+    def build(ref: ModelRef | None) -> Any:
+        name, params = (ref.name, ref.params) if ref is not None else (cell["model"]["name"], cell["model"]["params"])
+        spec = pm.registry.models[name]
+        return spec.build(spec.params.model_validate(params), ctx.data)
+
+    def teacher(ref: ModelRef) -> Any:
+        model, source, meaningful = trained_model(pm, {"name": ref.name, "params": ref.params}, cell["dataset"],
+                                                  data, seed)
+        if not meaningful:
+            raise Skip(f"teacher {ref.name} has no trained weights ({source})")
+        log(f"teacher {ref.name}: {source}")
+        return model
+
+    ctx = TrainingContext(data=data, device=session.device, backend=backend, seed=seed, log=log,
+                          batch_sizes=tuple(measure["batch_sizes"]), train=Train(**cell["train"]),
+                          builder=build, trainer=teacher, session=session)
+    model = ctx.build_model()
+    log(f"model {cell['model']['id']}: fresh weights (seed {seed}) for training; budget {cell['train']}")
+    return model, ctx
+
+
+def run_cell(payload: dict) -> None:
+    """Process entry point. Always leaves result.json unless the process itself dies."""
+    os.setpgrp()  # so the parent can kill this cell and anything it started
+    start = time.perf_counter()
+    result_path = Path(payload["result_path"])
+    _redirect_output(Path(payload["log_path"]))
+    warnings.simplefilter("default")
+    log(f"cell {payload['cell']['cell_id']} pid {os.getpid()}")
+    try:
+        result = {"status": "ok", **measure_cell(payload)}
+    except Skip as exc:
+        log(f"skipped: {exc}")
+        result = {"status": "skipped", "error": str(exc)}
+    except BaseException as exc:  # everything a plugin can throw ends as a failed cell
+        traceback.print_exc()
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    samples = result.pop("samples", None)
+    if samples is not None:
+        _write_json_atomic(Path(payload["samples_path"]), samples)
+    curves = result.pop("curves", None)
+    if curves:
+        _write_json_atomic(result_path.with_name(CURVE_FILE), curves)
+    result["work_s"] = time.perf_counter() - start
+    _write_json_atomic(result_path, result)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def backend_info(plugins: dict, backends: list[dict], conn: Any) -> None:
+    """Process entry point: each backend's ``info()`` (hardware details for env.json), or why it
+    cannot run here. Runs in a throwaway process so that, e.g., a CUDA context it creates is
+    gone before any cell starts."""
+    out: dict[str, Any] = {}
+    try:
+        pm = PluginManager.from_payload(plugins)
+        for entry in backends:
+            label = entry["name"] + (f"({json.dumps(entry['params'], sort_keys=True)})" if entry["params"] else "")
+            try:
+                spec = pm.registry.backends[entry["name"]]
+                session = spec.create(spec.params.model_validate(entry["params"]))
+                reason = session.unavailable_reason()
+                if reason:
+                    out[label] = {"unavailable": reason}
+                    continue
+                session.setup()
+                out[label] = session.info()
+            except Exception as exc:  # noqa: BLE001 - a backend's info must not stop the run
+                out[label] = {"error": f"{type(exc).__name__}: {exc}"}
+        conn.send(json.loads(json.dumps(out, default=str)))
+    finally:
+        conn.close()

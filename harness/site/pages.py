@@ -1,0 +1,316 @@
+"""The HTML of the leaderboard site (``optbench publish``): the index of every suite, run and
+machine (``index_page``) and one page per suite (``suite_page``), from the data of
+``harness.site.data``. Every string from a suite, a plugin or a record is escaped here.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from collections import Counter
+from importlib import resources
+from typing import Any
+
+from harness.report.markup import CSS, FIGURES_JS, esc, plotly_script, script_json
+from harness.report.run_report import REPORT_FILE
+from harness.results.labels import NULL
+from harness.results.load import gpu_names
+from harness.results.records import STATUSES, fill_relative_figures, read_records
+from harness.site.data import suite_data
+from harness.site.runs import Run
+
+# --- pages ----------------------------------------------------------------------------------
+
+def _asset(name: str) -> str:
+    return resources.files("harness.site").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+_PLOTLY_GZ: str | None = None
+
+
+def _plotly_tag(mode: str) -> str:
+    """plotly.js for a site page: the CDN tag, or the bundle gzip + base64 inside the page."""
+    global _PLOTLY_GZ
+    if mode == "cdn":
+        return plotly_script("cdn")
+    if _PLOTLY_GZ is None:
+        from plotly.offline import get_plotlyjs
+
+        _PLOTLY_GZ = base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), 6, mtime=0)).decode("ascii")
+    return f'<script type="application/octet-stream" id="plotly-gz">{_PLOTLY_GZ}</script>'
+
+
+def _when(value: Any) -> str:
+    """An ISO timestamp as "YYYY-MM-DD HH:MM" (UTC as recorded), or — when absent."""
+    s = str(value or "")
+    m = re.match(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})", s)
+    return f"{m.group(1)} {m.group(2)}" if m else (s or NULL)
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}{_asset("site.css")}</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def _status_pills(counts: dict) -> str:
+    keys = [k for k in STATUSES if counts.get(k)] + sorted(str(k) for k in counts if k not in STATUSES and counts[k])
+    return " ".join(f'<span class="pill st-{k if k in STATUSES else "other"}">{esc(k)} {esc(counts[k])}</span>'
+                    for k in keys) or NULL
+
+
+def _run_counts(run: Run) -> dict:
+    counts = run.meta.get("status_counts")
+    if isinstance(counts, dict):
+        return counts
+    return Counter(status for _, status, *_ in run.records)
+
+
+def _machine_cell(machines: dict[str, dict], run: Run, prefix: str) -> str:
+    m = machines[run.machine]
+    env = (f' · <a href="{esc(prefix + run.href)}/env.json">env.json</a>'
+           if (run.path / "env.json").is_file() else " · no env.json")
+    return (f'<span class="chip" style="background:{m["colour"]}"></span>'
+            f'<span title="{esc(m["label"])}">{esc(m["short"])}</span>{env}')
+
+
+def _runs_table(runs: list[Run], machines: dict[str, dict], prefix: str, with_suite: bool) -> str:
+    head = ["started", *(["suite"] if with_suite else []), "run", "machine", "records", "cells", "optbench",
+            "suite commit"]
+    out = []
+    for run in runs:
+        git = run.env.get("suite_git") if isinstance(run.env.get("suite_git"), dict) else {}
+        commit = str(git.get("commit") or "")[:10] + ("+" if git.get("dirty") else "")
+        suite = [f'<td><a href="{prefix}suites/{esc(run.href.split("/")[1])}.html">{esc(run.suite)}</a></td>'] \
+            if with_suite else []
+        cells = [f"<td>{esc(_when(run.started))}</td>", *suite,
+                 f'<td><a class="run-link" href="{esc(prefix + run.href)}/{REPORT_FILE}">{esc(run.run_id)}</a></td>',
+                 f"<td>{_machine_cell(machines, run, prefix)}</td>", f'<td class="num">{len(run.records)}</td>',
+                 f"<td>{_status_pills(_run_counts(run))}</td>", f"<td>{esc(run.env.get('harness_version') or NULL)}</td>",
+                 f'<td title="{esc(git.get("commit") or "")}">{esc(commit or NULL)}</td>']
+        out.append(f"<tr>{''.join(cells)}</tr>")
+    return ('<div class="scroll"><table class="plain"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(out) + "</tbody></table></div>")
+
+
+def _machines_table(machines: dict[str, dict], runs: list[Run]) -> str:
+    counts = Counter(r.machine for r in runs)
+    out = []
+    for mid, m in machines.items():
+        if not counts[mid]:
+            continue
+        env = m["env"]
+        gpus = ", ".join(gpu_names(env)) or "none recorded"
+        cores = f"{env.get('cores') or NULL} / {env.get('physical_cores') or NULL}"
+        cells = [f'<span class="chip" style="background:{m["colour"]}"></span>{esc(m["short"])}', esc(mid),
+                 esc(env.get("cpu_model") or NULL), esc(cores), esc(gpus), esc(env.get("torch") or NULL),
+                 esc(env.get("python") or NULL), esc(env.get("platform") or NULL), str(counts[mid])]
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = ["machine", "id", "CPU", "cores (logical / physical)", "GPUs", "torch", "Python", "platform", "runs"]
+    return ('<div class="scroll"><table class="plain"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(out) + "</tbody></table></div>")
+
+
+def index_page(suites: dict[str, list[Run]], slugs: dict[str, str], machines: dict[str, dict],
+               source: str, generated: str) -> str:
+    runs = sorted((r for rs in suites.values() for r in rs), key=lambda r: (str(r.started or ""), r.run_id),
+                  reverse=True)
+    rows = []
+    for suite, rs in sorted(suites.items()):
+        dates = sorted(str(r.started) for r in rs if r.started)
+        n_machines = len({r.machine for r in rs})
+        rows.append(f'<tr><td><a class="suite-link" href="suites/{slugs[suite]}.html">{esc(suite)}</a></td>'
+                    f'<td class="num">{len(rs)}</td><td class="num">{sum(len(r.records) for r in rs)}</td>'
+                    f'<td class="num">{n_machines}</td><td>{esc(_when(dates[0] if dates else None))}</td>'
+                    f'<td>{esc(_when(dates[-1] if dates else None))}</td></tr>')
+    n_machines = len({r.machine for r in runs})
+    body = f"""<h1>optbench leaderboard</h1>
+<p class="meta">{len(suites)} suite{"s" * (len(suites) != 1)} · {len(runs)} run{"s" * (len(runs) != 1)} ·
+{sum(len(r.records) for r in runs)} records · {n_machines} machine{"s" * (n_machines != 1)} ·
+published {esc(generated)} from <code>{esc(source)}</code></p>
+<h2>Suites</h2>
+<p class="note">Each suite page holds the leaderboard across its runs: every record as a row, sortable and
+filterable, with the baseline-relative figures, and the figures drawn from them.</p>
+<div class="scroll"><table class="plain" id="suites"><thead><tr><th>suite</th><th>runs</th><th>records</th>
+<th>machines</th><th>first run</th><th>latest run</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>
+<h2>Runs</h2>
+<p class="note">Newest first. The run id opens the run's own report; env.json is the machine and software its
+figures came from.</p>
+{_runs_table(runs, machines, "", with_suite=True)}
+<h2>Machines</h2>
+<p class="note">A machine is a host, CPU, core count, set of GPUs and torch build (from each run's env.json);
+its id is a hash of those. Latencies from different machines are not comparable, and the suite pages never rank
+them together without saying so.</p>
+{_machines_table(machines, runs)}"""
+    return _page("optbench leaderboard", body)
+
+
+def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
+    """The figures' containers and captions (drawn in the browser from the page's data); none at
+    all for a suite of training cells only, whose figures are in its Training section."""
+    if training and not any(data["figures"].values()):
+        return "", 0
+    n_machines = len(data["machines"])
+    machines_note = (f" Points from {n_machines} machines are shown: each machine has its own colour and its own "
+                     "front, and points of different machines are not ranked against each other." if n_machines > 1
+                     else "")
+    parts, count = [], 0
+
+    def head(title: str, kind: str, spec: dict, caption: str) -> None:
+        nonlocal count
+        parts.append(f'<h3>{esc(title)}</h3><div class="plot" id="fig-{kind}-{spec["id"]}" data-kind="{kind}" '
+                     f'data-id="{spec["id"]}"></div><p class="caption">{caption}</p>')
+        count += 1
+
+    figures = data["figures"]
+    parts.append('<h2 id="accuracy-latency">Accuracy vs latency</h2>')
+    if not figures["fal"]:
+        parts.append('<p class="skip">No figure: no record has status ok with both a latency and an accuracy '
+                     '(training cells are in the Training section).</p>')
+    for spec in figures["fal"]:
+        model, dataset, backend, batch = (str(v) for v in spec["key"])
+        head(f"{model} · {dataset} · {backend} · batch {batch}", "fal", spec,
+             f"Each point is one record of one run: a method (hover for its params, run and machine) applied to "
+             f"{esc(model)} on {esc(dataset)}. x is the p50 (median) latency per call of that run's timed calls "
+             f"at batch size {esc(batch)} on the {esc(backend)} backend (log scale); y is top-1 accuracy on the "
+             f"held-out test split after the method was applied. Stars are the baseline. The dashed step line is "
+             f"the Pareto front: a point is on it when no other point of its machine is at least as fast and as "
+             f"accurate and strictly better in one.{machines_note} Records with status ok and both figures only.")
+    parts.append('<h2 id="speedup">Speedup per method</h2>')
+    if not figures["fsp"]:
+        parts.append('<p class="skip">No figure: no method other than the baseline has a measured speedup.</p>')
+    for spec in figures["fsp"]:
+        model, dataset, backend, batch = (str(v) for v in spec["key"])
+        head(f"{model} · {dataset} · {backend} · batch {batch}", "fsp", spec,
+             f"Measured speedup of each method over the baseline of its own run (same model, dataset, backend, "
+             f"seed and batch size {esc(batch)}): the baseline's p50 latency divided by the method's; above 1× "
+             f"(the dashed line) is faster. One marker per run. Error bars are a 95% interval from the raw timed "
+             f"samples of both: each median's distribution-free 97.5% interval (order statistics), combined as "
+             f"baseline low / method high and baseline high / method low. It treats the samples of a run as "
+             f"independent, so it shows timing noise within a run, not the spread between runs (compare the "
+             f"markers for that). A marker without a bar has no raw samples. The y axis is log scale."
+             + (f" Runs from {n_machines} machines are shown side by side in their own colours, never pooled."
+                if n_machines > 1 else ""))
+    parts.append('<h2 id="realized">Realized vs theoretical speedup</h2>')
+    if not figures["fre"]:
+        parts.append('<p class="skip">No figure: no method has both a measured and a theoretical speedup.</p>')
+    for spec in figures["fre"]:
+        backend = str(spec["key"][0])
+        head(f"{backend}: every model and batch size", "fre", spec,
+             f"x is the theoretical speedup (the baseline's FLOPs divided by the FLOPs of a kernel that skipped "
+             f"every zero weight), y the measured speedup (baseline p50 latency / p50 latency, same run) on the "
+             f"{esc(backend)} backend, both log scale; error bars as in the speedup figures. On the dashed "
+             f"diagonal the saved arithmetic became time. A point under it is a method whose zeros do not turn "
+             f"into time (dense kernels still multiply them); a point above it gained more than its FLOPs say "
+             f"(e.g. less memory traffic). Colours are method kinds; each point is relative to its own run's "
+             f"baseline, so machines are not ranked against each other here.")
+    parts.append('<h2 id="size-accuracy">Size vs accuracy</h2>')
+    if not figures["fsa"]:
+        parts.append('<p class="skip">No figure: no record has status ok with both a model size and an '
+                     'accuracy.</p>')
+    for spec in figures["fsa"]:
+        model, dataset = (str(v) for v in spec["key"])
+        head(f"{model} · {dataset}", "fsa", spec,
+             f"x is the model's size: the bytes of its checkpoint (serialized state_dict) after the method, or, "
+             f"for a method that simulates a storage format, the bytes that format takes (log scale); y is top-1 "
+             f"accuracy of {esc(model)} on the held-out test split of {esc(dataset)}. One point per cell and "
+             f"run (batch size changes neither). Colours are method kinds; the dashed line is the Pareto front "
+             f"(no other point is at least as small and as accurate and strictly better in one). Neither figure "
+             f"depends on the machine's speed, so runs from every machine are pooled here.")
+    return "\n".join(parts), count
+
+
+def _training_section(runs: list[Run], machines: dict[str, dict], first_plot: int) -> tuple[str, int]:
+    """Per machine, the training problems of its latest run with training cells (older runs: their reports)."""
+    from harness.report.training import TRAINING_NOTE, load_curves, training_problems
+
+    latest: dict[str, Run] = {}
+    for run in runs:  # newest first
+        if run.training and run.machine not in latest:
+            latest[run.machine] = run
+    if not latest:
+        return "", 0
+    parts = ['<h2 id="training">Training</h2>', TRAINING_NOTE,
+             '<p class="note">Curves and time-to-target bars come from the latest run with training cells on each '
+             'machine; seeds are aggregated within that run, never across machines or runs. Older runs are in '
+             'their own reports (Runs, below).</p>']
+    n = first_plot
+    for mid, run in latest.items():
+        records = fill_relative_figures(read_records(run.path))
+        html, count = training_problems(records, load_curves(run.path, records), n, level=4)
+        if not count and not html:
+            continue
+        m = machines[mid]
+        parts.append(f'<h3><span class="chip" style="background:{m["colour"]}"></span>{esc(m["short"])}: run '
+                     f'<a href="../{esc(run.href)}/{REPORT_FILE}">{esc(run.run_id)}</a> '
+                     f'({esc(_when(run.started))})</h3><p class="meta">{esc(m["label"])}</p>{html}')
+        n += count
+    return "\n".join(parts), n - first_plot
+
+
+def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: str) -> tuple[str, dict[str, Any]]:
+    """The suite's page and its data (returned for tests and the size budget)."""
+    used = {m: machines[m] for m in dict.fromkeys(r.machine for r in runs)}
+    data = suite_data(runs, used)
+    training, n_training = _training_section(runs, used, 0)
+    figures, n_figs = _figure_sections(data, n_training > 0)
+    n_records = sum(len(r.records) for r in runs)
+    dates = sorted(str(r.started) for r in runs if r.started)
+    span = f"{_when(dates[0])} to {_when(dates[-1])}" if dates else "dates unknown"
+    mixed = (f'<p class="warn">These runs come from {len(used)} machines. Latency and speedup are only comparable '
+             f'within one machine: figures keep one colour and one Pareto front per machine, and the table says when '
+             f'the rows it ranks mix machines (filter by machine to rank within one).</p>' if len(used) > 1 else "")
+    plotly_js = _plotly_tag(plotly) if n_figs + n_training else ""
+    body = f"""<p class="crumbs"><a href="../index.html">← all suites</a></p>
+<h1>optbench leaderboard: {esc(suite)}</h1>
+<p class="meta">{len(runs)} run{"s" * (len(runs) != 1)} · {n_records} records · {len(used)}
+machine{"s" * (len(used) != 1)} · {esc(span)}</p>
+{mixed}
+<h2 id="leaderboard-head">Leaderboard</h2>
+<p class="note">One row per record of every run (model × dataset × method × params × backend × batch size × seed).
+Speedup, theoretical speedup, size ratio and Δ accuracy are relative to the baseline of the same run, model,
+dataset, backend, seed and batch size: above 1× is faster / smaller, <span class="worse-text">red</span> is worse
+than the baseline. Rows that fail the suite's accuracy gate or whose timing was noisy (IQR over 10% of the median)
+are marked. The run id opens the run's report; the machine button shows the machine and software it ran on.
+Click a column header to sort (empty values always sort last).</p>
+<noscript><p class="warn">The table, its filters and the figures need JavaScript.</p></noscript>
+<div id="filters" class="filters"></div>
+<p id="machine-warning" class="warn" hidden></p>
+<details id="best" class="best" open><summary>Best under constraints</summary>
+<form id="best-form" class="filters" onsubmit="return false">
+<label>maximise <select id="best-objective">
+<option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
+<option value="speedup">speedup</option><option value="size">size ratio (smallest model)</option>
+</select></label>
+<label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
+<label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
+<label>speedup ≥ <input id="best-min-speedup" type="number" min="0" step="any" placeholder="any"> ×</label>
+<label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
+<label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
+</form>
+<p class="note">Among the rows the filters above select, with status ok: the one that maximises the objective
+within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
+row's; a bound leaves out rows without that figure. With several machines there is one answer per machine.</p>
+<div id="best-result" aria-live="polite"></div>
+</details>
+<p id="row-count" class="meta"></p>
+<div class="scroll"><table id="board"><thead></thead><tbody></tbody></table></div>
+<p><button id="more" type="button" hidden>show more rows</button></p>
+<dialog id="env-dialog"><h3 id="env-title"></h3><p id="env-links"></p><dl id="env-facts"></dl>
+<form method="dialog"><button>close</button></form></dialog>
+{figures}
+{training}
+<h2 id="runs">Runs</h2>
+{_runs_table(runs, machines, "../", with_suite=False)}
+<h2 id="machines">Machines</h2>
+{_machines_table(used, runs)}
+<script type="application/json" id="board-data">{script_json(json.dumps(data, separators=(",", ":"),
+                                                                         allow_nan=False))}</script>
+{plotly_js}
+<script>{FIGURES_JS}{_asset("leaderboard.js")}</script>"""
+    return _page(f"optbench leaderboard · {suite}", body), data

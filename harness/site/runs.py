@@ -1,0 +1,151 @@
+"""Finding the runs of a results folder and describing the machines they ran on (``optbench publish``).
+
+A run is a folder holding a records.jsonl; its machine is a fingerprint of the hardware in its
+env.json (``machine_fingerprint``), shown by host, CPU, cores and GPUs (``machine_label``).
+The site is built from these by ``harness.site.data`` and ``harness.site.pages``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.results import load as results
+from harness.results.load import read_json
+from harness.results.records import RECORDS_FILE
+
+#: Distinct colours for machines, in order of first appearance (oldest run first).
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#7f7f7f", "#bcbd22")
+
+
+# --- machines -------------------------------------------------------------------------------
+
+def machine_fingerprint(env: dict) -> str:
+    """A short id of the hardware a run's figures came from (``harness.results.load.machine_fingerprint``:
+    hostname, CPU model, logical cores, GPUs), the same rule ``optbench compare`` applies.
+    Software (torch, plugins) is not part of it: it is shown beside every row, and two
+    torch builds on one machine are what a comparison is for. No env.json gives "unknown".
+    """
+    fp = results.machine_fingerprint(env)
+    if not fp or not any(fp.values()):
+        return "unknown"
+    return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def machine_label(env: dict) -> str:
+    """What a reader recognises a machine by: host, CPU, cores, GPUs."""
+    return results.machine_label(env) or "unknown machine"
+
+
+def env_facts(env: dict) -> list[tuple[str, str]]:
+    """env.json as (what, value) pairs for the machine panel of a row."""
+    git = env.get("suite_git") if isinstance(env.get("suite_git"), dict) else {}
+    plugins = env.get("plugins") if isinstance(env.get("plugins"), dict) else {}
+    backends = env.get("backends") if isinstance(env.get("backends"), dict) else {}
+    facts = [
+        ("machine id", machine_fingerprint(env)),
+        ("host", env.get("hostname")),
+        ("CPU", env.get("cpu_model")),
+        ("cores", " / ".join(str(v) for v in (env.get("cores"), env.get("physical_cores")) if v)
+         + (" (logical / physical)" if env.get("physical_cores") else "")),
+        ("default threads", env.get("threads_default")),
+        ("GPUs", ", ".join(results.gpu_names(env)) or "none recorded"),
+        ("torch", env.get("torch")),
+        ("Python", " ".join(str(v) for v in (env.get("python_implementation"), env.get("python")) if v)),
+        ("numpy", env.get("numpy")),
+        ("platform", env.get("platform")),
+        ("optbench", env.get("harness_version")),
+        ("suite commit", (str(git.get("commit", ""))[:12] + (" (uncommitted changes)" if git.get("dirty") else ""))
+         if git.get("commit") else None),
+        ("plugins", ", ".join(f"{name} {(info or {}).get('version', '')}".strip() for name, info in plugins.items()
+                              if isinstance(info, dict) or info is None)),
+    ]
+    facts += [(f"backend {name}", json.dumps(info, sort_keys=True, default=str)) for name, info in backends.items()]
+    return [(k, str(v)) for k, v in facts if v not in (None, "")]
+
+
+# --- finding runs ---------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One run directory and what the site needs to know about it before reading its records."""
+
+    path: Path
+    rel: str  # path under RESULTS_DIR, as the reader knows it
+    suite: str
+    run_id: str
+    started: str | None
+    meta: dict
+    env: dict
+    machine: str = ""
+    href: str = ""  # the run's folder in the site, relative to the site root
+    records: list[tuple] = field(default_factory=list)
+    report: str = ""  # "copied" or "regenerated"
+    training: bool = False
+
+
+def _first_record(path: Path) -> dict:
+    try:
+        with open(path / RECORDS_FILE, encoding="utf-8", errors="replace") as f:
+            row = json.loads(f.readline() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
+def find_runs(results_dir: Path) -> list[Run]:
+    """Every folder under ``results_dir`` (itself included) holding a records.jsonl.
+
+    A run's folder is not searched further (its cells/ hold no runs); hidden folders (temp
+    files, a previous site's swap) are skipped.
+    """
+    found = []
+    for folder, dirs, files in os.walk(results_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if RECORDS_FILE not in files:
+            continue
+        dirs[:] = []
+        path = Path(folder)
+        meta, env = read_json(path / "run.json"), read_json(path / "env.json")
+        first = _first_record(path) if not (meta.get("suite") and meta.get("run_id")) else {}
+        suite = meta.get("suite") or first.get("suite") or (path.parent.name if path != results_dir else "unnamed")
+        rel = path.relative_to(results_dir).as_posix()
+        found.append(Run(path=path, rel=rel if rel != "." else path.name, suite=str(suite),
+                         run_id=str(meta.get("run_id") or first.get("run_id") or path.name),
+                         started=meta.get("started_at") or env.get("started_at"), meta=meta, env=env,
+                         machine=machine_fingerprint(env)))
+    return found
+
+
+def slug(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique form of ``name`` (hostile names included)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:60] or "x"
+    slug = base if base == name else f"{base}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+    n = 2
+    while slug.lower() in taken:
+        slug, n = f"{base}-{n}", n + 1
+    taken.add(slug.lower())
+    return slug
+
+
+# --- the site's machines --------------------------------------------------------------------
+
+def machines_of(runs: list[Run]) -> dict[str, dict]:
+    """Every machine, oldest first: a colour, a short name (the host, numbered when hosts repeat), a label."""
+    machines: dict[str, dict] = {}
+    for run in sorted(runs, key=lambda r: (str(r.started or ""), r.rel)):
+        if run.machine not in machines:
+            machines[run.machine] = {"env": run.env, "label": machine_label(run.env)}
+    hosts = Counter(str(m["env"].get("hostname") or "unknown") for m in machines.values())
+    seen: Counter = Counter()
+    for i, m in enumerate(machines.values()):
+        host = str(m["env"].get("hostname") or "unknown")
+        seen[host] += 1
+        m["short"] = f"{host} #{seen[host]}" if hosts[host] > 1 else host
+        m["colour"] = PALETTE[i % len(PALETTE)]
+    return machines

@@ -1,0 +1,423 @@
+"""Expanding a suite into cells: model x dataset x method(+params) x backend.
+
+Each method's params are validated against the plugin's own parameter model. A list
+given for a parameter whose type is not itself a list expands into one cell per
+value (a grid over every such parameter); for a list-typed parameter, a list of
+lists expands. A hyperparameter search, ``lr: {log_grid: [1e-4, 1.0], points: 7}``
+or ``lr: {grid: [..]}``, expands the same way and marks the parameter as searched,
+so reports pick the best value per method (DeepOBS's protocol). The baseline is
+added for every model x dataset x backend x seed and runs first in its group, so
+relative figures can be computed as each cell ends. With ``seeds``, the whole matrix
+runs once per seed. Cells of training-time methods carry their training budget.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import Problem, SuiteError, suggest
+from harness.plugin.types import TRAINING_KINDS
+from harness.registry.manager import Registry
+from harness.suite.loader import LineMap, format_loc, problems_from_validation
+from harness.suite.schema import Entry, Suite
+
+
+@dataclass(frozen=True, eq=False)
+class Resolved:
+    """A plugin reference with its params fully resolved (defaults filled in)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    kind: str | None = None
+    checkpoint: str | None = None
+    search: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.kind == PIPELINE_KIND:
+            steps = " > ".join(_step_label(s["name"], s["params"]) for s in self.params["steps"])
+            return f"{self.id}: {steps}" if self.id else steps
+        shown = self.id or self.name
+        if self.kind in ("model", "dataset", "backend"):
+            return shown
+        return _step_label(shown, self.params)
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    model: Resolved
+    dataset: Resolved
+    method: Resolved
+    backend: Resolved
+    seed: int
+    batch_sizes: tuple[int, ...] = (1,)
+    train: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return " · ".join((self.model.label, self.dataset.label, self.method.label, self.backend.label))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resolved, seed: int,
+            train: dict[str, Any] | None = None) -> str:
+    """Stable hash of what determines a cell's result (not measurement settings)."""
+    ident = {
+        "model": [model.name, model.id, model.params, model.checkpoint],
+        "dataset": [dataset.name, dataset.params],
+        "method": [method.name, method.params],
+        "backend": [backend.name, backend.params],
+        "seed": seed,
+    }
+    if train is not None:
+        ident["train"] = train
+    blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _is_list_type(annotation: Any) -> bool:
+    """True for list/tuple/set annotations, also inside Optional[...] or X | None."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_list_type(a) for a in typing.get_args(annotation) if a is not type(None))
+    return False
+
+
+class _Collector:
+    def __init__(self, file: str | None, lines: LineMap) -> None:
+        self.file, self.lines, self.problems = file, lines, []
+
+    def add(self, loc: tuple, message: str, **kw: Any) -> None:
+        self.problems.append(Problem(format_loc(loc), message, line=self.lines.line(loc), **kw))
+
+
+def _choices(items: dict[str, Any]) -> list[str]:
+    """Names a suite may use (the baseline is implicit, so it is never offered)."""
+    return [n for n, obj in items.items() if getattr(obj, "kind", None) != "baseline"]
+
+
+def _lookup(reg: Registry, table: str, entry: Entry, loc: tuple, out: _Collector) -> Any:
+    items = getattr(reg, table)
+    if entry.name not in items:
+        out.add(loc + ("name",), f"unknown {table[:-1]} {entry.name!r}", given=repr(entry.name),
+                hint=suggest(entry.name, _choices(items)))
+        return None
+    return items[entry.name]
+
+
+def _validate_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collector) -> dict | None:
+    try:
+        return model.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        out.problems += problems_from_validation(exc, out.lines, prefix=loc + ("params",), model=model)
+        return None
+
+
+SEARCH_KEYS = ("log_grid", "grid")
+MAX_GRID_POINTS = 100
+
+
+def is_search(value: Any) -> bool:
+    """``{log_grid: [lo, hi], points: n}`` or ``{grid: [..]}``: a searched hyperparameter."""
+    return isinstance(value, dict) and any(k in value for k in SEARCH_KEYS)
+
+
+def search_keys(params: dict) -> tuple[str, ...]:
+    return tuple(k for k, v in params.items() if is_search(v))
+
+
+def _search_values(value: dict, loc: tuple, out: _Collector) -> list[Any] | None:
+    """The values a search spec stands for, or None after adding a problem."""
+    if "grid" in value:
+        if set(value) != {"grid"} or not isinstance(value["grid"], list) or not value["grid"]:
+            out.add(loc, "a grid search is {grid: [value, ...]} with at least one value", given=repr(value))
+            return None
+        return list(value["grid"])
+    extra = set(value) - {"log_grid", "points"}
+    bounds, points = value.get("log_grid"), value.get("points", 5)
+    ok = (not extra and isinstance(bounds, list) and len(bounds) == 2
+          and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in bounds)
+          and bounds[0] < bounds[1] and isinstance(points, int) and not isinstance(points, bool)
+          and 2 <= points <= MAX_GRID_POINTS)
+    if not ok:
+        out.add(loc, "invalid log-grid search", given=repr(value),
+                expected=f"{{log_grid: [low, high], points: n}} with 0 < low < high and 2 <= n <= {MAX_GRID_POINTS}")
+        return None
+    lo, hi = (float(b) for b in bounds)
+    return [float(f"{lo * (hi / lo) ** (i / (points - 1)):.6g}") for i in range(points)]
+
+
+def expand_params(model: type[BaseModel], params: dict, loc: tuple, out: _Collector) -> list[dict]:
+    """Every combination of grid values, each validated; problems point at the bad element."""
+    axes: list[tuple[str, list[tuple[int | None, Any]]]] = []
+    params = dict(params)
+    for key, value in list(params.items()):
+        if is_search(value) and key in model.model_fields:
+            values = _search_values(value, loc + ("params", key), out)
+            if values is None:
+                return []
+            axes.append((key, [(None, v) for v in values]))
+            del params[key]
+    for key, value in params.items():
+        f = model.model_fields.get(key)
+        grid = isinstance(value, list) and (
+            f is None or not _is_list_type(f.annotation) or (value and all(isinstance(v, list) for v in value))
+        )
+        if grid and f is not None:
+            if not value:
+                out.add(loc + ("params", key), "empty list of values", expected="at least one value")
+                return []
+            axes.append((key, list(enumerate(value))))
+        else:
+            axes.append((key, [(None, value)]))
+    combos, seen_problems = [], set()
+    for choice in itertools.product(*(vals for _, vals in axes)) if axes else [()]:
+        chosen = {key: v for (key, _), (_, v) in zip(axes, choice)}
+        index = {key: i for (key, _), (i, _) in zip(axes, choice)}
+        try:
+            combos.append(model.model_validate(chosen).model_dump(mode="json"))
+        except ValidationError as exc:
+            def remap(err_loc: tuple) -> tuple:
+                key = err_loc[0] if err_loc else None
+                i = index.get(key) if isinstance(key, str) else None
+                return (key, i, *err_loc[1:]) if i is not None else tuple(err_loc)
+
+            for p in problems_from_validation(exc, out.lines, prefix=loc + ("params",), model=model, loc_map=remap):
+                if (p.path, p.message) not in seen_problems:
+                    seen_problems.add((p.path, p.message))
+                    out.problems.append(p)
+    return combos
+
+
+def _is_model_ref(annotation: Any) -> bool:
+    from harness.plugin.types import ModelRef
+
+    if annotation is ModelRef:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_model_ref(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _resolve_model_refs(model: type[BaseModel], params: dict, loc: tuple, registry: Registry,
+                        out: _Collector) -> dict | None:
+    """Check models named in method params (a teacher) and fill in their default params."""
+    params = dict(params)
+    for key, f in model.model_fields.items():
+        ref = params.get(key)
+        if not isinstance(ref, dict) or not _is_model_ref(f.annotation):
+            continue
+        where = loc + ("params", key)
+        spec = registry.models.get(ref["name"])
+        if spec is None:
+            out.add(where + ("name",), f"unknown model {ref['name']!r}", given=repr(ref["name"]),
+                    hint=suggest(ref["name"], registry.models))
+            return None
+        resolved = _validate_params(spec.params, ref.get("params") or {}, where, out)
+        if resolved is None:
+            return None
+        params[key] = {"name": ref["name"], "params": resolved}
+    return params
+
+
+def _method_spec(registry: Registry, entry: Any, loc: tuple, out: _Collector) -> Any:
+    spec = _lookup(registry, "methods", entry, loc, out)
+    if spec is not None and spec.kind == "baseline":
+        out.add(loc + ("name",), "the baseline is added automatically; remove this entry")
+        return None
+    return spec
+
+
+PIPELINE_KIND = "pipeline"
+
+
+def _expand_pipeline(entry: Any, i: int, registry: Registry, out: _Collector) -> list[Resolved]:
+    """A pipeline's grid: every combination of its steps' grids, in step order.
+
+    The record names every step: method "a > b > c", params {"steps": [{name, params}, ...]}.
+    """
+    per_step: list[list[dict]] = []
+    for j, step in enumerate(entry.pipeline):
+        loc = ("methods", i, "pipeline", j)
+        spec = _method_spec(registry, step, loc, out)
+        if spec is None:
+            return []
+        if j > 0 and spec.kind in TRAINING_KINDS:
+            out.add(loc + ("name",), f"{step.name} (kind {spec.kind}) trains a model from scratch, "
+                    "so it can only be the first step of a pipeline")
+            return []
+        combos = [_resolve_model_refs(spec.params, p, loc, registry, out)
+                  for p in expand_params(spec.params, step.params, loc, out)]
+        per_step.append([{"name": step.name, "params": p} for p in combos if p is not None])
+    name = " > ".join(step.name for step in entry.pipeline)
+    return [Resolved(name, {"steps": list(combo)}, id=entry.id, kind=PIPELINE_KIND)
+            for combo in itertools.product(*per_step)]
+
+
+def trains(method: Resolved, registry: Registry) -> bool:
+    """Whether a cell of this method trains its model from scratch (a training-time kind first)."""
+    if method.kind == PIPELINE_KIND:
+        first = registry.methods.get(method.params["steps"][0]["name"])
+        return first is not None and first.kind in TRAINING_KINDS
+    return method.kind in TRAINING_KINDS
+
+
+def method_steps(method: dict) -> list[dict]:
+    """The methods a cell applies, in order ({name, params} each): one, or a pipeline's steps."""
+    if method["kind"] == PIPELINE_KIND:
+        return list(method["params"]["steps"])
+    return [{"name": method["name"], "params": method["params"]}]
+
+
+def _step_label(name: str, params: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+
+
+def _resolve_plain(entries: list[Entry], key: str, registry: Registry, out: _Collector) -> list[Resolved]:
+    """Datasets or backends: known name, valid params, no entry twice."""
+    resolved: list[Resolved] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(entries):
+        spec = _lookup(registry, key, entry, (key, i), out)
+        if not spec:
+            continue
+        p = _validate_params(spec.params, entry.params, (key, i), out)
+        if p is None:
+            continue
+        ident = (entry.name, json.dumps(p, sort_keys=True))
+        if ident in seen:
+            out.add((key, i), f"duplicate {key[:-1]} {entry.name!r} with the same params (also {key}[{seen[ident]}])")
+            continue
+        seen[ident] = i
+        resolved.append(Resolved(entry.name, p, kind=key[:-1], id=getattr(entry, "display_id", None)))
+    return resolved
+
+
+def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
+    """Unknown plugin names in raw suite data, for when the structure itself is invalid.
+
+    Lets a user see every problem at once instead of fixing structure first and only
+    then learning that a method name is misspelt.
+    """
+    out = _Collector(None, lines)
+    if not isinstance(data, dict):
+        return []
+    for key in ("datasets", "models", "methods", "backends"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            continue
+        table = getattr(registry, key)
+        named: list[tuple[tuple, Any]] = []
+        for i, item in enumerate(items):
+            named.append(((key, i), item))
+            if key == "methods" and isinstance(item, dict) and isinstance(item.get("pipeline"), list):
+                named += [((key, i, "pipeline", j), step) for j, step in enumerate(item["pipeline"])]
+        for loc, item in named:
+            name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name not in table:
+                loc = loc if isinstance(item, str) else loc + ("name",)
+                out.add(loc, f"unknown {key[:-1]} {name!r}", given=repr(name), hint=suggest(name, _choices(table)))
+    return out.problems
+
+
+def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, lines: LineMap | None = None) -> list[Cell]:
+    """All cells of the suite in run order; raises SuiteError listing every problem."""
+    out = _Collector(file, lines or LineMap(""))
+
+    datasets = _resolve_plain(suite.datasets, "datasets", registry, out)
+    dataset_ids: dict[str, int] = {}
+    for i, entry in enumerate(suite.datasets):
+        if entry.display_id in dataset_ids:
+            out.add(("datasets", i), f"duplicate dataset id {entry.display_id!r} (also datasets[{dataset_ids[entry.display_id]}])",
+                    hint="give each dataset entry a distinct `id`")
+        dataset_ids.setdefault(entry.display_id, i)
+    for i, entry in enumerate(suite.models):
+        for j, ref in enumerate(entry.datasets or []):
+            if ref not in dataset_ids:
+                out.add(("models", i, "datasets", j), f"no dataset with id {ref!r} in this suite",
+                        given=repr(ref), hint=suggest(ref, dataset_ids))
+
+    models, ids = [], {}
+    pairing: dict[str, tuple[set[str] | None, tuple[int, ...]]] = {}
+    for i, entry in enumerate(suite.models):
+        if entry.display_id in ids:
+            out.add(("models", i), f"duplicate model id {entry.display_id!r} (also models[{ids[entry.display_id]}])",
+                    hint="give each model entry a distinct `id`")
+            continue
+        ids[entry.display_id] = i
+        spec = _lookup(registry, "models", entry, ("models", i), out)
+        if spec:
+            p = _validate_params(spec.params, entry.params, ("models", i), out)
+            if p is not None:
+                models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
+                pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None,
+                                             tuple(entry.batch_sizes or suite.measure.batch_sizes),
+                                             suite.train.merged(entry.train).model_dump(mode="json"))
+
+    backends = _resolve_plain(suite.backends, "backends", registry, out)
+
+    for i, entry in enumerate(suite.methods):
+        for j, ref in enumerate(entry.models or []):
+            if ref not in ids:
+                out.add(("methods", i, "models", j), f"no model with id {ref!r} in this suite",
+                        given=repr(ref), hint=suggest(ref, ids))
+    only_models: dict[tuple[str, str], set[str] | None] = {}
+
+    methods: list[tuple[int, Resolved]] = []
+    for i, entry in enumerate(suite.methods):
+        if entry.pipeline is not None:
+            methods += [(i, m) for m in _expand_pipeline(entry, i, registry, out)]
+            continue
+        spec = _method_spec(registry, entry, ("methods", i), out)
+        if spec:
+            searched = search_keys(entry.params)
+            for p in expand_params(spec.params, entry.params, ("methods", i), out):
+                p = _resolve_model_refs(spec.params, p, ("methods", i), registry, out)
+                if p is not None:
+                    methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind, search=searched)))
+
+    seen: dict[tuple, int] = {}
+    for i, m in methods:
+        key = (m.name, json.dumps(m.params, sort_keys=True))
+        only_models[key] = set(suite.methods[i].models) if suite.methods[i].models else None
+        if key in seen and seen[key] != i:
+            out.add(("methods", i), f"duplicate method {m.label} (also methods[{seen[key]}])",
+                    hint="each method and params combination may appear once")
+        seen.setdefault(key, i)
+
+    if out.problems:
+        raise SuiteError(file, out.problems)
+
+    baseline = Resolved("baseline", {}, kind="baseline")
+    unique_methods = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
+    cells = []
+    for seed in suite.seed_list:
+        for d in datasets:
+            for m in models:
+                only, batch_sizes, train = pairing[m.id]
+                if only is not None and d.id not in only:
+                    continue
+                for b in backends:
+                    for meth in [baseline, *unique_methods]:
+                        allowed = only_models.get((meth.name, json.dumps(meth.params, sort_keys=True)))
+                        if allowed is not None and m.id not in allowed:
+                            continue
+                        t = train if trains(meth, registry) else None
+                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t))
+    if not cells:
+        raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
+                                        line=out.lines.line(("models",)))])
+    return cells

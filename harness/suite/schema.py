@@ -1,0 +1,220 @@
+"""The suite schema: what a suite YAML file may say, validated at the edge.
+
+Unknown keys are errors everywhere (``extra="forbid"``). Plugin names and plugin
+parameters are checked in a second step (harness.suite.matrix) against what is installed.
+A plain string where an entry is expected is shorthand for ``{name: <string>}``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+def _entry(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Entry(_Strict):
+    name: str = Field(min_length=1, description="name of an installed plugin")
+    params: dict[str, Any] = Field(default_factory=dict, description="the plugin's parameters")
+
+
+class DatasetEntry(Entry):
+    id: str | None = Field(None, min_length=1, description="id, unique in the suite (default: name)")
+
+    @property
+    def display_id(self) -> str:
+        return self.id or self.name
+
+
+class TrainOverride(_Strict):
+    """Training settings for one model, over the suite's ``train`` (unset keys inherit)."""
+
+    epochs: int | None = Field(None, ge=1, le=100_000, description="passes over the training inputs")
+    batch_size: int | None = Field(None, ge=1, le=1_000_000, description="training mini-batch size")
+    eval_every: int | None = Field(None, ge=1, le=100_000, description="evaluate every N epochs (and after the last)")
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0, description="held-out accuracy that counts as reached")
+    target_loss: float | None = Field(
+        None, description="training objective that counts as reached (default: 1% above a known loss floor)"
+    )
+    optimizer: Literal["adam", "sgd"] | None = Field(None, description="optimizer of methods that do not bring one")
+    lr: float | None = Field(None, gt=0.0, le=10.0, description="its learning rate")
+
+
+class Train(TrainOverride):
+    """The shared training budget of training-time methods (optimizers, distillers, transfer)."""
+
+    epochs: int = Field(10, ge=1, le=100_000, description="passes over the training inputs")
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="training mini-batch size")
+    eval_every: int = Field(1, ge=1, le=100_000, description="evaluate every N epochs (and after the last)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer of methods that do not bring one")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="its learning rate")
+
+    def merged(self, override: TrainOverride | None) -> Train:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class ModelEntry(Entry):
+    id: str | None = Field(None, min_length=1, description="display id, unique in the suite (default: name)")
+    checkpoint: str | None = Field(
+        None, description="path to a state_dict to load instead of training (relative to the suite file)"
+    )
+    datasets: list[str] | None = Field(
+        None, min_length=1, description="pair this model only with these dataset ids (default: all)"
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        None, min_length=1, description="measure this model at these batch sizes (default: measure.batch_sizes)"
+    )
+    train: TrainOverride | None = Field(None, description="this model's training budget, over the suite's `train`")
+
+    @property
+    def display_id(self) -> str:
+        return self.id or self.name
+
+
+StepItem = Annotated[Entry, BeforeValidator(_entry)]
+
+
+class MethodEntry(_Strict):
+    """One method, or a pipeline of methods applied in order (``pipeline: [..]``)."""
+
+    name: str | None = Field(None, min_length=1, description="name of an installed method plugin")
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters")
+    pipeline: list[StepItem] | None = Field(None, min_length=1, description="methods applied in order")
+    id: str | None = Field(None, min_length=1, description="display id (default: name)")
+    models: list[str] | None = Field(
+        None, min_length=1, description="apply this method only to these model ids (default: every model)"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MethodEntry:
+        if (self.name is None) == (self.pipeline is None):
+            raise ValueError("give either `name` (one method) or `pipeline` (a list of methods), not both")
+        if self.pipeline is not None and self.params:
+            raise ValueError("a pipeline takes params per step: pipeline: [{name: ..., params: {...}}]")
+        return self
+
+
+class Budget(_Strict):
+    min_iters: int = Field(ge=1, le=10_000_000, description="at least this many calls")
+    min_seconds: float = Field(ge=0.0, le=3600.0, description="and at least this long, in seconds")
+
+
+class Measure(_Strict):
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=lambda: [1], min_length=1, description="one record per batch size"
+    )
+    warmup: Budget = Field(default_factory=lambda: Budget(min_iters=10, min_seconds=0.5))
+    repeat: Budget = Field(default_factory=lambda: Budget(min_iters=30, min_seconds=2.0))
+    accuracy: bool = Field(True, description="evaluate top-1 accuracy on the held-out split")
+
+
+class AccuracyGate(_Strict):
+    """MLPerf-style accuracy target relative to the baseline (relative 0.01 = the 99% tier)."""
+
+    relative: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline x (1 - relative)")
+    absolute: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline - absolute")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AccuracyGate:
+        if (self.relative is None) == (self.absolute is None):
+            raise ValueError("give exactly one of `relative` or `absolute`")
+        return self
+
+    def passes(self, accuracy: float, baseline: float) -> bool:
+        floor = baseline * (1 - self.relative) if self.relative is not None else baseline - (self.absolute or 0.0)
+        return accuracy >= floor - 1e-12
+
+
+class Finetune(_Strict):
+    """One schedule applied identically after every pruner or factorizer (ShrinkBench's rule)."""
+
+    epochs: int = Field(ge=0, le=10_000, description="fine-tuning epochs")
+    lr: float = Field(1e-4, gt=0.0, le=10.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    batch_size: int = Field(64, ge=1, le=65_536)
+
+
+RAY_ONLY = ("address", "cpus_per_cell", "gpus_per_cell", "max_concurrent")
+
+
+class Execution(_Strict):
+    """Where and how cells run: ``local`` (one at a time, here) or ``ray`` (a Ray cluster)."""
+
+    timeout_s: float = Field(600.0, gt=0.0, le=7 * 24 * 3600, description="wall-clock limit per cell")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: one cell at a time on this machine; ray: cells as Ray tasks (pip install "
+                             "'optbench[ray]')"
+    )
+    address: str = Field(
+        "local", pattern=r"^(auto|local|(ray://)?[^\s:/]+:\d{1,5})$",
+        description="ray only: local (start a Ray instance on this machine), auto (join the running cluster: "
+                    "RAY_ADDRESS, else the one started on this machine), host:port (the head's GCS address, "
+                    "as `ray start --head` prints it) or ray://host:port (Ray client)",
+    )
+    cpus_per_cell: float = Field(1.0, gt=0.0, le=1024, description="ray only: CPUs reserved by each cell's task")
+    gpus_per_cell: float = Field(0.0, ge=0.0, le=64, description="ray only: GPUs reserved by each cell's task")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=100_000, description="ray only: at most this many cells at once (default: what fits)"
+    )
+    timing_exclusive: bool = Field(
+        True, description="ray only: never run two cells on the same device of the same node at once (every "
+                          "cell times latency); false overlaps them, which skews latency figures",
+    )
+
+    @model_validator(mode="after")
+    def _ray_keys_need_ray(self) -> Execution:
+        # Compared with the defaults, not model_fields_set: a run's suite.yaml copy spells every key out.
+        given = [k for k in (*RAY_ONLY, "timing_exclusive")
+                 if getattr(self, k) != type(self).model_fields[k].default]
+        if self.executor == "local" and given:
+            raise ValueError(f"{', '.join(given)}: only meaningful with `executor: ray`")
+        return self
+
+
+DatasetItem = Annotated[DatasetEntry, BeforeValidator(_entry)]
+ModelItem = Annotated[ModelEntry, BeforeValidator(_entry)]
+MethodItem = Annotated[MethodEntry, BeforeValidator(_entry)]
+BackendItem = Annotated[Entry, BeforeValidator(_entry)]
+
+
+class Suite(_Strict):
+    name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="results go to <results>/<name>/<run-id>/",
+    )
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of every cell (or give `seeds`)")
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, description="run every cell once per seed; reports give mean and std over them"
+    )
+    datasets: list[DatasetItem] = Field(min_length=1)
+    models: list[ModelItem] = Field(min_length=1)
+    methods: list[MethodItem] = Field(default_factory=list, description="baseline is always added")
+    backends: list[BackendItem] = Field(default_factory=lambda: [Entry(name="cpu")], min_length=1)
+    measure: Measure = Field(default_factory=Measure)
+    execution: Execution = Field(default_factory=Execution)
+    finetune: Finetune | None = Field(None, description="fine-tune compressed models, same schedule for all")
+    accuracy_gate: AccuracyGate | None = Field(None, description="sets passes_gate on every record")
+    train: Train = Field(default_factory=Train, description="budget of training-time methods")
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self) -> Suite:
+        if self.seeds is not None:
+            if "seed" in self.model_fields_set:
+                raise ValueError("give `seed` (one) or `seeds` (a list), not both")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"`seeds` has duplicates: {self.seeds}")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [self.seed]

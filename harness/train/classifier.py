@@ -1,0 +1,112 @@
+"""The one training loop the harness uses for baselines, and top-1 evaluation.
+
+Seeded: the same model, params, data and seed give the same weights on the same
+torch build, which is what makes the on-disk cache (harness.train.weight_cache) sound.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from harness.plugin.types import DatasetSplits
+
+
+def train_classifier(
+    model: nn.Module,
+    data: DatasetSplits,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    after_step: Callable[[], None] | None = None,
+) -> nn.Module:
+    """Baseline training: Adam or SGD over shuffled mini-batches of the data's loss
+    (cross-entropy, or the problem's own objective); returns the model in eval mode.
+
+    ``after_step`` runs after every optimizer step (fine-tuning uses it to keep pruned
+    weights at zero).
+    """
+    import torch
+
+    if not data.trainable:
+        raise ValueError("cannot train without labels")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected adam or sgd")
+    n = data.x_train.shape[0]
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=g)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            x = data.x_train[idx]
+            y = data.y_train[idx] if data.y_train is not None else None
+            loss = data.loss(model(x), x, y)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+    return model.eval()
+
+
+def finetune_keeping_zeros(model: nn.Module, data: DatasetSplits, schedule: Any, seed: int) -> int:
+    """Fine-tune with ``schedule`` (a suite's ``finetune``) while pruned weights stay zero.
+
+    Every Linear/Conv weight entry that is exactly zero before fine-tuning is masked
+    back to zero after each step, so fine-tuning cannot undo a pruner. Returns how many
+    weights were held at zero.
+    """
+    import torch
+    from torch import nn
+
+    masks = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            zero = module.weight.detach() == 0
+            if zero.any():
+                masks.append((module.weight, ~zero))
+
+    def keep_zeros() -> None:
+        with torch.no_grad():
+            for weight, keep in masks:
+                weight.mul_(keep)
+
+    train_classifier(
+        model, data, epochs=schedule.epochs, lr=schedule.lr, batch_size=schedule.batch_size, seed=seed,
+        optimizer=schedule.optimizer, momentum=schedule.momentum, after_step=keep_zeros,
+    )
+    return sum(int((~keep).sum()) for _, keep in masks)
+
+
+def evaluate_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` on (x, y), computed on ``device``.
+
+    ``prepare`` turns a batch into what the model takes (a backend's ``prepare_input``:
+    the device and, e.g., half precision); default: moved to ``device``.
+    """
+    import torch
+
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            xb = prepare(x[start : start + batch_size]) if prepare else x[start : start + batch_size].to(device)
+            out = model(xb)
+            correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
+    return correct / x.shape[0]
