@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -44,6 +45,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(head)
         for obj in plugin["registers"]:
             print(f"  {obj['type']:<8} {obj['name']:<24} [{obj['kind']}] {obj['description']}")
+            if obj.get("training_defaults"):
+                shown = ", ".join(f"{k} {v}" for k, v in obj["training_defaults"].items())
+                print(f"      (trained by the harness with its defaults for what the params lack: {shown})")
             for p in obj["params"]:
                 print(f"      {_param_line(p)}")
     if pm.broken:
@@ -195,3 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("optbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``optbench plugins | head``): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not raise again
+        return EXIT_OK

@@ -5,13 +5,18 @@ Fixtures:
 - ``optbench_plugin``: ``optbench_plugin(obj, name="mine")`` registers a plugin for this
   test only (unregistered afterwards, even on failure). Cells run in their own
   processes and re-create it by reference, so define it at module level of an
-  importable module (a test module is fine).
+  importable module (a test module is fine). A plugin already loaded through its
+  installed entry point (the same module) is not registered twice: the call is a no-op.
 - ``optbench_run``: ``optbench_run(suite)`` runs a suite (a dict, YAML text or a path)
-  in a temporary results folder with fast measurement settings unless the suite sets
-  its own, and returns a ``SuiteRun`` with the exit code, run folder and records.
+  in a temporary results folder, a dict without ``measure`` with fast measurement
+  settings, and returns a ``SuiteRun`` (exit_code, run_dir, records, by_method, log,
+  curves); ``optbench_run(None, resume=run_dir)`` resumes a run.
 - ``tiny_suite``: ``tiny_suite("prune.magnitude", {"sparsity": [0.5]})`` builds a
-  small digits x mlp suite dict around one method (``train={"epochs": 2}`` and
-  ``seeds=[0, 1]`` for training-time methods).
+  small digits x mlp x cpu suite dict around one method (None: the baseline alone);
+  ``model``, ``dataset`` and ``backend`` (with ``*_params``) swap in a plugin under test,
+  ``train={"epochs": 2}`` and ``seeds=[0, 1]`` add a budget for training-time methods.
+
+The docs page "Testing a plugin" describes each with examples.
 
 ``registered_objects(plugin)`` returns what a plugin registers, through the same
 plugin manager (and validation) the harness uses.
@@ -38,9 +43,18 @@ FAST_MEASURE: dict[str, Any] = {
 
 @dataclass
 class SuiteRun:
+    """What ``optbench_run`` returns: the run's exit code (0 when every cell is ok or skipped, 1
+    when one failed or timed out), its folder ``run_dir`` (results/<suite>/<run-id>/, holding
+    records.jsonl, report.html and cells/<cell_id>/log.txt) and ``records``, the records read
+    back from records.jsonl (one dict per cell x batch size, the fields of ``harness.results.records``)."""
+
     exit_code: int
     run_dir: Path
     records: list[dict[str, Any]]
+
+    def log(self, record: dict[str, Any]) -> str:
+        """Everything a cell printed (its ``ctx.log`` lines, warnings, a failure's traceback)."""
+        return (self.run_dir / "cells" / record["cell_id"] / "log.txt").read_text()
 
     def by_method(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["method"] == method]
@@ -69,19 +83,23 @@ def make_tiny_suite(
     model: str = "mlp",
     model_params: dict[str, Any] | None = None,
     dataset: str = "digits",
+    dataset_params: dict[str, Any] | None = None,
+    backend: str = "cpu",
+    backend_params: dict[str, Any] | None = None,
     name: str = "tiny",
     train: dict[str, Any] | None = None,
     seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """A one-model, one-dataset suite around ``method``; ``train`` (for training-time
-    methods, e.g. ``{"epochs": 3}``) and ``seeds`` are added when given."""
+    """A one-model, one-dataset, one-backend suite around ``method`` (None: the baseline alone,
+    for testing a model, dataset or backend plugin); ``train`` (for training-time methods, e.g.
+    ``{"epochs": 3}``) and ``seeds`` are added when given."""
     methods = [] if method is None else [{"name": method, "params": params or {}}]
     suite: dict[str, Any] = {
         "name": name,
-        "datasets": [dataset],
-        "models": [{"name": model, "params": model_params or {"epochs": 3}}],
+        "datasets": [{"name": dataset, "params": dataset_params or {}}],
+        "models": [{"name": model, "params": {"epochs": 3} if model_params is None else model_params}],
         "methods": methods,
-        "backends": ["cpu"],
+        "backends": [{"name": backend, "params": backend_params or {}}],
         "measure": dict(FAST_MEASURE),
         "execution": {"timeout_s": 120},
     }
@@ -130,13 +148,17 @@ def optbench_run(
 ) -> Callable[..., SuiteRun]:
     monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))
 
-    def run(suite: dict[str, Any] | str | Path, *, resume: Path | None = None) -> SuiteRun:
+    def run(suite: dict[str, Any] | str | Path | None, *, resume: Path | None = None) -> SuiteRun:
         import yaml
 
         from harness.results import records
         from harness.run.runner import Runner
 
-        if isinstance(suite, dict):
+        if suite is None:
+            if resume is None:
+                raise ValueError("optbench_run(None) needs resume=RUN_DIR")
+            path = None
+        elif isinstance(suite, dict):
             data = {**suite, "measure": suite.get("measure", FAST_MEASURE)}
             path = tmp_path / f"{data.get('name', 'suite')}.yaml"
             path.write_text(yaml.safe_dump(data, sort_keys=False))

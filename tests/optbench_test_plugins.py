@@ -1,4 +1,4 @@
-"""Misbehaving methods for the runner's isolation tests.
+"""Misbehaving plugins for the runner's isolation and contract tests.
 
 Registered in-test with the ``optbench_plugin`` fixture; cell processes import this
 module by name (it sits on sys.path next to the tests).
@@ -74,6 +74,40 @@ def _busy_gpu(params):
     return BusySession(CPUParams())
 
 
+def _returns_none(model, params, ctx):
+    model.eval()  # forgot the return
+
+
+def _build_plain(params, data):
+    """A model with plain NoParams: the harness trains it with TrainableParams' defaults."""
+    import math
+
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(data.input_shape), data.num_classes))
+
+
+def _load_tuple(params, seed):
+    from harness.builtin.datasets import DIGITS
+
+    splits = DIGITS.load(DIGITS.params(), seed)
+    return splits.x_train, splits.y_train, splits.x_test, splits.y_test  # not a DatasetSplits
+
+
+@hookimpl
+def register_models(register):
+    from harness import Model
+
+    register(Model(name="test.plain", description="Flatten + Linear with NoParams", build=_build_plain))
+
+
+@hookimpl
+def register_datasets(register):
+    from harness import Dataset
+
+    register(Dataset(name="test.tuple", description="returns a tuple instead of DatasetSplits", load=_load_tuple))
+
+
 @hookimpl
 def register_backends(register):
     from harness import Backend
@@ -91,3 +125,5 @@ def register_methods(register):
     register(Method(name="test.sgd", kind="optimizer", description="plain SGD through ctx.fit", apply=_train_sgd,
                     params=TrainSGDParams))
     register(Method(name="test.forgets", kind="optimizer", description="never calls ctx.fit", apply=_train_forgets))
+    register(Method(name="test.returns-none", kind="pruner", description="forgets to return the model",
+                    apply=_returns_none))

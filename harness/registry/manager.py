@@ -25,11 +25,13 @@ from harness.plugin import hookspecs
 from harness.plugin.types import (
     METHOD_KINDS,
     NAME_PATTERN,
+    TRAINING_FIELDS,
     Backend,
     Dataset,
     Method,
     Model,
     Params,
+    TrainableParams,
 )
 from harness.version import __version__
 
@@ -152,7 +154,17 @@ class PluginManager:
         return self
 
     def add(self, plugin: Any, *, name: str, distribution: str = "(in-process)", version: str = "0") -> PluginInfo:
-        """Register a plugin object (module, class or instance) at run time, e.g. from a test."""
+        """Register a plugin object (module, class or instance) at run time, e.g. from a test.
+
+        A plugin that is already loaded (the same object, typically the module an installed
+        entry point names: a plugin's own tests register it while it is pip-installed) is not
+        registered twice; its first registration stands and is returned.
+        """
+        if self.pm.is_registered(plugin):
+            loaded = self.pm.get_name(plugin)
+            if loaded in self.plugins:
+                self.extra.append((name, plugin))
+                return self.plugins[loaded]
         if name in self.plugins or name in self.broken:
             raise RegistrationError(f"a plugin named {name!r} is already loaded")
         module = getattr(plugin, "__name__", type(plugin).__name__)
@@ -298,13 +310,19 @@ def describe_params(params: type[Params]) -> list[dict[str, Any]]:
 
 
 def describe_object(obj: Any) -> dict[str, Any]:
-    return {
+    out = {
         "type": obj.plugin_type,
         "name": obj.name,
         "kind": obj.kind,
         "description": obj.description,
         "params": describe_params(obj.params),
     }
+    if isinstance(obj, Model) and obj.trainable:
+        # What the harness trains the baseline with where the params do not say (TrainableParams)
+        defaults = TrainableParams()
+        out["training_defaults"] = {name: getattr(defaults, name) for name in TRAINING_FIELDS
+                                    if name not in obj.params.model_fields}
+    return out
 
 
 def _type_text(annotation: Any) -> str:

@@ -23,7 +23,7 @@ from harness.measure.host_load import CONTENDED_CORES
 from harness.measure.stats import summarize
 from harness.registry.manager import PluginManager
 from harness.results import records as rec
-from harness.run import environment as env_info
+from harness.run import environment
 from harness.run.progress import Progress, QuietProgress
 from harness.suite.loader import LineMap, load_suite, parse_suite
 from harness.suite.matrix import Cell, build_matrix
@@ -198,7 +198,7 @@ class Runner:
             run_dir = Path(results_root) / suite.name / run_id
             run_dir.mkdir(parents=True, exist_ok=False)
             (run_dir / SUITE_COPY).write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
-            env = env_info.collect(self.pm, Path(suite_path).resolve())
+            env = environment.collect(self.pm, Path(suite_path).resolve())
             (run_dir / "env.json").write_text(json.dumps(env, indent=2))
             meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
                     "started_at": _now(), "executor": suite.execution.executor}

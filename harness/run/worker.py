@@ -23,10 +23,16 @@ import torch
 from harness.measure import memory, model_stats
 from harness.measure.host_load import OtherCPU
 from harness.measure.timing import Budget
-from harness.plugin.types import TRAINING_FIELDS, MethodContext, Skip, training_settings
+from harness.plugin.types import (
+    TRAINING_FIELDS,
+    BackendSession,
+    DatasetSplits,
+    MethodContext,
+    Skip,
+    training_settings,
+)
 from harness.registry.manager import PluginManager
-from harness.train import classifier as training
-from harness.train import weight_cache
+from harness.train import classifier, weight_cache
 from harness.train.fit import TrainingContext
 
 #: Per-epoch curves of a training cell, by role (main, reference, pretrain), beside result.json.
@@ -55,6 +61,16 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def returned(obj: Any, expected: type, plugin: Any, call: str) -> Any:
+    """``obj`` when a plugin's callable returned what the contract asks for, else a TypeError that
+    names the plugin, the call and what came back (instead of an AttributeError cells later)."""
+    if not isinstance(obj, expected):
+        wanted = "a torch.nn.Module" if expected is torch.nn.Module else f"a harness.{expected.__name__}"
+        raise TypeError(f"{plugin.plugin_type} {plugin.name!r}: {call} returned {type(obj).__name__}; "
+                        f"expected {wanted}")
+    return obj
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -66,7 +82,7 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
     spec = pm.registry.models[model_ref["name"]]
     params = spec.params.model_validate(model_ref["params"])
     torch.manual_seed(seed)  # the same initial weights whatever ran before in this process (a teacher)
-    model = spec.build(params, data)
+    model = returned(spec.build(params, data), torch.nn.Module, spec, "build(params, data)")
     checkpoint = model_ref.get("checkpoint")
     if checkpoint:
         path = Path(checkpoint)
@@ -93,7 +109,7 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
         model.load_state_dict(state)
         return model.eval(), f"cached weights {key}", True
     t0 = time.perf_counter()
-    training.train_classifier(model, data, seed=seed, **settings)
+    classifier.train_classifier(model, data, seed=seed, **settings)
     weight_cache.save(key, model.state_dict())
     return model.eval(), f"trained in {time.perf_counter() - t0:.1f}s, cached as {key}", True
 
@@ -119,14 +135,15 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
         tune_at = None
     for i, step in enumerate(steps):
         spec = pm.registry.methods[step["name"]]
-        model = spec.apply(model, spec.params.model_validate(step["params"]), ctx)
+        model = returned(spec.apply(model, spec.params.model_validate(step["params"]), ctx), torch.nn.Module, spec,
+                         "apply(model, params, ctx)")
         if spec.kind in TRAINING_KINDS and "main" not in getattr(ctx, "runs", {}):
             raise RuntimeError(f"{spec.name} (kind {spec.kind}) returned without training: "
                                "a training-time method must call ctx.fit(model) (role 'main')")
         if i == tune_at:
             schedule = Finetune(**finetune)
             t0 = time.perf_counter()
-            held = training.finetune_keeping_zeros(model, ctx.data, schedule, ctx.seed)
+            held = classifier.finetune_keeping_zeros(model, ctx.data, schedule, ctx.seed)
             log(f"fine-tuned after {spec.name}: {schedule.epochs} epochs ({schedule.optimizer}, lr {schedule.lr}) "
                 f"in {time.perf_counter() - t0:.1f}s, {held} pruned weights held at zero")
     return model, tune_at is not None
@@ -148,14 +165,16 @@ def measure_cell(payload: dict) -> dict:
     torch.manual_seed(seed)
 
     backend_spec = pm.registry.backends[cell["backend"]["name"]]
-    session = backend_spec.create(backend_spec.params.model_validate(cell["backend"]["params"]))
+    session = returned(backend_spec.create(backend_spec.params.model_validate(cell["backend"]["params"])),
+                       BackendSession, backend_spec, "create(params)")
     reason = session.unavailable_reason()
     if reason:
         raise Skip(reason)
     facts = session.setup()
 
     ds_spec = pm.registry.datasets[cell["dataset"]["name"]]
-    data = ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed)
+    data = returned(ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed), DatasetSplits, ds_spec,
+                    "load(params, seed)")
 
     rss_before_model = memory.rss_bytes()
     ctx: MethodContext
@@ -201,7 +220,7 @@ def measure_cell(payload: dict) -> dict:
         facts.update(ctx.training_facts())
     facts["task_changed"] = task_changed
     if measure["accuracy"] and data.y_test is not None and meaningful:
-        facts["accuracy"] = training.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device,
+        facts["accuracy"] = classifier.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device,
                                                        prepare=session.prepare_input)
         log(f"accuracy {facts['accuracy']:.4f}")
 
@@ -237,7 +256,8 @@ def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, back
     def build(ref: ModelRef | None) -> Any:
         name, params = (ref.name, ref.params) if ref is not None else (cell["model"]["name"], cell["model"]["params"])
         spec = pm.registry.models[name]
-        return spec.build(spec.params.model_validate(params), ctx.data)
+        return returned(spec.build(spec.params.model_validate(params), ctx.data), torch.nn.Module, spec,
+                        "build(params, data)")
 
     def teacher(ref: ModelRef) -> Any:
         model, source, meaningful = trained_model(pm, {"name": ref.name, "params": ref.params}, cell["dataset"],

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.results import load as results
+from harness.results import load
 from harness.results.load import read_json
 from harness.results.records import RECORDS_FILE
 
@@ -31,7 +31,7 @@ def machine_fingerprint(env: dict) -> str:
     Software (torch, plugins) is not part of it: it is shown beside every row, and two
     torch builds on one machine are what a comparison is for. No env.json gives "unknown".
     """
-    fp = results.machine_fingerprint(env)
+    fp = load.machine_fingerprint(env)
     if not fp or not any(fp.values()):
         return "unknown"
     return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -39,7 +39,7 @@ def machine_fingerprint(env: dict) -> str:
 
 def machine_label(env: dict) -> str:
     """What a reader recognises a machine by: host, CPU, cores, GPUs."""
-    return results.machine_label(env) or "unknown machine"
+    return load.machine_label(env) or "unknown machine"
 
 
 def env_facts(env: dict) -> list[tuple[str, str]]:
@@ -54,7 +54,7 @@ def env_facts(env: dict) -> list[tuple[str, str]]:
         ("cores", " / ".join(str(v) for v in (env.get("cores"), env.get("physical_cores")) if v)
          + (" (logical / physical)" if env.get("physical_cores") else "")),
         ("default threads", env.get("threads_default")),
-        ("GPUs", ", ".join(results.gpu_names(env)) or "none recorded"),
+        ("GPUs", ", ".join(load.gpu_names(env)) or "none recorded"),
         ("torch", env.get("torch")),
         ("Python", " ".join(str(v) for v in (env.get("python_implementation"), env.get("python")) if v)),
         ("numpy", env.get("numpy")),

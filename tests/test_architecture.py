@@ -1,0 +1,102 @@
+"""The core's layout is checked, not hoped for: stages import only from earlier stages, no
+module imports another module's private names, and the public plugin API is what the docs say."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "harness"
+
+
+def _core_modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(CORE.rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        out.append((".".join(parts[:-1] if parts[-1] == "__init__" else parts), path))
+    return out
+
+
+def _lint_imports() -> list[str]:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    if exe is None:
+        pytest.fail("lint-imports is not installed: it comes with the dev extra (pip install -e '.[dev]')")
+    return [exe, "--config", str(REPO / "pyproject.toml"), "--no-cache"]
+
+
+def test_lint_imports_keeps_the_layers_and_finds_no_cycle():
+    done = subprocess.run(_lint_imports(), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kept, 0 broken" in done.stdout
+
+
+def test_the_layers_contract_names_every_subpackage_of_the_core():
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")
+    assert layers["exhaustive"] is True and layers["containers"] == ["harness"]
+    named = {part.strip() for layer in layers["layers"] for part in layer.split("|")}
+    children = {p.stem if p.is_file() else p.name for p in CORE.iterdir()
+                if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    assert children == named
+
+
+def test_lint_imports_fails_on_an_import_from_a_later_stage(tmp_path):
+    """The contract bites: a copy of the core where measuring imports the suite breaks it."""
+    copy = tmp_path / "harness"
+    shutil.copytree(CORE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "measure" / "stats.py").open("a") as f:
+        f.write("\nfrom harness.suite import schema  # a measuring module reaching up into the suite\n")
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    done = subprocess.run(_lint_imports()[:1] + ["--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode != 0
+    assert "harness.measure is not allowed to import harness.suite" in done.stdout
+
+
+def test_no_module_imports_private_names_of_another():
+    offenders = []
+    for name, path in _core_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private and node.module != name:
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno} imports {private} from {node.module}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_core_modules_import_the_stage_that_defines_a_name_not_the_front_door():
+    """``harness/__init__.py`` re-exports the plugin API; a core module importing from it would
+    hide its real dependency from the layers contract (and make an import cycle)."""
+    offenders = []
+    for name, path in _core_modules():
+        if name == "harness":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "harness" and node.level == 0:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+            if isinstance(node, ast.Import) and any(a.name == "harness" for a in node.names):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_every_package_and_module_of_the_core_says_what_it_holds():
+    missing = [str(path.relative_to(REPO)) for name, path in _core_modules()
+               if path.name != "__main__.py" and not ast.get_docstring(ast.parse(path.read_text()))]
+    assert not missing, missing
+
+
+def test_the_public_plugin_api_is_exported_from_harness():
+    import harness
+
+    for name in ("Method", "MethodContext", "Model", "TrainableParams", "Dataset", "DatasetSplits", "Backend",
+                 "BackendSession", "MemoryReading", "Budget", "time_calls", "Params", "NoParams", "Skip",
+                 "ModelRef", "TrainingContext", "FitResult", "hookimpl", "__version__"):
+        assert hasattr(harness, name), name
+    assert sorted(harness.__all__) == sorted(n for n in harness.__all__ if hasattr(harness, n))
