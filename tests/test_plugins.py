@@ -178,10 +178,47 @@ def test_fixture_plugins_do_not_leak_between_tests():
 def test_every_hookspec_is_documented_and_exported():
     from harness.plugin import hookspecs
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins" / "index.md").read_text()
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]
     assert specs == ["register_backends", "register_datasets", "register_methods", "register_models"]
     for name in specs:
         assert getattr(hookspecs, name).__doc__, name
-        assert name in readme, f"{name} missing from README"
+        assert f"def {name}(register)" in docs, f"{name} missing from docs/plugins/index.md"
     assert harness.hookimpl is hookspecs.hookimpl
+
+
+def test_a_test_registering_an_installed_plugin_is_not_an_error(site):
+    """The common case: a plugin's own tests call optbench_plugin(its_module) while it is pip-installed."""
+    import importlib
+
+    make_distribution(site, "obtest-installed", "installed_ep", "obtest_installed", GOOD)
+    module = importlib.import_module("obtest_installed")
+    pm = PluginManager.load(extra=[("in-test-name", module)])
+    assert "in-test-name" not in pm.plugins and pm.broken == {}
+    owner = pm.owner(pm.registry.methods["good.identity"])
+    assert (owner.name, owner.distribution) == ("installed_ep", "obtest-installed")
+    assert pm.add(module, name="again").name == "installed_ep"  # and again at run time
+    rebuilt = PluginManager.from_payload(pm.setup_payload())  # what a cell process does
+    assert rebuilt.owner(rebuilt.registry.methods["good.identity"]).distribution == "obtest-installed"
+
+
+def test_a_different_module_registering_an_installed_name_still_fails(site):
+    import types
+
+    make_distribution(site, "obtest-installed2", "installed_ep2", "obtest_installed2", GOOD)
+    copy = types.ModuleType("obtest_copy")
+    exec(compile(textwrap.dedent(GOOD), "obtest_copy", "exec"), copy.__dict__)
+    with pytest.raises(RegistrationError, match="already registered by plugin 'installed_ep2'"):
+        PluginManager.load(extra=[("copy", copy)])
+
+
+def test_plugins_command_says_when_a_model_is_trained_with_the_harness_defaults(optbench_plugin, cli):
+    from harness.registry.manager import describe_object
+
+    import optbench_test_plugins
+
+    optbench_plugin(optbench_test_plugins, name="misbehaving")
+    pm = PluginManager.load()
+    plain = describe_object(pm.registry.models["test.plain"])
+    assert plain["training_defaults"] == {"epochs": 20, "lr": 0.001, "batch_size": 64}
+    assert describe_object(pm.registry.models["mlp"])["training_defaults"] == {}
