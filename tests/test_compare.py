@@ -48,8 +48,8 @@ measure:
   repeat: {min_iters: 50, min_seconds: 0.25}
 execution: {timeout_s: 120}
 """
-# Reruns on this 2-core machine differ by up to about 6% (threads: 1); a rerun is judged at
-# this threshold so that the test checks the comparison, not how quiet the machine is.
+# A rerun is judged at this threshold in the tests below; none of them assumes the machine kept
+# two runs within it (separate processes of one cell were seen 2x apart on the 2-core machine).
 RERUN_THRESHOLD = 0.25
 
 
@@ -147,15 +147,41 @@ def test_a_large_change_in_too_few_overlapping_samples_is_not_significant():
 
 # --- real runs ------------------------------------------------------------------------------
 
-def test_a_rerun_of_the_same_suite_is_unchanged(runs):
+def raw_samples(run: Path, cell_id: str, batch_size: int) -> list[int]:
+    return json.loads((run / "cells" / cell_id / "samples.json").read_text())[str(batch_size)]
+
+
+def rerun_ratios(first: Path, second: Path) -> list[float]:
+    """second run's median / first run's, per cell x batch size, from the raw samples."""
+    return [float(np.median(raw_samples(second, r["cell_id"], r["batch_size"])))
+            / float(np.median(raw_samples(first, r["cell_id"], r["batch_size"]))) for r in read_records(first)]
+
+
+def test_a_rerun_is_judged_by_the_rule_on_its_raw_samples(runs):
+    """A real rerun, judged as the rule says: each verdict recomputed here from the two runs' raw
+    samples (median ratio beyond the threshold AND Mann-Whitney p < 0.01), so the test checks the
+    comparison, not how quiet the machine was. (On the 2-core development machine separate
+    processes of the same cell were seen 2x apart with tight IQRs, no other process busy: a
+    rerun is not guaranteed to come out unchanged, and compare is right to say so.)"""
+    from scipy.stats import mannwhitneyu
+
     first, second = runs
     code, out, err = compare(first, second, "--threshold", str(RERUN_THRESHOLD), "--fail-on", "regression")
-    assert code == 0, out + err
     cmp = compare_runs(first, second, RERUN_THRESHOLD)
-    assert len(cmp.rows) == 4 and all(r.verdict == UNCHANGED for r in cmp.rows), [
-        (r.record["method"], r.batch_size, r.change) for r in cmp.rows]
-    assert all(r.p_value is not None and abs(r.change) < RERUN_THRESHOLD for r in cmp.rows)
-    assert "4 compared (cell x batch size): 0 faster, 0 slower, 4 unchanged" in out
+    assert len(cmp.rows) == 4
+    for row in cmp.rows:
+        base = raw_samples(first, row.cell_id, row.batch_size)
+        new = raw_samples(second, row.cell_id, row.batch_size)
+        ratio = float(np.median(new)) / float(np.median(base))
+        p = mannwhitneyu(base, new, alternative="two-sided").pvalue
+        expected = (SLOWER if p < 0.01 and ratio > 1 + RERUN_THRESHOLD else
+                    FASTER if p < 0.01 and ratio < 1 / (1 + RERUN_THRESHOLD) else UNCHANGED)
+        assert row.verdict == expected and row.change == pytest.approx(ratio - 1), (row.record["method"], ratio, p)
+        assert row.p_value == pytest.approx(p)
+    counts = {v: sum(r.verdict == v for r in cmp.rows) for v in (FASTER, SLOWER, UNCHANGED)}
+    assert (f"4 compared (cell x batch size): {counts[FASTER]} faster, {counts[SLOWER]} slower, "
+            f"{counts[UNCHANGED]} unchanged") in out
+    assert code == (1 if counts[SLOWER] else 0), out + err
     assert "0 only in base, 0 only in new" in out and "(both runs)" in out
 
 
@@ -187,12 +213,15 @@ def test_an_injected_20_percent_slowdown_is_slower_and_fails_the_gate(runs, tmp_
 
 
 def test_a_slowdown_injected_into_the_rerun_is_found_over_the_noise(runs, tmp_path):
+    """A slowdown larger than what separated the two real runs, plus the threshold, is found in
+    every cell; the factor is set from the runs' own difference, whatever the machine did."""
     first, second = runs
+    factor = 1.1 * (1 + RERUN_THRESHOLD) / min(rerun_ratios(first, second))
     slow = copy_run(second, tmp_path / "slow")
-    scale_samples(slow, 1.5)
+    scale_samples(slow, factor)
     code, out, _ = compare(first, slow, "--threshold", str(RERUN_THRESHOLD), "--fail-on", "regression")
     assert code == 1
-    assert set(verdicts(first, slow, RERUN_THRESHOLD).values()) == {SLOWER}, out
+    assert set(verdicts(first, slow, RERUN_THRESHOLD).values()) == {SLOWER}, (factor, out)
 
 
 def test_faster_is_reported_and_is_not_a_regression(runs, tmp_path):
@@ -352,7 +381,9 @@ def test_a_terminal_gets_a_rich_table(runs):
     console = Console(record=True, width=160, force_terminal=True)
     render_rich(compare_runs(first, second, RERUN_THRESHOLD), console)
     text = console.export_text()
-    assert "┃ cell" in text and text.count("unchanged") >= 4 and "quantize.dynamic_int8" in text
+    assert "┃ cell" in text and "quantize.dynamic_int8" in text and "baseline" in text
+    rows = [line for line in text.splitlines() if "│" in line and " · " in line]
+    assert len(rows) == 4 and all(any(v in row for v in (" unchanged ", " slower ", " faster ")) for row in rows)
 
 
 def test_bad_input_exits_2_with_a_message_and_no_traceback(runs, tmp_path):
