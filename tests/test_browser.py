@@ -95,8 +95,8 @@ def test_index_lists_suites_runs_and_machines_and_every_link_resolves(browser: A
     assert v.page.url.endswith("/suites/tiny-training.html")
 
 
-@pytest.mark.parametrize("suite, figures", [("tiny", {"fal": 4, "fsp": 4, "fre": 1, "fsa": 2}),
-                                            ("tiny-training", {"fal": 0, "fsp": 0, "fre": 0, "fsa": 0})])
+@pytest.mark.parametrize("suite, figures", [("tiny", {"fal": 4, "fsp": 4, "fre": 1, "fsa": 2, "ffs": 1}),
+                                            ("tiny-training", {"fal": 0, "fsp": 0, "fre": 0, "fsa": 0, "ffs": 0})])
 def test_suite_page_draws_every_figure(browser: Any, site: Path, suite: str, figures: dict[str, int]) -> None:
     v = bs.visit(browser, page_of(site, suite).as_uri(), wait_figures=True)
     assert v.page.evaluate("document.body.dataset.figures") == "done"
@@ -215,6 +215,19 @@ def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, ru
             assert text.startswith(f"{host}: {name} on {r['model']} · {variant_label(r, 'dataset')} · cpu · batch "
                                    f"{r['batch_size']}"), (objective, text, r)
             assert text.endswith(f"run {r['run']}")
+    # a fidelity bound: at cosine >= the best non-baseline row's, only rows at least that faithful compete
+    cosines = sorted({r["cosine"] for r in ok if r["method"] != "baseline" and r["cosine"] is not None})
+    assert cosines, ok
+    v.page.fill("#best-max-p50", "")
+    v.page.fill("#best-max-drop", "")
+    v.page.select_option("#best-objective", "speedup")
+    floor = round(cosines[-1], 6) - 5e-7  # the page keeps six decimals
+    v.page.fill("#best-min-cosine", repr(floor))
+    answers = v.page.eval_on_selector_all("#best-result li.answer", "els => els.map(e => e.textContent)")
+    allowed = {r["method"] for r in ok if r["cosine"] is not None and round(r["cosine"], 6) >= floor}
+    assert answers and all(any(f": {m}" in a for m in allowed) for a in answers), (answers, allowed)
+    assert all("cosine " in a for a in answers)
+    v.page.fill("#best-min-cosine", "")
     # bounds nothing meets: said so, nothing picked
     v.page.fill("#best-max-p50", "0.000001")
     assert v.page.inner_text("#best-result").startswith("No row of the")

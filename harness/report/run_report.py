@@ -122,7 +122,7 @@ def _gate(r: dict) -> Cell:
         return NULL, None, "null"
     if g:
         return '<span class="gate-pass">pass</span>', 1, ""
-    return '<span class="gate-fail" title="accuracy below the suite\'s accuracy_gate">fail</span>', 0, "worse"
+    return '<span class="gate-fail" title="below the suite\'s accuracy_gate (accuracy, agreement or cosine)">fail</span>', 0, "worse"
 
 
 def _nonzero(r: dict) -> Cell:
@@ -150,6 +150,10 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("throughput/s", True, _number("throughput_per_s", lambda v: f"{v:,.1f}")),
     ("accuracy", True, _number("accuracy", lambda v: f"{v:.4f}")),
     ("Δ accuracy", True, _number("accuracy_delta", lambda v: f"{v:+.4f}", worse_below=0.0)),
+    ("top-5", True, _number("top5_accuracy", lambda v: f"{v:.4f}")),
+    ("agreement", True, _number("agreement", lambda v: f"{v:.4f}", worse_below=1.0)),
+    ("cosine", True, _number("cosine", lambda v: f"{v:.4f}", worse_below=1.0)),
+    ("KL", True, _number("kl_div", lambda v: f"{v:.3g}")),
     ("speedup (×)", True, _number("speedup", lambda v: f"{v:.2f}×", worse_below=1.0)),
     ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
     ("gate", True, _gate),
@@ -348,7 +352,10 @@ def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None
 <p class="note">One row per record (model × dataset × method × params × backend × batch size). Speedup and size
 ratio are the baseline's p50 latency and model bytes divided by this row's, at the same model, dataset, backend
 and batch size: above 1× is faster / smaller, <span class="worse-text">red</span> is worse than the baseline.
-Baseline rows are shaded. Click a column header to sort; empty values (—) always sort last.</p>
+Agreement, cosine and KL compare this row's outputs with the baseline's on the same test inputs (no labels
+needed): the share of equal top-1 predictions, the mean cosine similarity of the outputs, the mean KL divergence
+of the baseline's softmax from this row's. Baseline rows are shaded. Click a column header to sort; empty values
+(—) always sort last.</p>
 {_table(records)}
 <h2>Accuracy vs latency</h2>
 {figures}

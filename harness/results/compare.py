@@ -104,6 +104,36 @@ def judge_accuracy(base: float | None, new: float | None, gate: AccuracyGate) ->
     return None
 
 
+def _figure(record: dict[str, Any], key: str) -> float | None:
+    v = record.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def judge_fidelity(base: dict[str, Any], new: dict[str, Any], gate: AccuracyGate) -> str | None:
+    """dropped when the new run's agreement or cosine falls below the gate's minimum where the base
+    run's met it; improved the other way round; None without such a criterion or figure."""
+    verdicts = set()
+    for key in ("agreement", "cosine"):
+        floor, b, n = getattr(gate, key), _figure(base, key), _figure(new, key)
+        if floor is None or b is None or n is None:
+            continue
+        if n < floor - 1e-12 <= b:
+            verdicts.add(DROPPED)
+        elif b < floor - 1e-12 <= n:
+            verdicts.add(IMPROVED)
+    return DROPPED if DROPPED in verdicts else IMPROVED if verdicts else None
+
+
+def fidelity_note(base: dict[str, Any], new: dict[str, Any]) -> str:
+    """"cosine 0.9995 → 0.4700" for the fidelity figures that moved by more than 0.001."""
+    moved = []
+    for key in ("agreement", "cosine"):
+        b, n = _figure(base, key), _figure(new, key)
+        if b is not None and n is not None and abs(n - b) > 1e-3:
+            moved.append(f"{key} {b:.4f} → {n:.4f}")
+    return ", ".join(moved)
+
+
 @dataclass
 class Row:
     """One cell x batch size in either run, and what changed."""
@@ -251,6 +281,8 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
             return Row(cell_id, bs, None, new, ONLY_NEW, new_ms=ms, note=note)
         return Row(cell_id, bs, base, None, ONLY_BASE, base_ms=ms, note=note)
     acc = judge_accuracy(accuracy_of(base), accuracy_of(new), gate)
+    fid = judge_fidelity(base, new, gate)
+    acc = DROPPED if DROPPED in (acc, fid) else acc or fid
     b_ok, n_ok = base.get("status") == "ok", new.get("status") == "ok"
     if not (b_ok and n_ok):
         verdict = BROKE if b_ok else FIXED if n_ok else NOT_MEASURED
@@ -270,6 +302,9 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
             if isinstance(r.get("host_other_cpu"), (int, float)) and r["host_other_cpu"] > CONTENDED_CORES]
     if busy:
         notes.append(f"other processes busy while timed (cores: {', '.join(busy)})")
+    moved = fidelity_note(base, new)
+    if moved:
+        notes.append(moved)
     note = "; ".join(notes)
     return Row(cell_id, bs, base, new, verdict, base_ms, new_ms, change, p, accuracy=acc, note=note)
 
@@ -282,6 +317,9 @@ def compare_runs(base_dir: Path | str, new_dir: Path | str, threshold: float = D
         gate, source = gate_of(new_dir), "the new run's suite"
     if gate is None:
         gate, source = DEFAULT_GATE, "default: MLPerf's 99% tier; neither suite sets accuracy_gate"
+    elif not gate.judges_accuracy:
+        gate = gate.model_copy(update={"relative": DEFAULT_GATE.relative})
+        source += f"; accuracy at MLPerf's 99% tier (relative {DEFAULT_GATE.relative:g}), which it does not set"
     base_env, new_env = read_env(base_dir), read_env(new_dir)
     cmp = Comparison(base_dir, new_dir, threshold, gate, source, base_env=base_env, new_env=new_env)
     bf, nf = machine_fingerprint(base_env), machine_fingerprint(new_env)
@@ -395,7 +433,7 @@ def header_lines(cmp: Comparison) -> list[str]:
     software = software_differences(cmp.base_env, cmp.new_env)
     if software:
         lines.append("software changed: " + "; ".join(software))
-    gate = (f"relative {cmp.gate.relative:g}" if cmp.gate.relative is not None else f"absolute {cmp.gate.absolute:g}")
+    gate = cmp.gate.describe()
     lines.append(f"rule: latency counts as changed when the median moves more than {cmp.threshold:.0%} "
                  f"(ratio, either way) and Mann-Whitney U p < {P_LIMIT:g}; accuracy when it moves beyond the gate "
                  f"({gate}, {cmp.gate_source})")

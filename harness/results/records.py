@@ -66,6 +66,12 @@ FIELDS: tuple[str, ...] = (
     "flops",
     "effective_flops",
     "accuracy",
+    "top5_accuracy",
+    "agreement",
+    "kl_div",
+    "cosine",
+    "max_abs_err",
+    "fidelity_n",
     "speedup",
     "theoretical_speedup",
     "size_ratio",
@@ -128,8 +134,8 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     size_ratio = baseline model_bytes / model_bytes (above 1 is smaller);
     accuracy_delta = accuracy - baseline accuracy. Null when either side lacks the
     figure, or when the method changed the task (``task_changed``: transfer learning).
-    With an accuracy ``gate`` (harness.suite.schema.AccuracyGate), passes_gate too; without one,
-    passes_gate is left as it is.
+    With a ``gate`` (harness.suite.schema.AccuracyGate: accuracy against the baseline's, and/or
+    minimum agreement and cosine), passes_gate too; without one, passes_gate is left as it is.
     """
 
     def ratio(num: Any, den: Any) -> float | None:
@@ -147,8 +153,8 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
         acc = None
     record["accuracy_delta"] = (acc - bacc) if ok and acc is not None and bacc is not None else None
     if gate is not None:
-        comparable = ok and acc is not None and bacc is not None
-        record["passes_gate"] = gate.passes(acc, bacc) if comparable else None
+        record["passes_gate"] = gate.verdict(acc if ok else None, bacc if ok else None,
+                                             record.get("agreement"), record.get("cosine")) if ok else None
     return record
 
 

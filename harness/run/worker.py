@@ -7,6 +7,7 @@ go to the cell's log file.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from typing import Any
 # Imported at module level so a forkserver that preloads this module pays for torch once.
 import torch
 
-from harness.measure import memory, model_stats
+from harness.measure import fidelity, memory, model_stats
 from harness.measure.host_load import OtherCPU
 from harness.measure.timing import Budget
 from harness.plugin.types import (
@@ -186,6 +187,9 @@ def measure_cell(payload: dict) -> dict:
         log(f"model {cell['model']['id']}: {source}")
         ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
                             batch_sizes=tuple(measure["batch_sizes"]))
+    reference = None
+    if cell.get("train") is None:  # a compression cell: the trained baseline's outputs, before the method
+        reference = _reference_outputs(model, data, session, measure.get("fidelity_samples", 512))
     t0 = time.perf_counter()
     model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
     setup_s = time.perf_counter() - t0
@@ -220,9 +224,12 @@ def measure_cell(payload: dict) -> dict:
         facts.update(ctx.training_facts())
     facts["task_changed"] = task_changed
     if measure["accuracy"] and data.y_test is not None and meaningful:
-        facts["accuracy"] = classifier.evaluate_accuracy(model, data.x_test, data.y_test, device=session.device,
-                                                       prepare=session.prepare_input)
-        log(f"accuracy {facts['accuracy']:.4f}")
+        top = classifier.evaluate_topk(model, data.x_test, data.y_test, device=session.device,
+                                       prepare=session.prepare_input, ks=(1, 5))
+        facts["accuracy"], facts["top5_accuracy"] = top[1], top[5]
+        log(f"accuracy {facts['accuracy']:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
+    if reference is not None:
+        facts.update(_fidelity(model, reference, data, session, exact=cell["method"]["name"] == "baseline"))
 
     warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
     per_batch, samples = {}, {}
@@ -240,6 +247,42 @@ def measure_cell(payload: dict) -> dict:
         log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
     return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples,
             "curves": curves}
+
+
+def _reference_outputs(model: Any, data: Any, session: Any, samples: int) -> Any:
+    """The baseline's outputs on the first ``samples`` test inputs, on this backend, from a copy of
+    the model (the method gets the original). Every compression cell makes the copy, the baseline's
+    included, so their memory figures see the same work. None when fidelity is off or the copy
+    cannot be made (logged; the cell goes on)."""
+    n = min(samples, int(data.x_test.shape[0]))
+    if n <= 0:
+        return None
+    try:
+        copy_of = session.prepare_model(copy.deepcopy(model))
+        out = fidelity.outputs(copy_of, data.x_test[:n], session.prepare_input)
+    except Exception as exc:  # noqa: BLE001 - fidelity must never cost the cell its other figures
+        log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
+        return None
+    finally:
+        copy_of = None  # noqa: F841 - free the copy before the method runs
+    return out
+
+
+def _fidelity(model: Any, reference: Any, data: Any, session: Any, exact: bool) -> dict[str, Any]:
+    """agreement, kl_div, cosine, max_abs_err of the changed model against ``reference`` (exact for
+    the baseline itself), and fidelity_n, how many inputs they cover."""
+    n = int(reference.shape[0])
+    if exact:
+        return {**fidelity.exact(reference, data.num_classes), "fidelity_n": n}
+    try:
+        figures = fidelity.compare(reference, fidelity.outputs(model, data.x_test[:n], session.prepare_input),
+                                   data.num_classes)
+    except Exception as exc:  # noqa: BLE001
+        log(f"fidelity: not computed ({type(exc).__name__}: {exc})")
+        return {"fidelity_n": None}
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if v is not None)
+    log(f"fidelity over {n} test inputs: {shown}")
+    return {**figures, "fidelity_n": n}
 
 
 def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, backend: str,

@@ -109,6 +109,12 @@ def _round(value: Any) -> float | int | None:
     return int(v) if v.is_integer() and abs(v) < 2**53 else v
 
 
+def _fidelity(value: Any) -> float | None:
+    """Agreement and cosine keep six decimals: 0.99996 and 0.9999 are different methods."""
+    v = finite(value)
+    return None if v is None else round(v, 6)
+
+
 def _flag(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
@@ -123,7 +129,8 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
     return (config, status, error, _round(r.get("latency_p50_ms")), _round(r.get("latency_p99_ms")),
             _round(r.get("speedup")), _round(interval[0]) if interval else None,
             _round(interval[1]) if interval else None, _round(r.get("theoretical_speedup")), _round(r.get("accuracy")),
-            _round(r.get("accuracy_delta")), _flag(r.get("passes_gate")), _flag(r.get("noisy")),
+            _round(r.get("accuracy_delta")), _fidelity(r.get("agreement")), _fidelity(r.get("cosine")),
+            _flag(r.get("passes_gate")), _flag(r.get("noisy")),
             _round(r.get("size_ratio")), _round(r.get("model_bytes")), first_of_cell)
 
 
@@ -206,7 +213,8 @@ class _Strings:
         return self.index[s]
 
 
-ROW_COLUMNS = ("p50", "p99", "speedup", "lo", "hi", "theo", "acc", "dacc", "gate", "noisy", "size", "bytes")
+ROW_COLUMNS = ("p50", "p99", "speedup", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy", "size",
+               "bytes")
 CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "batch", "seed", "training")
 
 
@@ -215,7 +223,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
     strings = _Strings()
     configs: dict[tuple, int] = {}
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "cfg", "status", *ROW_COLUMNS)}
-    figs: dict[str, list[int]] = {"fal": [], "fsp": [], "fre": [], "fsa": []}
+    figs: dict[str, list[int]] = {"fal": [], "fsp": [], "fre": [], "fsa": [], "ffs": []}
     errors: dict[int, str] = {}
     groups: dict[str, dict[tuple, int]] = {k: {} for k in figs}
     points: dict[str, dict[int, list[tuple]]] = {"fal": {}, "fsa": {}}
@@ -233,7 +241,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
                 cols[k].append(v)
             if error:
                 errors[i] = error
-            p50, _, speedup, _, _, theo, acc, *_, size_bytes = values
+            p50, _, speedup, _, _, theo, acc, _, _, cos, *_, size_bytes = values
             model, dataset, method, _kind, _, backend, batch, _, training = config
             ok = status == "ok" and not training
             mi = machine_index[run.machine]
@@ -242,6 +250,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
                 "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != "baseline" else None,
                 "fre": (backend,) if ok and speedup is not None and theo is not None and method != "baseline" else None,
                 "fsa": (model, dataset) if ok and first and size_bytes and acc is not None else None,
+                "ffs": (backend,) if ok and speedup is not None and cos is not None and method != "baseline" else None,
             }
             for k, key in member.items():
                 if key is None:

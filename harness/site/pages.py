@@ -222,6 +222,20 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
              f"run (batch size changes neither). Colours are method kinds; the dashed line is the Pareto front "
              f"(no other point is at least as small and as accurate and strictly better in one). Neither figure "
              f"depends on the machine's speed, so runs from every machine are pooled here.")
+    parts.append('<h2 id="fidelity-speedup">Fidelity vs speedup</h2>')
+    if not figures["ffs"]:
+        parts.append('<p class="skip">No figure: no method has both a measured speedup and a cosine similarity '
+                     'to its baseline\'s outputs.</p>')
+    for spec in figures["ffs"]:
+        backend = str(spec["key"][0])
+        head(f"{backend}: every model and batch size", "ffs", spec,
+             f"x is the measured speedup over the baseline of the same run (log scale) on the {esc(backend)} "
+             f"backend; y is 1 − cosine: how far the method moved the model's outputs from the baseline's, as the "
+             f"mean cosine distance of the two outputs on the same test inputs (log scale; lower is more faithful, "
+             f"0.001 is a cosine of 0.999; values below 1e-9 are drawn at 1e-9). It needs no labels, so models "
+             f"with random weights and embedding models are here too; hover for agreement (the share of equal "
+             f"top-1 predictions, for classifiers). Colours are method kinds; points are relative to their own "
+             f"run's baseline, so machines are not ranked against each other here.")
     return "\n".join(parts), count
 
 
@@ -290,12 +304,15 @@ Click a column header to sort (empty values always sort last).</p>
 <label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
 <label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
 <label>speedup ≥ <input id="best-min-speedup" type="number" min="0" step="any" placeholder="any"> ×</label>
+<label>agreement ≥ <input id="best-min-agreement" type="number" min="0" max="1" step="any" placeholder="any"></label>
+<label>cosine ≥ <input id="best-min-cosine" type="number" min="-1" max="1" step="any" placeholder="any"></label>
 <label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
 <label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
 </form>
 <p class="note">Among the rows the filters above select, with status ok: the one that maximises the objective
 within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
-row's; a bound leaves out rows without that figure. With several machines there is one answer per machine.</p>
+row's; agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
+out rows without that figure. With several machines there is one answer per machine.</p>
 <div id="best-result" aria-live="polite"></div>
 </details>
 <p id="row-count" class="meta"></p>

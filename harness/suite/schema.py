@@ -113,24 +113,71 @@ class Measure(_Strict):
     )
     warmup: Budget = Field(default_factory=lambda: Budget(min_iters=10, min_seconds=0.5))
     repeat: Budget = Field(default_factory=lambda: Budget(min_iters=30, min_seconds=2.0))
-    accuracy: bool = Field(True, description="evaluate top-1 accuracy on the held-out split")
+    accuracy: bool = Field(True, description="evaluate top-1 (and top-5) accuracy on the held-out split")
+    fidelity_samples: int = Field(
+        512, ge=0, le=1_000_000,
+        description="compare the method's outputs with the baseline's on this many test inputs "
+        "(agreement, kl_div, cosine, max_abs_err); 0 turns it off",
+    )
 
 
 class AccuracyGate(_Strict):
-    """MLPerf-style accuracy target relative to the baseline (relative 0.01 = the 99% tier)."""
+    """MLPerf-style quality target relative to the baseline (relative 0.01 = the 99% tier), and/or
+    minimum output fidelity against the baseline (``agreement``, ``cosine``), which need no labels.
+
+    A record passes when every criterion that can be judged for it holds (accuracy needs labels
+    and trained weights; agreement a classifier's outputs); with none judgeable, passes_gate is null.
+    """
 
     relative: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline x (1 - relative)")
     absolute: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline - absolute")
+    agreement: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="pass when the top-1 predictions agree with the baseline's this often")
+    cosine: float | None = Field(None, ge=-1.0, le=1.0,
+                                 description="pass when the outputs' mean cosine similarity to the baseline's is this high")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> AccuracyGate:
-        if (self.relative is None) == (self.absolute is None):
-            raise ValueError("give exactly one of `relative` or `absolute`")
+    def _criteria(self) -> AccuracyGate:
+        if self.relative is not None and self.absolute is not None:
+            raise ValueError("give one of `relative` or `absolute`, not both")
+        if all(v is None for v in (self.relative, self.absolute, self.agreement, self.cosine)):
+            raise ValueError("give at least one of `relative`, `absolute`, `agreement` or `cosine`")
         return self
 
+    @property
+    def judges_accuracy(self) -> bool:
+        return self.relative is not None or self.absolute is not None
+
     def passes(self, accuracy: float, baseline: float) -> bool:
+        """The accuracy criterion alone (true when the gate sets none)."""
+        if not self.judges_accuracy:
+            return True
         floor = baseline * (1 - self.relative) if self.relative is not None else baseline - (self.absolute or 0.0)
         return accuracy >= floor - 1e-12
+
+    def verdict(self, accuracy: float | None, baseline_accuracy: float | None, agreement: float | None,
+                cosine: float | None) -> bool | None:
+        """Whether a record passes: every judgeable criterion holds; None when none is judgeable."""
+        checks = []
+        if self.judges_accuracy and accuracy is not None and baseline_accuracy is not None:
+            checks.append(self.passes(accuracy, baseline_accuracy))
+        if self.agreement is not None and agreement is not None:
+            checks.append(agreement >= self.agreement - 1e-12)
+        if self.cosine is not None and cosine is not None:
+            checks.append(cosine >= self.cosine - 1e-12)
+        return all(checks) if checks else None
+
+    def describe(self) -> str:
+        parts = []
+        if self.relative is not None:
+            parts.append(f"relative {self.relative:g}")
+        if self.absolute is not None:
+            parts.append(f"absolute {self.absolute:g}")
+        if self.agreement is not None:
+            parts.append(f"agreement >= {self.agreement:g}")
+        if self.cosine is not None:
+            parts.append(f"cosine >= {self.cosine:g}")
+        return ", ".join(parts)
 
 
 class Finetune(_Strict):

@@ -101,12 +101,31 @@ def evaluate_accuracy(
     ``prepare`` turns a batch into what the model takes (a backend's ``prepare_input``:
     the device and, e.g., half precision); default: moved to ``device``.
     """
+    return evaluate_topk(model, x, y, device=device, batch_size=batch_size, prepare=prepare, ks=(1,))[1]
+
+
+def evaluate_topk(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, ks: tuple[int, ...] = (1, 5),
+) -> dict[int, float | None]:
+    """Top-k accuracy for each k in ``ks``, in one pass (null for a k above the number of classes)."""
     import torch
 
-    correct = 0
+    from harness.measure.fidelity import output_tensor
+
+    correct = dict.fromkeys(ks, 0)
+    classes = None
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = prepare(x[start : start + batch_size]) if prepare else x[start : start + batch_size].to(device)
-            out = model(xb)
-            correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
-    return correct / x.shape[0]
+            out = output_tensor(model(xb)).cpu()
+            labels = y[start : start + batch_size]
+            classes = out.shape[1]
+            top = out.topk(min(max(ks), classes), dim=1).indices
+            for k in ks:
+                if k == 1:  # argmax, as top-1 always was here (topk may break an exact tie differently)
+                    correct[k] += int((out.argmax(dim=1) == labels).sum())
+                elif k <= classes:
+                    correct[k] += int((top[:, :k] == labels[:, None]).any(dim=1).sum())
+    n = x.shape[0]
+    return {k: (correct[k] / n if classes is not None and k <= classes else None) for k in ks}

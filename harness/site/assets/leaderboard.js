@@ -100,11 +100,13 @@
     ["theoretical (\u00d7)", num("theo", times)],
     ["accuracy", num("acc", function (v) { return v.toFixed(4); })],
     ["\u0394 accuracy", num("dacc", signed, 0.0)],
+    ["agreement", num("agree", function (v) { return v.toFixed(4); })],
+    ["cosine", num("cos", function (v) { return v.toFixed(4); })],
     ["gate", {type: "num", value: row("gate"), render: function (r, td) {
       var g = R.gate[r];
       if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
       var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
-      if (!g) { s.title = "accuracy below the suite's accuracy_gate"; td.className = "worse"; }
+      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine)"; td.className = "worse"; }
     }}],
     ["size ratio (\u00d7)", num("size", times, 1.0)],
     ["noisy", {type: "num", value: row("noisy"), render: function (r, td) {
@@ -246,6 +248,7 @@
   function best(rows) {
     var obj = OBJECTIVES[document.getElementById("best-objective").value];
     var maxP50 = bound("best-max-p50"), maxDrop = bound("best-max-drop"), minSpeedup = bound("best-min-speedup");
+    var minAgree = bound("best-min-agreement"), minCos = bound("best-min-cosine");
     var gate = document.getElementById("best-gate").checked, quiet = document.getElementById("best-quiet").checked;
     var winners = {}, candidates = 0;
     function better(a, b) {  // objective, then faster, then more accurate, then the newer row
@@ -262,6 +265,8 @@
       if (maxP50 !== null && !(R.p50[r] !== null && R.p50[r] <= maxP50)) { return; }
       if (maxDrop !== null && !(R.dacc[r] !== null && -R.dacc[r] <= maxDrop + 1e-12)) { return; }
       if (minSpeedup !== null && !(R.speedup[r] !== null && R.speedup[r] >= minSpeedup)) { return; }
+      if (minAgree !== null && !(R.agree[r] !== null && R.agree[r] >= minAgree - 1e-12)) { return; }
+      if (minCos !== null && !(R.cos[r] !== null && R.cos[r] >= minCos - 1e-12)) { return; }
       if (gate && R.gate[r] === 0) { return; }
       if (quiet && R.noisy[r] === 1) { return; }
       candidates += 1;
@@ -290,7 +295,8 @@
         + ", \u0394 " + (R.dacc[r] === null ? "\u2014" : signed(R.dacc[r])) + ", p50 "
         + (R.p50[r] === null ? "\u2014" : fmtFloat(R.p50[r]) + " ms") + ", speedup "
         + (R.speedup[r] === null ? "\u2014" : times(R.speedup[r])) + ", size ratio "
-        + (R.size[r] === null ? "\u2014" : times(R.size[r])) + " \u00b7 run "));
+        + (R.size[r] === null ? "\u2014" : times(R.size[r])) + ", cosine "
+        + (R.cos[r] === null ? "\u2014" : R.cos[r].toFixed(4)) + " \u00b7 run "));
       var a = li.appendChild(el("a", RUNS.id[R.run[r]]));
       a.href = "../" + RUNS.href[R.run[r]] + "/report.html";
     });
@@ -407,6 +413,19 @@
                    y: [lo / 1.2, hi * 1.2], hoverinfo: "skip", line: {color: "#555", dash: "dash", width: 1}});
       return [traces, layout({xaxis: {type: "log", title: {text: "theoretical speedup (FLOPs skipping zero weights, \u00d7)"}},
                                yaxis: {type: "log", title: {text: "measured speedup (p50 latency, \u00d7)"}}})];
+    },
+    ffs: function (spec, rows) {
+      function distance(r) { return Math.max(1 - R.cos[r], 1e-9); }
+      var traces = groupBy(rows, kind).map(function (g) {
+        var rs = g[1];
+        return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("speedup")),
+                y: rs.map(distance), text: rs.map(function (r) {
+                  return hover(r) + "<br>cosine " + R.cos[r].toFixed(6)
+                    + (R.agree[r] === null ? "" : " \u00b7 agreement " + R.agree[r].toFixed(4));
+                }), hoverinfo: "text+x", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8}};
+      });
+      return [traces, layout({xaxis: {type: "log", title: {text: "measured speedup (p50 latency, \u00d7)"}},
+                               yaxis: {type: "log", title: {text: "1 \u2212 cosine to the baseline's outputs"}}})];
     },
     fsa: function (spec, rows) {
       var traces = groupBy(rows, kind).map(function (g) {

@@ -1,0 +1,103 @@
+"""Output fidelity: how far a method moved a model's outputs from the baseline's, on the same inputs.
+
+Needs no labels, so a random-weight model, a base encoder or an unlabelled dataset still says
+how much a method changed it (llama.cpp's perplexity tool judges quantized models the same way,
+by drift from the unquantized one). Figures, over the first ``fidelity_samples`` evaluation
+inputs, computed in float64 on the CPU:
+
+- ``agreement``: the share of inputs whose top-1 prediction (argmax over the last dimension)
+  is the baseline's; for classifier outputs only (``(N, num_classes)``);
+- ``kl_div``: the mean over inputs of KL(baseline softmax || method softmax), in nats; for
+  classifier outputs only;
+- ``cosine``: the mean over inputs of the cosine similarity of the two outputs, each flattened
+  (embeddings, hidden states, logits: any tensor output);
+- ``max_abs_err``: the largest absolute difference of any output element.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+FIELDS = ("agreement", "kl_div", "cosine", "max_abs_err")
+#: Keys of a mapping output (a Hugging Face ModelOutput, a dict) tried in this order.
+OUTPUT_KEYS = ("logits", "last_hidden_state", "pooler_output", "sentence_embedding", "embeddings")
+
+
+def output_tensor(out: Any) -> torch.Tensor:
+    """The tensor a model's call returned: itself, a mapping's ``logits`` / ``last_hidden_state`` /
+    ... (else its first tensor value), or a sequence's first tensor."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, Mapping) or hasattr(out, "keys"):
+        for key in OUTPUT_KEYS:
+            value = out.get(key) if hasattr(out, "get") else None
+            if isinstance(value, torch.Tensor):
+                return value
+        for key in out.keys():
+            if isinstance(out[key], torch.Tensor):
+                return out[key]
+    if isinstance(out, Sequence) and not isinstance(out, (str, bytes)):
+        for value in out:
+            if isinstance(value, torch.Tensor):
+                return value
+    raise TypeError(f"the model returned {type(out).__name__}, which holds no tensor to compare")
+
+
+def outputs(model: nn.Module, x: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor],
+            batch_size: int = 256) -> torch.Tensor:
+    """The model's outputs on ``x`` (batches through ``prepare``, a backend's ``prepare_input``),
+    as one float32 CPU tensor."""
+    import torch
+
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            out = output_tensor(model(prepare(x[start:start + batch_size])))
+            parts.append(out.detach().to("cpu", torch.float32))
+    return torch.cat(parts)
+
+
+def is_classifier_output(out: torch.Tensor, num_classes: int) -> bool:
+    return out.dim() == 2 and num_classes >= 2 and out.shape[1] == num_classes
+
+
+def exact(reference: torch.Tensor, num_classes: int) -> dict[str, float | None]:
+    """The baseline against itself: agreement 1, KL 0, cosine 1, error 0, by definition (fields that
+    do not apply to this kind of output stay null)."""
+    classifier = is_classifier_output(reference, num_classes)
+    return {"agreement": 1.0 if classifier else None, "kl_div": 0.0 if classifier else None,
+            "cosine": 1.0, "max_abs_err": 0.0}
+
+
+def compare(reference: torch.Tensor, output: torch.Tensor, num_classes: int) -> dict[str, float | None]:
+    """The fidelity figures of ``output`` against ``reference`` (same inputs, same order)."""
+    import torch
+    import torch.nn.functional as F
+
+    if reference.shape != output.shape:
+        raise ValueError(f"the method's outputs have shape {tuple(output.shape)}, the baseline's "
+                         f"{tuple(reference.shape)}: not comparable")
+    ref, out = reference.to(torch.float64), output.to(torch.float64)
+    finite = bool(torch.isfinite(ref).all() and torch.isfinite(out).all())
+    flat_ref, flat_out = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
+    cosine = F.cosine_similarity(flat_ref, flat_out, dim=1, eps=1e-12)
+    both_zero = (flat_ref.abs().amax(dim=1) == 0) & (flat_out.abs().amax(dim=1) == 0)
+    cosine = torch.where(both_zero, torch.ones_like(cosine), cosine)
+    result: dict[str, float | None] = {
+        "agreement": None,
+        "kl_div": None,
+        "cosine": float(cosine.mean()) if finite else None,
+        "max_abs_err": float((ref - out).abs().max()) if finite and ref.numel() else None,
+    }
+    if is_classifier_output(ref, num_classes):
+        result["agreement"] = float((ref.argmax(dim=1) == out.argmax(dim=1)).double().mean())
+        if finite:
+            log_p, log_q = F.log_softmax(ref, dim=1), F.log_softmax(out, dim=1)
+            result["kl_div"] = float((log_p.exp() * (log_p - log_q)).sum(dim=1).mean().clamp_min(0.0))
+    return result
