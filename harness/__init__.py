@@ -10,6 +10,7 @@ The plugin contract, by kind (the docs have a page for each):
 - a method: ``Method``, ``MethodContext`` (and, for training-time methods,
   ``TrainingContext`` and ``FitResult``), ``ModelRef`` for a model named in params;
 - a model: ``Model``, ``TrainableParams`` (the baseline's training settings);
+- a file a parameter names, relative to the suite: ``SuitePath`` / ``SuiteRelative``;
 - a dataset: ``Dataset``, ``DatasetSplits``;
 - a backend: ``Backend``, ``BackendSession``, ``MemoryReading``, and the shared timer
   ``time_calls`` with its ``Budget``.
@@ -32,6 +33,8 @@ from harness.plugin.types import (
     NoParams,
     Params,
     Skip,
+    SuitePath,
+    SuiteRelative,
     TrainableParams,
 )
 from harness.train.fit import FitResult, TrainingContext
@@ -52,6 +55,8 @@ __all__ = [
     "NoParams",
     "Params",
     "Skip",
+    "SuitePath",
+    "SuiteRelative",
     "TrainableParams",
     "TrainingContext",
     "__version__",

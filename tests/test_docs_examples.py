@@ -169,3 +169,33 @@ def test_the_template_suite_names_validate(installed, cli, tmp_path):
     done = cli("validate", "t.yaml", cwd=tmp_path, env=env_with(target))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 cells" in done.stdout
+
+
+def test_the_own_model_page_runs_as_written(cli, tmp_path):
+    """docs/your-model.md: its model file and suite, run offline; its error example is what validate prints."""
+    page = (REPO / "docs" / "your-model.md").read_text()
+    model = re.search(r"`mymodel.py`\n```python\n(.*?)```", page, re.S).group(1)
+    suite = re.search(r"`mine.yaml`\n```yaml\n(.*?)```", page, re.S).group(1)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mymodel.py").write_text(model)
+    (project / "mine.yaml").write_text(suite)
+    env = {"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    assert cli("validate", "mine.yaml", cwd=project, env=env).returncode == 0
+    done = cli("run", "mine.yaml", "--results", str(tmp_path / "results"), "-q", cwd=project, env=env)
+    assert done.returncode == 0, done.stderr
+    (records_file,) = (tmp_path / "results").glob("mine/*/records.jsonl")
+    records = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records)
+    baseline = next(r for r in records if r["method"] == "baseline")
+    assert baseline["model"] == "my-mlp" and baseline["accuracy"] > 0.9
+    assert all(r["cosine"] is not None and r["agreement"] is not None for r in records)
+
+    broken = re.search(r"which uses `nn` before importing it,\n\n```python\n(.*?)```", page, re.S).group(1)
+    (project / "mymodel.py").write_text(broken)
+    shown = re.search(r"prints:\n\n```\n(.*?)```", page, re.S).group(1)
+    done = cli("validate", "mine.yaml", cwd=project, env=env)
+    assert done.returncode == 2
+    got = done.stderr.replace(str(project.resolve()), "/home/me/project").splitlines()
+    assert got[:2] == shown.splitlines()[:2]
+    assert got[2].startswith("    given:    '")

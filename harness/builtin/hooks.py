@@ -7,6 +7,7 @@ from harness.builtin.baseline import BASELINE
 from harness.builtin.cpu import CPU
 from harness.builtin.datasets import DIGITS, QUADRATIC, SYNTHETIC
 from harness.builtin.models import CNN, LOGREG, MLP, THETA
+from harness.builtin.python_model import PYTHON
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.types import Backend, Dataset, Method, Model
 
@@ -27,6 +28,7 @@ def register_models(register: Callable[[Model], None]) -> None:
     register(CNN)
     register(LOGREG)
     register(THETA)
+    register(PYTHON)
 
 
 @hookimpl

@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +70,27 @@ def training_settings(params: Params) -> dict[str, Any]:
     field, else ``TrainableParams``' default, so a model with ``NoParams`` still trains."""
     defaults = TrainableParams()
     return {name: getattr(params, name, getattr(defaults, name)) for name in TRAINING_FIELDS}
+
+
+@dataclass(frozen=True)
+class SuiteRelative:
+    """Marks a ``str`` parameter that names a file or folder: ``Annotated[str, SuiteRelative()]``
+    (or ``harness.SuitePath``). A relative value is made absolute against the suite file's folder
+    when the suite is planned, so every cell, the run's copy of the suite and a ``--resume`` see
+    the same file. ``resolve(value, base) -> str`` does it when only part of the value is a path
+    (a ``file.py:callable`` reference); by default the whole value is one."""
+
+    resolve: Callable[[str, Path], str] | None = None
+
+    def apply(self, value: str, base: Path) -> str:
+        if self.resolve is not None:
+            return self.resolve(value, base)
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+
+#: A parameter naming a file or folder, relative to the suite file (see ``SuiteRelative``).
+SuitePath = Annotated[str, SuiteRelative()]
 
 
 class ModelRef(Params):
@@ -195,9 +217,10 @@ class Model:
 
     When ``trainable`` and the dataset has labels, the harness trains it with the
     params' ``epochs``/``lr``/``batch_size`` (see ``TrainableParams``) and caches the
-    weights, so every method starts from the same trained baseline. Otherwise, unless
-    the suite gives a ``checkpoint``, the weights are random: latency, memory and size
-    are measured and accuracy is null.
+    weights, so every method starts from the same trained baseline; with ``epochs`` 0 the
+    module is used as built (its own or self-loaded weights), accuracy included. When not
+    ``trainable``, unless the suite gives a ``checkpoint``, the weights are random: latency,
+    memory and size are measured and accuracy is null.
     """
 
     name: str
@@ -205,6 +228,9 @@ class Model:
     build: Callable[[Any, DatasetSplits], nn.Module]
     params: type[Params] = NoParams
     trainable: bool = True
+    #: ``fingerprint(params) -> str``: anything besides the params that shapes the trained weights
+    #: (a hash of the model's source files); the harness adds it to the weight cache's key.
+    fingerprint: Callable[[Any], str] | None = None
     kind: str = "model"
     plugin_type: ClassVar[str] = "model"
 

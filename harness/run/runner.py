@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from harness.errors import Interrupted, OptbenchError, Problem, SuiteError
+from harness.errors import Interrupted, OptbenchError, SuiteError
 from harness.measure.host_load import CONTENDED_CORES
 from harness.measure.stats import summarize
 from harness.registry.manager import PluginManager
@@ -27,6 +27,7 @@ from harness.run import environment
 from harness.run.progress import Progress, QuietProgress
 from harness.suite.loader import LineMap, load_suite, parse_suite
 from harness.suite.matrix import Cell, build_matrix
+from harness.suite.paths import resolve_paths
 from harness.suite.schema import Suite
 
 if TYPE_CHECKING:  # the executor imports torch; planning and validating do not need it
@@ -54,23 +55,6 @@ def new_run_id() -> str:
     return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def resolve_checkpoints(suite: Suite, base: Path, file: str | None, lines: LineMap) -> Suite:
-    """Make checkpoint paths absolute (relative to the suite file) and check they exist."""
-    problems = []
-    for i, m in enumerate(suite.models):
-        if m.checkpoint:
-            path = Path(m.checkpoint).expanduser()
-            path = path if path.is_absolute() else (base / path)
-            if not path.is_file():
-                loc = ("models", i, "checkpoint")
-                problems.append(Problem(f"models[{i}].checkpoint", "checkpoint file not found",
-                                        line=lines.line(loc), expected="an existing state_dict file", given=str(path)))
-            m.checkpoint = str(path.resolve())
-    if problems:
-        raise SuiteError(file, problems)
-    return suite
-
-
 def _add_name_problems(exc: SuiteError, path: Path, pm: PluginManager) -> None:
     from harness.suite.matrix import check_names
 
@@ -90,7 +74,7 @@ def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
     except SuiteError as exc:
         _add_name_problems(exc, Path(suite_path), pm)
         raise
-    suite = resolve_checkpoints(suite, Path(suite_path).resolve().parent, str(suite_path), lines)
+    suite = resolve_paths(suite, pm.registry, Path(suite_path).resolve().parent, str(suite_path), lines)
     return suite, build_matrix(suite, pm.registry, file=str(suite_path), lines=lines)
 
 

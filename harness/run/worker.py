@@ -91,10 +91,12 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
         return model.eval(), f"checkpoint {path}", True
     if not spec.trainable:
         return model.eval(), "random weights (the model is not trained by the harness; give a checkpoint)", False
+    settings = training_settings(params)
+    if settings["epochs"] == 0:  # its own initial weights, or weights its build loaded itself
+        return model.eval(), "as built (epochs 0: not trained by the harness)", True
     if not data.trainable:
         return model.eval(), "random weights (the dataset has no labels to train on)", False
     owner = pm.owner(spec)
-    settings = training_settings(params)
     ident = {
         "model": spec.name,
         "params": model_ref["params"],
@@ -104,6 +106,8 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
     }
     if any(name not in spec.params.model_fields for name in TRAINING_FIELDS):
         ident["training"] = settings  # the harness's defaults stand in for fields the params lack
+    if spec.fingerprint is not None:
+        ident["code"] = spec.fingerprint(params)  # e.g. the model's source: an edit retrains it
     key = weight_cache.cache_key(ident)
     state = weight_cache.load(key)
     if state is not None:
