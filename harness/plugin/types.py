@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.plugin.data import Preprocess, Split, TensorSplit
+
 if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
     import torch
     from torch import nn
@@ -111,34 +113,98 @@ class Skip(Exception):
     """
 
 
-@dataclass(frozen=True)
 class DatasetSplits:
-    """A classification dataset already split and turned into tensors.
+    """A dataset's training and held-out splits (``harness.plugin.data.Split``: samples read by index,
+    in memory or streamed from files) and what the task is.
 
-    ``y_test`` is None when the data carries no meaningful labels (synthetic input);
-    accuracy is then reported as null rather than as a number that means nothing.
+    Build it from two splits, ``DatasetSplits(train=..., test=..., num_classes=...)``, or, for data
+    held in memory, from tensors: ``DatasetSplits(x_train, y_train, x_test, y_test, num_classes)``
+    (a ``TensorSplit`` each; inputs may be a dict of tensors). Labels are None when the data carries
+    no meaningful labels (synthetic input): no model is trained on it and accuracy is null rather
+    than a number that means nothing.
 
     A problem that is not classification (DeepOBS's quadratic) gives its own
-    ``objective(output, x, y) -> scalar loss``; its ``metric`` is then "loss", and
-    ``loss_floor``, when known exactly, is the lowest value the training objective can
-    take (the target of time-to-target).
+    ``objective(output, x, y) -> scalar loss``; its ``metric`` is then "loss", and ``loss_floor``,
+    when known exactly, is the lowest value the training objective can take (the target of
+    time-to-target).
     """
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor | None
-    x_test: torch.Tensor
-    y_test: torch.Tensor | None
-    num_classes: int
-    objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
-    loss_floor: float | None = None
+    def __init__(
+        self,
+        x_train: Any = None,
+        y_train: torch.Tensor | None = None,
+        x_test: Any = None,
+        y_test: torch.Tensor | None = None,
+        num_classes: int = 0,
+        objective: Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor] | None = None,
+        loss_floor: float | None = None,
+        *,
+        train: Split | None = None,
+        test: Split | None = None,
+    ) -> None:
+        if train is not None or test is not None:
+            if train is None or test is None or x_train is not None or x_test is not None:
+                raise TypeError("give both train= and test= splits, or the tensors x_train/y_train/x_test/y_test")
+        else:
+            if x_train is None or x_test is None:
+                raise TypeError("DatasetSplits needs train= and test= splits, or x_train and x_test tensors")
+            train, test = TensorSplit(x_train, y_train), TensorSplit(x_test, y_test)
+        self.train, self.test = train, test
+        self.num_classes, self.objective, self.loss_floor = int(num_classes), objective, loss_floor
+
+    def __repr__(self) -> str:
+        return (f"DatasetSplits(train={type(self.train).__name__}[{len(self.train)}], "
+                f"test={type(self.test).__name__}[{len(self.test)}], num_classes={self.num_classes})")
+
+    def replace(self, **changes: Any) -> DatasetSplits:
+        """A copy with some of ``train``, ``test``, ``num_classes``, ``objective``, ``loss_floor`` changed."""
+        fields = {"train": self.train, "test": self.test, "num_classes": self.num_classes,
+                  "objective": self.objective, "loss_floor": self.loss_floor}
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"DatasetSplits has no field(s) {sorted(unknown)}")
+        return DatasetSplits(**{**fields, **changes})
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> DatasetSplits:
+        """Both splits read through a model's ``preprocess`` (raw samples -> its inputs)."""
+        if preprocess is None:
+            return self
+        return self.replace(train=self.train.with_preprocess(preprocess), test=self.test.with_preprocess(preprocess))
+
+    # -- the in-memory form ------------------------------------------------------------------
+    def _tensor(self, split: Split, what: str, part: str) -> Any:
+        if isinstance(split, TensorSplit) and split.preprocess is None:
+            return split.x if part == "x" else split.y
+        raise TypeError(f"DatasetSplits.{what} is only there for data held in memory as tensors; this dataset's "
+                        f"{'training' if 'train' in what else 'held-out'} split is a {type(split).__name__} (streamed, "
+                        "or read through the model's preprocessing): use data.train / data.test "
+                        "(.batches(batch_size), .example(n), .labels)")
 
     @property
+    def x_train(self) -> Any:
+        return self._tensor(self.train, "x_train", "x")
+
+    @property
+    def y_train(self) -> torch.Tensor | None:
+        return self.train.labels
+
+    @property
+    def x_test(self) -> Any:
+        return self._tensor(self.test, "x_test", "x")
+
+    @property
+    def y_test(self) -> torch.Tensor | None:
+        return self.test.labels
+
+    # -- what the task is --------------------------------------------------------------------
+    @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_test.shape[1:])
+        """One sample's input shape as the model sees it (``input_ids``'s for a dict of tensors)."""
+        return self.test.input_shape
 
     @property
     def has_labels(self) -> bool:
-        return self.y_train is not None and self.y_test is not None
+        return self.train.has_labels and self.test.has_labels
 
     @property
     def metric(self) -> str:
@@ -148,9 +214,9 @@ class DatasetSplits:
     @property
     def trainable(self) -> bool:
         """Whether a model can be trained on this data (labels, or an objective of its own)."""
-        return self.objective is not None or self.y_train is not None
+        return self.objective is not None or self.train.has_labels
 
-    def loss(self, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, x: Any, y: torch.Tensor | None) -> torch.Tensor:
         """The training loss: the problem's objective, else cross-entropy (label -1 = unlabelled, ignored)."""
         if self.objective is not None:
             return self.objective(output, x, y)

@@ -1,0 +1,278 @@
+"""The data contract: a dataset is splits of samples, read by index and turned into batches on demand.
+
+A ``Split`` is map-style, like a ``torch.utils.data.Dataset``: ``len(split)`` samples, each read by
+``split.sample(i)`` as ``(raw input, label or None)``. Nothing requires a split to hold its samples in
+memory: a folder of images opens one file per sample, a Hugging Face dataset reads its Arrow file.
+``split.batch(indices)`` reads those samples and turns them into model inputs with the split's
+``collate`` (its own conversion: stacking tensors, decoding images to floats) or with a model's
+``preprocess`` (a tokenizer, a weights' transforms), which the harness attaches per cell, so one
+dataset serves many models. Inputs are a tensor or a dict of tensors (``input_ids``,
+``attention_mask``, ...); labels are int64 class indices.
+
+``TensorSplit`` is the in-memory kind (tensors ``x`` and ``y``), which the built-in datasets use and
+which ``DatasetSplits(x_train=..., ...)`` still builds.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import torch
+
+#: What a model is called with: ``model(x)`` for a tensor, ``model(**x)`` for a dict of tensors.
+Inputs = Union["torch.Tensor", dict[str, "torch.Tensor"]]
+#: ``preprocess(raw_samples) -> Inputs``: a model's own way from raw samples to its inputs.
+Preprocess = Callable[[list[Any]], Any]
+
+
+@dataclass
+class Batch:
+    """Inputs for one call of a model, and their labels (None for unlabelled data)."""
+
+    inputs: Any
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return batch_size(self.inputs)
+
+
+def batch_size(inputs: Any) -> int:
+    """The number of samples in a batch of inputs (a tensor's first dimension, or a dict's first tensor's)."""
+    return int(first_tensor(inputs).shape[0])
+
+
+def first_tensor(inputs: Any) -> torch.Tensor:
+    """The tensor that stands for a batch: itself, ``input_ids``, ``pixel_values``, or a dict's first tensor."""
+    if isinstance(inputs, dict):
+        for key in ("input_ids", "pixel_values", "inputs_embeds"):
+            if key in inputs:
+                return inputs[key]
+        if not inputs:
+            raise ValueError("an empty dict of inputs")
+        return next(iter(inputs.values()))
+    return inputs
+
+
+def map_tensors(inputs: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to the tensor, or to every tensor of a dict of inputs."""
+    if isinstance(inputs, dict):
+        return {k: fn(v) for k, v in inputs.items()}
+    return fn(inputs)
+
+
+def call_model(model: Any, inputs: Any) -> Any:
+    """A model called on a batch: ``model(x)``, or ``model(**x)`` for a dict of named tensors."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def stack(raw: list[Any]) -> Any:
+    """The default collate: tensors stacked along a new first dimension (dicts key by key)."""
+    import torch
+
+    if not raw:
+        raise ValueError("no samples to collate")
+    first = raw[0]
+    if isinstance(first, dict):
+        return {k: torch.stack([torch.as_tensor(r[k]) for r in raw]) for k in first}
+    return torch.stack([torch.as_tensor(r) for r in raw])
+
+
+class Split(abc.ABC):
+    """One split of a dataset (training or held-out): ``len(split)`` samples read by index."""
+
+    #: ``preprocess`` set by ``with_preprocess``: replaces ``collate`` for the model of a cell.
+    preprocess: Preprocess | None = None
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        """The raw input of sample ``index`` (a tensor, an image, a text) and its label (None if unlabelled)."""
+
+    def collate(self, raw: list[Any]) -> Any:
+        """The split's own conversion of raw samples into model inputs (default: stack tensors)."""
+        return stack(raw)
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        """Every sample's label as one int64 tensor, or None for unlabelled data. Override it when
+        labels are known without reading the samples (class folders, a label column)."""
+        import torch
+
+        values = [self.sample(i)[1] for i in range(len(self))]
+        if not values or any(v is None for v in values):
+            return None
+        return torch.as_tensor(values, dtype=torch.int64)
+
+    @property
+    def has_labels(self) -> bool:
+        return len(self) > 0 and self.sample(0)[1] is not None
+
+    # -- batches ---------------------------------------------------------------------------
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> Batch:
+        """The samples at ``indices`` as one batch of model inputs (preprocessed when the cell's model
+        brings its own preprocessing) and their labels."""
+        import torch
+
+        idx = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        if not idx:
+            raise ValueError("a batch needs at least one index")
+        samples = [self.sample(i) for i in idx]
+        raw = [s[0] for s in samples]
+        inputs = self.preprocess(raw) if self.preprocess is not None else self.collate(raw)
+        labels = None if samples[0][1] is None else torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
+        return Batch(inputs, labels)
+
+    def batches(self, batch_size: int, *, limit: int | None = None, shuffle: bool = False,
+                seed: int = 0) -> Iterator[Batch]:
+        """Every sample (the first ``limit``, or a seeded shuffle of them) in batches of ``batch_size``."""
+        import torch
+
+        n = len(self) if limit is None else min(limit, len(self))
+        order = (torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n] if shuffle
+                 else torch.arange(n))
+        for start in range(0, n, batch_size):
+            yield self.batch(order[start:start + batch_size])
+
+    def example(self, size: int) -> Any:
+        """Inputs of the first ``size`` samples, the split repeated when it has fewer: a real batch
+        of a given size, for timing, tracing, FLOP counting and calibration."""
+        if len(self) == 0:
+            raise ValueError("an empty split has no example batch")
+        return self.batch([i % len(self) for i in range(size)]).inputs
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's model input (of ``input_ids`` for a dict), as the model sees it."""
+        return tuple(first_tensor(self.example(1)).shape[1:])
+
+    # -- views -----------------------------------------------------------------------------
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> Split:
+        """The samples at ``indices``, in that order, as a split of their own (nothing is copied)."""
+        return _Subset(self, [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)])
+
+    def map_labels(self, fn: Callable[[int], int]) -> Split:
+        """The same samples with every label mapped through ``fn`` (a task's own class numbers)."""
+        return _Relabelled(self, fn)
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> Split:
+        """This split, read through a model's ``preprocess`` instead of its own ``collate``."""
+        view = _View(self)
+        view.preprocess = preprocess
+        return view
+
+
+class _View(Split):
+    """A split read through another one (the base of the views below)."""
+
+    def __init__(self, base: Split) -> None:
+        self.base = base
+        self.preprocess = base.preprocess
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        return self.base.sample(index)
+
+    def collate(self, raw: list[Any]) -> Any:
+        return self.base.collate(raw)
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        return self.base.labels
+
+    @property
+    def has_labels(self) -> bool:
+        return self.base.has_labels
+
+
+class _Subset(_View):
+    def __init__(self, base: Split, indices: list[int]) -> None:
+        super().__init__(base)
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        return self.base.sample(self.indices[index])
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        labels = self.base.labels
+        return None if labels is None else labels[self.indices]
+
+    @property
+    def has_labels(self) -> bool:
+        return len(self.indices) > 0 and self.base.has_labels
+
+
+class _Relabelled(_View):
+    def __init__(self, base: Split, fn: Callable[[int], int]) -> None:
+        super().__init__(base)
+        self.fn = fn
+
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        raw, label = self.base.sample(index)
+        return raw, None if label is None else self.fn(label)
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        import torch
+
+        labels = self.base.labels
+        return None if labels is None else torch.as_tensor([self.fn(int(v)) for v in labels], dtype=torch.int64)
+
+
+class TensorSplit(Split):
+    """A split held in memory: inputs ``x`` (a tensor, or a dict of tensors, first dimension the samples)
+    and labels ``y`` (an int64 tensor, or None). Batches are read by indexing, without a per-sample loop."""
+
+    def __init__(self, x: Any, y: torch.Tensor | None = None) -> None:
+        n = batch_size(x)
+        if isinstance(x, dict) and any(int(v.shape[0]) != n for v in x.values()):
+            raise ValueError("every input tensor of a split must hold the same number of samples")
+        if y is not None and int(y.shape[0]) != n:
+            raise ValueError(f"the split has {n} inputs but {int(y.shape[0])} labels")
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return batch_size(self.x)
+
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        raw = map_tensors(self.x, lambda t: t[index])
+        return raw, None if self.y is None else int(self.y[index])
+
+    @property
+    def labels(self) -> torch.Tensor | None:
+        return self.y
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y is not None and len(self) > 0
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> Batch:
+        import torch
+
+        if self.preprocess is not None:  # a model's preprocessing works on raw samples
+            return super().batch(indices)
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        if idx.numel() == 0:
+            raise ValueError("a batch needs at least one index")
+        if idx.numel() == len(self) and bool((idx == torch.arange(len(self))).all()):
+            inputs = self.x  # the whole split in order: no copy
+        else:
+            inputs = map_tensors(self.x, lambda t: t[idx])
+        return Batch(inputs, None if self.y is None else self.y[idx])
+
+    def with_preprocess(self, preprocess: Preprocess | None) -> Split:
+        if preprocess is None:
+            return self
+        view = TensorSplit(self.x, self.y)
+        view.preprocess = preprocess
+        return view
