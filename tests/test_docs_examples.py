@@ -199,3 +199,29 @@ def test_the_own_model_page_runs_as_written(cli, tmp_path):
     got = done.stderr.replace(str(project.resolve()), "/home/me/project").splitlines()
     assert got[:2] == shown.splitlines()[:2]
     assert got[2].startswith("    given:    '")
+
+
+def test_the_own_images_example_runs_as_written(cli, tmp_path):
+    """docs/your-model.md, "Your own images": its script writes the PNGs, its suite runs on them."""
+    page = (REPO / "docs" / "your-model.md").read_text()
+    section = page[page.index("## Your own images"):]
+    suite = re.search(r"`images.yaml`\n```yaml\n(.*?)```", section, re.S).group(1)
+    script = re.search(r"write scikit-learn's\ndigits out as PNGs:\n\n```python\n(.*?)```", section, re.S).group(1)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "images.yaml").write_text(suite)
+    (project / "make_pngs.py").write_text(script)
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "make_pngs.py"], cwd=project, check=True, timeout=120)
+    assert sum(1 for _ in (project / "digit-pngs").rglob("*.png")) == 1797
+    done = cli("run", "images.yaml", "--results", str(tmp_path / "results"), "-q", cwd=project,
+               env={"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    (records_file,) = (tmp_path / "results").glob("images/*/records.jsonl")
+    records = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert all(r["fidelity_n"] == 450 for r in records)  # the 450 held-out PNGs of the page's sentence
+    assert "1,347 training PNGs" in section and "450 held-out" in section
+    assert next(r for r in records if r["method"] == "baseline")["accuracy"] > 0.9

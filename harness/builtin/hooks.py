@@ -6,6 +6,7 @@ from collections.abc import Callable
 from harness.builtin.baseline import BASELINE
 from harness.builtin.cpu import CPU
 from harness.builtin.datasets import DIGITS, QUADRATIC, SYNTHETIC
+from harness.builtin.image_folder import IMAGE_FOLDER
 from harness.builtin.models import CNN, LOGREG, MLP, THETA
 from harness.builtin.python_model import PYTHON
 from harness.plugin.hookspecs import hookimpl
@@ -36,3 +37,4 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(DIGITS)
     register(SYNTHETIC)
     register(QUADRATIC)
+    register(IMAGE_FOLDER)

@@ -15,8 +15,10 @@ inputs, computed in float64 on the CPU:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from harness.measure.inputs import call_model
 
 if TYPE_CHECKING:
     import torch
@@ -49,17 +51,18 @@ def output_tensor(out: Any) -> torch.Tensor:
     raise TypeError(f"the model returned {type(out).__name__}, which holds no tensor to compare")
 
 
-def outputs(model: nn.Module, x: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor],
-            batch_size: int = 256) -> torch.Tensor:
-    """The model's outputs on ``x`` (batches through ``prepare``, a backend's ``prepare_input``),
+def outputs(model: nn.Module, batches: Iterable[Any], prepare: Callable[[Any], Any]) -> torch.Tensor:
+    """The model's outputs on each batch of inputs (through ``prepare``, a backend's ``prepare_input``),
     as one float32 CPU tensor."""
     import torch
 
     parts = []
     with torch.inference_mode():
-        for start in range(0, x.shape[0], batch_size):
-            out = output_tensor(model(prepare(x[start:start + batch_size])))
+        for inputs in batches:
+            out = output_tensor(call_model(model, prepare(inputs)))
             parts.append(out.detach().to("cpu", torch.float32))
+    if not parts:
+        raise ValueError("no inputs to compare outputs on")
     return torch.cat(parts)
 
 

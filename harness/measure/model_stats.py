@@ -16,6 +16,8 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
+from harness.measure.inputs import call_model
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -112,7 +114,7 @@ def _zero_fraction(module: nn.Module) -> float:
     return zeros / total
 
 
-def count_flops(model: nn.Module, sample: torch.Tensor) -> tuple[int | None, int | None]:
+def count_flops(model: nn.Module, sample: Any) -> tuple[int | None, int | None]:
     """(flops, effective_flops) of one forward pass on ``sample`` (a batch of one).
 
     Linear/Conv layers are counted from their shapes (2 per multiply-add), whatever
@@ -148,13 +150,13 @@ def count_flops(model: nn.Module, sample: torch.Tensor) -> tuple[int | None, int
     try:
         try:
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                model(sample)
+                call_model(model, sample)
             total = counter.get_total_flops() - counted_inside + layer_flops
         except Exception:
             # The counter cannot run some models at all: count Linear/Conv layers alone.
             counter, layer_flops, counted_inside, skippable = None, 0, 0, 0.0
             with torch.inference_mode():
-                model(sample)
+                call_model(model, sample)
             total = layer_flops
         return int(total), max(int(round(total - skippable)), 0)
     except Exception:

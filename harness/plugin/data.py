@@ -19,8 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from harness.measure.inputs import batch_size, call_model, first_tensor, map_tensors
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["Batch", "Inputs", "Preprocess", "Split", "TensorSplit", "batch_size", "call_model", "first_tensor",
+           "map_tensors", "stack"]
 
 #: What a model is called with: ``model(x)`` for a tensor, ``model(**x)`` for a dict of tensors.
 Inputs = Union["torch.Tensor", dict[str, "torch.Tensor"]]
@@ -37,35 +42,6 @@ class Batch:
 
     def __len__(self) -> int:
         return batch_size(self.inputs)
-
-
-def batch_size(inputs: Any) -> int:
-    """The number of samples in a batch of inputs (a tensor's first dimension, or a dict's first tensor's)."""
-    return int(first_tensor(inputs).shape[0])
-
-
-def first_tensor(inputs: Any) -> torch.Tensor:
-    """The tensor that stands for a batch: itself, ``input_ids``, ``pixel_values``, or a dict's first tensor."""
-    if isinstance(inputs, dict):
-        for key in ("input_ids", "pixel_values", "inputs_embeds"):
-            if key in inputs:
-                return inputs[key]
-        if not inputs:
-            raise ValueError("an empty dict of inputs")
-        return next(iter(inputs.values()))
-    return inputs
-
-
-def map_tensors(inputs: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """``fn`` applied to the tensor, or to every tensor of a dict of inputs."""
-    if isinstance(inputs, dict):
-        return {k: fn(v) for k, v in inputs.items()}
-    return fn(inputs)
-
-
-def call_model(model: Any, inputs: Any) -> Any:
-    """A model called on a batch: ``model(x)``, or ``model(**x)`` for a dict of named tensors."""
-    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
 
 def stack(raw: list[Any]) -> Any:
@@ -276,3 +252,21 @@ class TensorSplit(Split):
         view = TensorSplit(self.x, self.y)
         view.preprocess = preprocess
         return view
+
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> Split:
+        """The samples at ``indices`` as tensors of their own (indexed once, so batches stay fast)."""
+        import torch
+
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        out = TensorSplit(map_tensors(self.x, lambda t: t[idx]), None if self.y is None else self.y[idx])
+        out.preprocess = self.preprocess
+        return out
+
+    def map_labels(self, fn: Callable[[int], int]) -> Split:
+        import torch
+
+        if self.y is None:
+            return self
+        out = TensorSplit(self.x, torch.as_tensor([fn(int(v)) for v in self.y], dtype=torch.int64))
+        out.preprocess = self.preprocess
+        return out

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.measure.inputs import call_model, map_tensors
 from harness.plugin.data import Preprocess, Split, TensorSplit
 
 if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
@@ -297,6 +298,10 @@ class Model:
     #: ``fingerprint(params) -> str``: anything besides the params that shapes the trained weights
     #: (a hash of the model's source files); the harness adds it to the weight cache's key.
     fingerprint: Callable[[Any], str] | None = None
+    #: ``preprocess(params, data) -> (raw samples -> inputs) | None``: the model's own way from a dataset's
+    #: raw samples to its inputs (a tokenizer, a weights' transforms); the harness reads every split of
+    #: the cell through it, so one dataset serves many models. None: the dataset's own collate.
+    preprocess: Callable[[Any, DatasetSplits], Preprocess | None] | None = None
     kind: str = "model"
     plugin_type: ClassVar[str] = "model"
 
@@ -356,20 +361,22 @@ class BackendSession(abc.ABC):
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model.to(self.device).eval()
 
-    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device)
+    def prepare_input(self, x: Any) -> Any:
+        """A batch of inputs (a tensor or a dict of tensors) made ready for this backend."""
+        return map_tensors(x, lambda t: t.to(self.device))
 
     @abc.abstractmethod
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
         """Warm up, then time calls of ``fn``; returns one duration in ns per call."""
 
-    def time_model(self, model: nn.Module, x: torch.Tensor, warmup: Any, repeat: Any) -> list[int]:
-        """Time ``model(x)`` (x from ``prepare_input``): ``time_calls`` around one call by default.
+    def time_model(self, model: nn.Module, x: Any, warmup: Any, repeat: Any) -> list[int]:
+        """Time ``model(x)`` (``model(**x)`` for a dict; x from ``prepare_input``): ``time_calls`` around one
+        call by default.
 
         A backend that spreads a call over several devices or processes overrides this; it
         may add record fields to the reading of the enclosing ``memory_window``.
         """
-        return self.time_calls(lambda: model(x), warmup, repeat)
+        return self.time_calls(lambda: call_model(model, x), warmup, repeat)
 
     @contextmanager
     def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:

@@ -36,6 +36,8 @@ from harness.registry.manager import PluginManager
 from harness.train import classifier, weight_cache
 from harness.train.fit import TrainingContext
 
+#: Test inputs per call when the outputs for fidelity are computed.
+FIDELITY_BATCH = 256
 #: Per-epoch curves of a training cell, by role (main, reference, pretrain), beside result.json.
 CURVE_FILE = "curve.json"
 
@@ -154,14 +156,6 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
     return model, tune_at is not None
 
 
-def _batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """A batch of real inputs, repeating the test set when it is smaller than the batch."""
-    if x.shape[0] >= batch_size:
-        return x[:batch_size].contiguous()
-    reps = math.ceil(batch_size / x.shape[0])
-    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
-
-
 def measure_cell(payload: dict) -> dict:
     """Run one cell; returns the per-batch-size measurements and the cell's facts."""
     cell, measure = payload["cell"], payload["measure"]
@@ -181,6 +175,7 @@ def measure_cell(payload: dict) -> dict:
     data = returned(ds_spec.load(ds_spec.params.model_validate(cell["dataset"]["params"]), seed), DatasetSplits, ds_spec,
                     "load(params, seed)")
 
+    data = _model_view(pm, cell["model"], data)
     rss_before_model = memory.rss_bytes()
     ctx: MethodContext
     if cell.get("train") is not None:
@@ -204,7 +199,7 @@ def measure_cell(payload: dict) -> dict:
     model = session.prepare_model(model)
 
     params_count, nonzero = model_stats.param_counts(model)
-    flops, effective_flops = model_stats.count_flops(model, session.prepare_input(_batch(data.x_test, 1)))
+    flops, effective_flops = model_stats.count_flops(model, session.prepare_input(data.test.example(1)))
     serialized = model_stats.model_bytes(model)
     effective_bytes = serialized
     if "model_bytes" in ctx.facts:
@@ -227,9 +222,9 @@ def measure_cell(payload: dict) -> dict:
     if isinstance(ctx, TrainingContext):
         facts.update(ctx.training_facts())
     facts["task_changed"] = task_changed
-    if measure["accuracy"] and data.y_test is not None and meaningful:
-        top = classifier.evaluate_topk(model, data.x_test, data.y_test, device=session.device,
-                                       prepare=session.prepare_input, ks=(1, 5))
+    if measure["accuracy"] and data.test.has_labels and meaningful:
+        top = classifier.evaluate_split(model, data.test, device=session.device, prepare=session.prepare_input,
+                                        ks=(1, 5))
         facts["accuracy"], facts["top5_accuracy"] = top[1], top[5]
         log(f"accuracy {facts['accuracy']:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
     if reference is not None:
@@ -238,7 +233,7 @@ def measure_cell(payload: dict) -> dict:
     warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
     per_batch, samples = {}, {}
     for bs in measure["batch_sizes"]:
-        x = session.prepare_input(_batch(data.x_test, bs))
+        x = session.prepare_input(data.test.example(bs))  # real test inputs (the split repeated if short)
         with torch.inference_mode():
             with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
                 ns = session.time_model(model, x, warmup, repeat)
@@ -253,17 +248,26 @@ def measure_cell(payload: dict) -> dict:
             "curves": curves}
 
 
+def _model_view(pm: PluginManager, model_ref: dict, data: DatasetSplits) -> DatasetSplits:
+    """The dataset read through the cell's model's own preprocessing, when it has one."""
+    spec = pm.registry.models[model_ref["name"]]
+    if spec.preprocess is None:
+        return data
+    return data.with_preprocess(spec.preprocess(spec.params.model_validate(model_ref["params"]), data))
+
+
 def _reference_outputs(model: Any, data: Any, session: Any, samples: int) -> Any:
     """The baseline's outputs on the first ``samples`` test inputs, on this backend, from a copy of
     the model (the method gets the original). Every compression cell makes the copy, the baseline's
     included, so their memory figures see the same work. None when fidelity is off or the copy
     cannot be made (logged; the cell goes on)."""
-    n = min(samples, int(data.x_test.shape[0]))
+    n = min(samples, len(data.test))
     if n <= 0:
         return None
     try:
         copy_of = session.prepare_model(copy.deepcopy(model))
-        out = fidelity.outputs(copy_of, data.x_test[:n], session.prepare_input)
+        out = fidelity.outputs(copy_of, (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n)),
+                               session.prepare_input)
     except Exception as exc:  # noqa: BLE001 - fidelity must never cost the cell its other figures
         log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
         return None
@@ -279,7 +283,8 @@ def _fidelity(model: Any, reference: Any, data: Any, session: Any, exact: bool) 
     if exact:
         return {**fidelity.exact(reference, data.num_classes), "fidelity_n": n}
     try:
-        figures = fidelity.compare(reference, fidelity.outputs(model, data.x_test[:n], session.prepare_input),
+        batches = (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n))
+        figures = fidelity.compare(reference, fidelity.outputs(model, batches, session.prepare_input),
                                    data.num_classes)
     except Exception as exc:  # noqa: BLE001
         log(f"fidelity: not computed ({type(exc).__name__}: {exc})")

@@ -7,6 +7,7 @@ suite kept in the run folder, and a later ``--resume`` all name the same files w
 """
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,26 @@ from harness.suite.loader import LineMap
 from harness.suite.schema import Suite
 
 
+def _marker(annotation: Any) -> SuiteRelative | None:
+    """The SuiteRelative inside an annotation: ``Annotated[str, SuiteRelative()]``, also within
+    ``... | None`` or a ``list[...]`` of them."""
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, SuiteRelative):
+            return meta
+    for arg in typing.get_args(annotation):
+        found = _marker(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def relative_fields(params: type) -> dict[str, SuiteRelative]:
     """The parameters of a plugin's params model that name files, with their markers."""
     out = {}
     for name, field in getattr(params, "model_fields", {}).items():
-        for meta in field.metadata:
-            if isinstance(meta, SuiteRelative):
-                out[name] = meta
+        marker = next((m for m in field.metadata if isinstance(m, SuiteRelative)), None) or _marker(field.annotation)
+        if marker is not None:
+            out[name] = marker
     return out
 
 

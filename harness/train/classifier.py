@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harness.measure.inputs import call_model, map_tensors
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from harness.plugin.data import Split
     from harness.plugin.types import DatasetSplits
 
 
@@ -46,16 +49,16 @@ def train_classifier(
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected adam or sgd")
-    n = data.x_train.shape[0]
+    n = len(data.train)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=g)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             opt.zero_grad(set_to_none=True)
-            x = data.x_train[idx]
-            y = data.y_train[idx] if data.y_train is not None else None
-            loss = data.loss(model(x), x, y)
+            batch = data.train.batch(idx)
+            x, y = batch.inputs, batch.labels
+            loss = data.loss(call_model(model, x), x, y)
             loss.backward()
             opt.step()
             if after_step is not None:
@@ -93,39 +96,46 @@ def finetune_keeping_zeros(model: nn.Module, data: DatasetSplits, schedule: Any,
 
 
 def evaluate_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
-    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module, x: Any, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> float:
-    """Top-1 accuracy of ``model`` on (x, y), computed on ``device``.
+    """Top-1 accuracy of ``model`` on in-memory inputs ``x`` (a tensor or a dict of tensors) and labels ``y``,
+    computed on ``device``.
 
     ``prepare`` turns a batch into what the model takes (a backend's ``prepare_input``:
     the device and, e.g., half precision); default: moved to ``device``.
     """
-    return evaluate_topk(model, x, y, device=device, batch_size=batch_size, prepare=prepare, ks=(1,))[1]
+    from harness.plugin.data import TensorSplit
+
+    return evaluate_split(model, TensorSplit(x, y), device=device, batch_size=batch_size, prepare=prepare,
+                          ks=(1,))[1]
 
 
-def evaluate_topk(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device, batch_size: int = 256,
-    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, ks: tuple[int, ...] = (1, 5),
+def evaluate_split(
+    model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 256,
+    prepare: Callable[[Any], Any] | None = None, ks: tuple[int, ...] = (1, 5),
 ) -> dict[int, float | None]:
-    """Top-k accuracy for each k in ``ks``, in one pass (null for a k above the number of classes)."""
+    """Top-k accuracy over every sample of a labelled ``split``, for each k in ``ks``, in one pass
+    (null for a k above the number of classes)."""
     import torch
 
     from harness.measure.fidelity import output_tensor
 
     correct = dict.fromkeys(ks, 0)
-    classes = None
+    classes, n = None, 0
+    move = prepare or (lambda inputs: map_tensors(inputs, lambda t: t.to(device)))
     with torch.inference_mode():
-        for start in range(0, x.shape[0], batch_size):
-            xb = prepare(x[start : start + batch_size]) if prepare else x[start : start + batch_size].to(device)
-            out = output_tensor(model(xb)).cpu()
-            labels = y[start : start + batch_size]
+        for batch in split.batches(batch_size):
+            if batch.labels is None:
+                raise ValueError("accuracy needs labels; this split has none")
+            out = output_tensor(call_model(model, move(batch.inputs))).cpu()
+            labels = batch.labels
             classes = out.shape[1]
+            n += int(labels.shape[0])
             top = out.topk(min(max(ks), classes), dim=1).indices
             for k in ks:
                 if k == 1:  # argmax, as top-1 always was here (topk may break an exact tie differently)
                     correct[k] += int((out.argmax(dim=1) == labels).sum())
                 elif k <= classes:
                     correct[k] += int((top[:, :k] == labels[:, None]).any(dim=1).sum())
-    n = x.shape[0]
-    return {k: (correct[k] / n if classes is not None and k <= classes else None) for k in ks}
+    return {k: (correct[k] / n if classes is not None and k <= classes and n else None) for k in ks}

@@ -36,12 +36,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.measure.inputs import batch_size, call_model, map_tensors
 from harness.plugin.types import MethodContext, ModelRef
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from harness.plugin.data import Split
     from harness.plugin.types import DatasetSplits
     from harness.suite.schema import Train
 
@@ -139,7 +141,9 @@ class Closure:
             def __init__(self, overrides: dict[str, torch.Tensor]) -> None:
                 self.overrides = overrides
 
-            def __call__(self, inp: torch.Tensor) -> torch.Tensor:
+            def __call__(self, inp: Any) -> torch.Tensor:
+                if isinstance(inp, dict):
+                    return functional_call(model, self.overrides, (), inp)
                 return functional_call(model, self.overrides, (inp,))
 
         def f(flat: torch.Tensor) -> torch.Tensor:
@@ -297,30 +301,42 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+def _batch_reader(split: Split, device: Any) -> Callable[[torch.Tensor], Any]:
+    """``read(indices) -> inputs on device``: for tensors in memory, moved to the device once and indexed
+    there (as fast as before the data contract); otherwise read from the split batch by batch."""
+    from harness.plugin.data import TensorSplit
+
+    if isinstance(split, TensorSplit) and split.preprocess is None:
+        on_device = map_tensors(split.x, lambda t: t.to(device))
+        return lambda idx: map_tensors(on_device, lambda t: t[idx])
+    return lambda idx: map_tensors(split.batch(idx.cpu()).inputs, lambda t: t.to(device))
+
+
 def evaluate(model: nn.Module, data: DatasetSplits, device: Any, *, objective: bool = False) -> dict[str, Any]:
     """Held-out loss and accuracy (null for a loss problem), and for a loss problem the
     full training objective: what a curve point holds besides the clock."""
     import torch
 
-    def mean_loss(x: torch.Tensor, y: torch.Tensor | None) -> tuple[float, float | None]:
-        total, correct = 0.0, 0
-        for start in range(0, x.shape[0], EVAL_BATCH):
-            xb = x[start : start + EVAL_BATCH].to(device)
-            yb = y[start : start + EVAL_BATCH].to(device) if y is not None else None
-            out = model(xb)
-            total += float(data.loss(out, xb, yb)) * xb.shape[0]
+    def mean_loss(split: Split) -> tuple[float, float | None]:
+        total, correct, n, labelled = 0.0, 0, 0, split.has_labels
+        for batch in split.batches(EVAL_BATCH):
+            xb = map_tensors(batch.inputs, lambda t: t.to(device))
+            yb = batch.labels.to(device) if batch.labels is not None else None
+            out = call_model(model, xb)
+            size = batch_size(xb)
+            total += float(data.loss(out, xb, yb)) * size
+            n += size
             if yb is not None and data.metric == "accuracy":
                 correct += int((out.argmax(dim=1) == yb).sum())
-        n = x.shape[0]
-        return total / n, (correct / n if y is not None and data.metric == "accuracy" else None)
+        return total / n, (correct / n if labelled and data.metric == "accuracy" else None)
 
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        test_loss, test_acc = mean_loss(data.x_test, data.y_test)
+        test_loss, test_acc = mean_loss(data.test)
         point: dict[str, Any] = {"test_loss": _finite(test_loss), "test_accuracy": test_acc}
         if objective:
-            point["objective"] = _finite(mean_loss(data.x_train, data.y_train)[0])
+            point["objective"] = _finite(mean_loss(data.train)[0])
     model.train(was_training)
     return point
 
@@ -397,13 +413,14 @@ def fit(
                      else (lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9)))
     opt = optimizer(params)
 
-    x_all = data.x_train.to(device)
-    n_all = x_all.shape[0]
-    y_all = data.y_train.to(device) if data.y_train is not None else None
+    inputs_at = _batch_reader(data.train, device)
+    n_all = len(data.train)
+    train_labels = data.train.labels
+    y_all = train_labels.to(device) if train_labels is not None else None
     labelled = n_all
     pool = None  # None: every input, one permutation per epoch
     if y_all is not None and labels_fraction < 1.0:
-        subset = labelled_subset(data.y_train, labels_fraction, seed).to(device)
+        subset = labelled_subset(train_labels, labels_fraction, seed).to(device)
         labelled = subset.numel()
         if keep_unlabelled:
             hidden = torch.ones(n_all, dtype=torch.bool, device=device)
@@ -417,7 +434,7 @@ def fit(
     total_steps = steps_per_epoch * epochs
     lam = _lr_lambda(schedule, total_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam) if lam is not None else None
-    loss_fn: LossFn = loss or (lambda m, x, y: data.loss(m(x), x, y))
+    loss_fn: LossFn = loss or (lambda m, x, y: data.loss(call_model(m, x), x, y))
 
     is_loss = data.metric == "loss"
     floor = data.loss_floor
@@ -496,7 +513,7 @@ def fit(
                 idx = local
             else:
                 seen_inputs += idx.numel()
-            closure = Closure(net, loss_fn, x_all[idx], y_all[idx] if y_all is not None else None, params, shard)
+            closure = Closure(net, loss_fn, inputs_at(idx), y_all[idx] if y_all is not None else None, params, shard)
             value = opt.step(closure)
             if sched is not None:
                 sched.step()

@@ -15,13 +15,13 @@ torch imports stay inside functions: this module is imported at plugin discovery
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from harness import MethodContext, Params, Skip
+from harness.plugin.data import call_model, map_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -84,14 +84,6 @@ def environment_failure(exc: BaseException) -> str | None:
     return None
 
 
-def warm_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The first ``batch_size`` test rows, the test set repeated when it is smaller (as the harness does)."""
-    if x.shape[0] >= batch_size:
-        return x[:batch_size].contiguous()
-    reps = math.ceil(batch_size / x.shape[0])
-    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
-
-
 def dynamo_counts() -> dict[str, int]:
     """The dynamo/inductor counters this method logs: graphs captured, graph breaks, CUDA graph skips."""
     from torch._dynamo.utils import counters
@@ -126,12 +118,12 @@ def compile_model(model: nn.Module, params: CompileParams, ctx: MethodContext) -
     before = dynamo_counts()
     per_batch: dict[int, float] = {}
     for bs in dict.fromkeys(ctx.batch_sizes):  # unique, in order
-        x = warm_batch(ctx.data.x_test, bs).to(ctx.device)
+        x = map_tensors(ctx.data.test.example(bs), lambda t: t.to(ctx.device))  # the batch the harness times
         _sync(ctx.device)
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
-                compiled(x)
+                call_model(compiled, x)
             _sync(ctx.device)
         except Exception as exc:
             skip = environment_failure(exc)

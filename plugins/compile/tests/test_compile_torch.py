@@ -20,7 +20,6 @@ from optbench_compile.torch_compile import (
     environment_failure,
     first_line,
     unavailable_reason,
-    warm_batch,
 )
 from torch import nn
 
@@ -112,7 +111,7 @@ def test_compiled_mlp_matches_eager_at_every_batch_size(compiled_mlp):
     data, eager, compiled, _, _ = compiled_mlp
     with torch.inference_mode():
         for bs in (1, 64, 10):  # the warmed sizes and one more (the dynamic graph takes it)
-            x = warm_batch(data.x_test, bs)
+            x = data.test.example(bs)
             assert torch.allclose(compiled(x), eager(x), atol=1e-5, rtol=0)
 
 
@@ -128,7 +127,7 @@ def test_a_second_call_does_not_recompile(compiled_mlp):
     before = dynamo_counts()
     with torch.inference_mode():
         for bs in (1, 64):
-            x = warm_batch(data.x_test, bs)
+            x = data.test.example(bs)
             t0 = time.perf_counter()
             compiled(x)
             elapsed = time.perf_counter() - t0
@@ -142,7 +141,7 @@ def test_the_compiled_model_keeps_its_weights_and_runs_after_eval_and_to(compile
     before = dynamo_counts()
     same = compiled.to("cpu").eval()  # what the harness's backend does next
     with torch.inference_mode():
-        same(warm_batch(data.x_test, 1))
+        same(data.test.example(1))
     assert dynamo_counts() == before
 
 
@@ -194,12 +193,6 @@ def test_environment_failures_are_told_apart_from_model_failures():
 def test_first_line_skips_blank_lines_and_names_the_type():
     assert first_line(ValueError("\n\n  bad thing  \nsecond")) == "ValueError: bad thing"
     assert first_line(KeyError()) == "KeyError"
-
-
-def test_warm_batches_repeat_the_test_set():
-    x = torch.arange(3.0)[:, None]
-    assert warm_batch(x, 2).flatten().tolist() == [0.0, 1.0]
-    assert warm_batch(x, 7).flatten().tolist() == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0]
 
 
 # --- modes and shapes (slow: each variant is a real inductor compile) --------------------

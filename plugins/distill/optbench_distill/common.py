@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from harness import Params, Skip
+from harness.plugin.data import call_model
 from harness.plugin.types import ModelRef
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
     import torch
 
     with torch.no_grad():
-        return teacher(x)
+        return call_model(teacher, x)
 
 
 def as_tensor(value: Any, where: str) -> torch.Tensor:

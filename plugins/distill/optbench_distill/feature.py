@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from harness.plugin.data import call_model, map_tensors
 from optbench_distill.common import (
     DistillParams,
     as_tensor,
@@ -122,7 +123,7 @@ def probe_shape(model: nn.Module, tap: FeatureTap, x: torch.Tensor) -> tuple[int
     model.eval()
     try:
         with torch.no_grad():
-            model(x)
+            call_model(model, x)
         return tuple(tap.take().shape[1:])
     finally:
         model.train(was_training)
@@ -136,10 +137,10 @@ def make_loss(teacher: nn.Module, student_tap: FeatureTap, teacher_tap: FeatureT
     beta, alpha, temperature = params.beta, params.alpha, params.temperature
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        student_logits = model(x)
+        student_logits = call_model(model, x)
         student_feature = student_tap.take()
         with torch.no_grad():
-            logits_t = teacher(x)
+            logits_t = call_model(teacher, x)
             teacher_feature = teacher_tap.take()
         total = beta * F.mse_loss(projection(student_feature), teacher_feature)
         total = total + (1.0 - alpha) * hard_loss(student_logits, y)
@@ -166,7 +167,7 @@ def apply(student: nn.Module, params: FeatureParams, ctx: TrainingContext) -> nn
     teacher_tap = FeatureTap(find_module(teacher, params.teacher_layer, "teacher_layer"),
                              f"teacher_layer {params.teacher_layer!r}")
     try:
-        x = ctx.data.x_train[:PROBE_BATCH].to(ctx.device)
+        x = map_tensors(ctx.data.train.example(PROBE_BATCH), lambda t: t.to(ctx.device))
         student.to(ctx.device)
         s_shape, t_shape = probe_shape(student, student_tap, x), probe_shape(teacher, teacher_tap, x)
         with torch.random.fork_rng(devices=[]):

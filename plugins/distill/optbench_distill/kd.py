@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from harness.plugin.data import call_model
 from optbench_distill.common import (
     DistillParams,
     describe,
@@ -50,7 +51,7 @@ def make_loss(teacher: nn.Module, temperature: float, alpha: float) -> Callable[
     """``loss(model, x, y)`` for ``ctx.fit``: kd_loss against the teacher's logits on the batch."""
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return kd_loss(model(x), teacher_logits(teacher, x), y, temperature=temperature, alpha=alpha)
+        return kd_loss(call_model(model, x), teacher_logits(teacher, x), y, temperature=temperature, alpha=alpha)
 
     return loss
 

@@ -237,10 +237,16 @@ class CudaSession(BackendSession):
         return model.eval()
 
     def prepare_input(self, x: Any) -> Any:
-        x = x.to(self.device, non_blocking=True)
-        if self.params.dtype != "float32" and x.is_floating_point():
-            x = x.to(self.torch_dtype)
-        return x
+        """To the device; floating tensors (not token ids or masks) to the session's dtype."""
+        from harness.plugin.data import map_tensors
+
+        def move(t: Any) -> Any:
+            t = t.to(self.device, non_blocking=True)
+            if self.params.dtype != "float32" and t.is_floating_point():
+                t = t.to(self.torch_dtype)
+            return t
+
+        return map_tensors(x, move)
 
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
         import torch

@@ -183,9 +183,11 @@ def _timing_work(model: Any, shares: list[Any], warmup: tuple[int, float], repea
         import torch
         import torch.distributed as dist
 
+        from harness.plugin.data import batch_size, call_model, map_tensors
+
         replica = model.to(device)
         share = shares[rank]
-        x = share.to(device) if share is not None and share.numel() else None
+        x = map_tensors(share, lambda t: t.to(device)) if share is not None and batch_size(share) else None
         flag = torch.zeros(1, dtype=torch.int32, device=device if device.type == "cuda" else "cpu")
 
         def loop(budget: tuple[int, float], timed: bool) -> list[int]:
@@ -198,7 +200,7 @@ def _timing_work(model: Any, shares: list[Any], warmup: tuple[int, float], repea
                 t0 = time.perf_counter_ns()
                 if x is not None:
                     with torch.inference_mode():
-                        replica(x)
+                        call_model(replica, x)
                     sync()
                 if timed:
                     samples.append(time.perf_counter_ns() - t0)
@@ -292,15 +294,20 @@ class MultiGPUSession(BackendSession):
         import torch
 
         from harness.measure.stats import summarize
+        from harness.plugin.data import batch_size
 
         n = self.params.devices
-        shares = list(torch.tensor_split(x, n))
-        used = sum(1 for s in shares if s.shape[0])
+        if isinstance(x, dict):  # every named tensor split the same way, so each rank's share stays aligned
+            parts = {k: torch.tensor_split(v, n) for k, v in x.items()}
+            shares = [{k: parts[k][i] for k in parts} for i in range(n)]
+        else:
+            shares = list(torch.tensor_split(x, n))
+        used = sum(1 for s in shares if batch_size(s))
         ranks = run_ranks(model, shares, warmup, repeat, device_type=self.params.device_type,
                           threads=self._threads())
         iterations = min(len(r["samples"]) for r in ranks)
         per_call = [max(r["samples"][i] for r in ranks if not r["idle"]) for i in range(iterations)]
-        per_rank = [summarize(r["samples"], max(1, len(share))) if not r["idle"] else None
+        per_rank = [summarize(r["samples"], max(1, batch_size(share))) if not r["idle"] else None
                     for r, share in zip(ranks, shares, strict=True)]
         fields: dict[str, Any] = {
             "ranks_used": used,
@@ -312,8 +319,8 @@ class MultiGPUSession(BackendSession):
         if self.params.scaling and used > 1:
             (alone,) = run_ranks(model, [shares[0]], warmup, repeat, device_type=self.params.device_type,
                                  threads=self._threads())
-            single = shares[0].shape[0] / (sum(alone["samples"]) / len(alone["samples"]) / 1e9)
-            aggregate = x.shape[0] / (sum(per_call) / len(per_call) / 1e9)
+            single = batch_size(shares[0]) / (sum(alone["samples"]) / len(alone["samples"]) / 1e9)
+            aggregate = batch_size(x) / (sum(per_call) / len(per_call) / 1e9)
             fields["single_rank_throughput_per_s"] = single
             fields["scaling_efficiency"] = aggregate / (used * single)
         self._fields = fields

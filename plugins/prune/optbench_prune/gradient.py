@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from harness import DatasetSplits, MethodContext, Skip
+from harness.plugin.data import call_model, map_tensors
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary
 
@@ -48,9 +49,9 @@ def training_batches(
     """
     import torch
 
-    if data.y_train is None:
+    if not data.train.has_labels:
         raise Skip(NEEDS_LABELS)
-    n = data.x_train.shape[0]
+    n = len(data.train)
     size = min(batch_size, n)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)
@@ -60,7 +61,8 @@ def training_batches(
             order, start = torch.randperm(n, generator=g), 0
         idx = order[start : start + size]
         start += size
-        yield data.x_train[idx], data.y_train[idx]
+        batch = data.train.batch(idx)
+        yield batch.inputs, batch.labels
 
 
 @contextmanager
@@ -93,7 +95,7 @@ def gradient_importance(
             w.requires_grad_(True)
         with eval_mode(model), torch.enable_grad():
             for x, y in batches:
-                loss = F.cross_entropy(model(x.to(device)), y.to(device))
+                loss = F.cross_entropy(call_model(model, map_tensors(x, lambda t: t.to(device))), y.to(device))
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
                 for imp, w, grad in zip(importance, weights, grads):
                     if grad is not None:  # None: the layer does not reach the loss
@@ -106,7 +108,7 @@ def gradient_importance(
 
 
 def apply(model: nn.Module, params: GradientParams, ctx: MethodContext) -> nn.Module:
-    if ctx.data.y_train is None:
+    if not ctx.data.train.has_labels:
         raise Skip(NEEDS_LABELS)
     layers = prunable_layers(model)
     if not layers:
@@ -117,6 +119,6 @@ def apply(model: nn.Module, params: GradientParams, ctx: MethodContext) -> nn.Mo
     prune_by_scores(layers, scores, params.sparsity, params.scope)
     ctx.log(
         f"prune.gradient: {params.scope} scope, |w*dL/dw| over {params.batches} batch(es) of "
-        f"{min(params.batch_size, ctx.data.x_train.shape[0])}, {len(layers)} layer(s): {zero_summary(layers)}"
+        f"{min(params.batch_size, len(ctx.data.train))}, {len(layers)} layer(s): {zero_summary(layers)}"
     )
     return model

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness import MethodContext, Params, Skip
+from harness.measure.fidelity import output_tensor
+from harness.plugin.data import call_model, map_tensors
 from optbench_prune.gradient import NEEDS_LABELS, eval_mode, training_batches
 from optbench_prune.magnitude import prunable_layers
 
@@ -95,7 +97,7 @@ def apply(model: nn.Module, params: StructuredParams, ctx: MethodContext) -> nn.
     import torch
     from torch.nn import functional as F
 
-    if params.importance == "taylor" and ctx.data.y_train is None:
+    if params.importance == "taylor" and not ctx.data.train.has_labels:
         raise Skip(f"importance taylor {NEEDS_LABELS}")
     try:
         import torch_pruning as tp
@@ -107,11 +109,11 @@ def apply(model: nn.Module, params: StructuredParams, ctx: MethodContext) -> nn.
     classifier = classifier_layer(model, ctx.data.num_classes)
     _check_ratio_leaves_a_channel(model, classifier, params.ratio)
     device = next(model.parameters()).device
-    example = ctx.data.x_train[:BATCH_SIZE].to(device)
+    example = map_tensors(ctx.data.train.example(min(BATCH_SIZE, len(ctx.data.train))), lambda t: t.to(device))
     before = layer_shapes(model)
     params_before = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), eval_mode(model):
-        out_shape = tuple(model(example).shape)
+        out_shape = tuple(output_tensor(call_model(model, example)).shape)
 
     # RandomImportance draws from torch's global generator: seed a fork of it.
     with torch.random.fork_rng(devices=[]), eval_mode(model), torch.enable_grad():
@@ -127,13 +129,14 @@ def apply(model: nn.Module, params: StructuredParams, ctx: MethodContext) -> nn.
             if params.importance == "taylor":
                 model.zero_grad(set_to_none=True)
                 for x, y in training_batches(ctx.data, params.batches, BATCH_SIZE, ctx.seed):
-                    (F.cross_entropy(model(x.to(device)), y.to(device)) / params.batches).backward()
+                    out = call_model(model, map_tensors(x, lambda t: t.to(device)))
+                    (F.cross_entropy(output_tensor(out), y.to(device)) / params.batches).backward()
             pruner.step()
         finally:
             model.zero_grad(set_to_none=True)
 
     with torch.no_grad(), eval_mode(model):
-        new_shape = tuple(model(example).shape)
+        new_shape = tuple(output_tensor(call_model(model, example)).shape)
     if new_shape != out_shape:
         raise RuntimeError(f"structured pruning changed the output shape from {out_shape} to {new_shape}")
     after = layer_shapes(model)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from harness import MethodContext, Params, Skip
+from harness.plugin.data import call_model
 from optbench_quantize import fx_graph_mode
 
 if TYPE_CHECKING:
@@ -34,12 +35,12 @@ def apply(model: nn.Module, params: QATParams, ctx: MethodContext) -> nn.Module:
 
     from harness.train.classifier import train_classifier
 
-    if ctx.data.y_train is None:
+    if not ctx.data.train.has_labels:
         raise Skip("needs labelled training data")
     fx_graph_mode.require_cpu(ctx, NAME)
     engine = fx_graph_mode.choose_fx_engine(torch.backends.quantized.supported_engines)
     torch.backends.quantized.engine = engine
-    example = ctx.data.x_train[: params.batch_size]
+    example = ctx.data.train.example(min(params.batch_size, len(ctx.data.train)))
     convs, linears = fx_graph_mode.float_layer_counts(model)
 
     with fx_graph_mode.quiet_ao_warnings():
@@ -52,7 +53,7 @@ def apply(model: nn.Module, params: QATParams, ctx: MethodContext) -> nn.Module:
         # one pass to give activations a range: run the example batch through in train mode.
         if params.epochs == 0:
             with torch.no_grad():
-                prepared.train()(example)
+                call_model(prepared.train(), example)
         train_classifier(
             prepared, ctx.data, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=ctx.seed
         )

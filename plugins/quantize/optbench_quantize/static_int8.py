@@ -9,11 +9,12 @@ swaps in ``torch.ao.nn.quantized`` modules that run real int8 kernels in eager m
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from harness import MethodContext, Params
+from harness.plugin.data import Split, TensorSplit, call_model
 from optbench_quantize import fx_graph_mode
 
 if TYPE_CHECKING:
@@ -61,14 +62,16 @@ def build_qconfig_mapping(params: StaticInt8Params, engine: str) -> QConfigMappi
     return get_default_qconfig_mapping(engine).set_global(QConfig(activation=activation, weight=weight))
 
 
-def calibration_batches(x: torch.Tensor, params: StaticInt8Params, seed: int) -> list[torch.Tensor]:
-    """Up to ``calibration_batches`` disjoint batches from a seeded shuffle of ``x``."""
+def calibration_batches(data: Split | torch.Tensor, params: StaticInt8Params, seed: int) -> list[Any]:
+    """Up to ``calibration_batches`` disjoint batches of inputs from a seeded shuffle of a split (or of
+    an in-memory tensor of inputs)."""
     import torch
 
-    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    split = data if isinstance(data, Split) else TensorSplit(data)
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     size = params.calibration_batch_size
-    starts = range(0, min(x.shape[0], params.calibration_batches * size), size)
-    return [x[order[s : s + size]] for s in starts]
+    starts = range(0, min(len(split), params.calibration_batches * size), size)
+    return [split.batch(order[s : s + size]).inputs for s in starts]
 
 
 def apply(model: nn.Module, params: StaticInt8Params, ctx: MethodContext) -> nn.Module:
@@ -78,8 +81,8 @@ def apply(model: nn.Module, params: StaticInt8Params, ctx: MethodContext) -> nn.
     fx_graph_mode.require_cpu(ctx, NAME)
     engine = fx_graph_mode.choose_fx_engine(torch.backends.quantized.supported_engines)
     torch.backends.quantized.engine = engine
-    batches = calibration_batches(ctx.data.x_train, params, ctx.seed)
-    example = ctx.data.x_train[: params.calibration_batch_size]
+    batches = calibration_batches(ctx.data.train, params, ctx.seed)
+    example = ctx.data.train.example(min(params.calibration_batch_size, len(ctx.data.train)))
     convs, linears = fx_graph_mode.float_layer_counts(model)
 
     with fx_graph_mode.quiet_ao_warnings():
@@ -90,7 +93,7 @@ def apply(model: nn.Module, params: StaticInt8Params, ctx: MethodContext) -> nn.
         )
         with torch.no_grad():
             for batch in batches:
-                prepared(batch)
+                call_model(prepared, batch)
         quantized = convert_fx(prepared)
         with torch.no_grad():
             quantized(example)  # fails here, not in the timed loop; also spends torch's warn-once notes

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness import MethodContext, Params, Skip
+from harness.plugin.data import call_model, map_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -142,7 +143,7 @@ def apply(model: nn.Module, params: TorchAOParams, ctx: MethodContext) -> nn.Mod
             raise Skip(reason)
     torchao = import_torchao(ctx)
     config = make_config(torchao.quantization, params.config)
-    example = ctx.data.x_train[:32].to(ctx.device)
+    example = map_tensors(ctx.data.train.example(min(32, len(ctx.data.train))), lambda t: t.to(ctx.device))
     # Quantize on the backend's device: some packed layouts (int4 tinygemm) are built by device kernels.
     model = model.to(ctx.device).eval()
     if params.config == "int4_weight_only":
@@ -153,7 +154,7 @@ def apply(model: nn.Module, params: TorchAOParams, ctx: MethodContext) -> nn.Mod
     try:
         torchao.quantize_(model, config)
         with torch.no_grad():
-            model(example)
+            call_model(model, example)
     except UNSUPPORTED_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise Skip(

@@ -126,13 +126,15 @@ def task(data: DatasetSplits, classes: Sequence[int], seed: int, per_class: int 
     when None) and every held-out example of them, labels remapped to 0..len(classes)-1."""
     train = pick_per_class(data.y_train, classes, per_class, seed)
     test = pick_per_class(data.y_test, classes, None, seed)
-    return DatasetSplits(
-        x_train=data.x_train[train],
-        y_train=remap(data.y_train[train], classes),
-        x_test=data.x_test[test],
-        y_test=remap(data.y_test[test], classes),
-        num_classes=len(classes),
-    )
+    index = {int(c): i for i, c in enumerate(classes)}
+
+    def relabel(label: int) -> int:
+        if label not in index:
+            raise ValueError(f"labels outside {list(classes)} cannot be remapped")
+        return index[label]
+
+    return DatasetSplits(train=data.train.subset(train).map_labels(relabel),
+                         test=data.test.subset(test).map_labels(relabel), num_classes=len(classes))
 
 
 def _describe(labels: list[int]) -> str:
@@ -229,7 +231,7 @@ def only_head_trains(model: nn.Module, head: nn.Module) -> Iterator[None]:
 
 
 def _size(data: DatasetSplits) -> str:
-    return f"{data.x_train.shape[0]} training / {data.x_test.shape[0]} held-out examples"
+    return f"{len(data.train)} training / {len(data.test)} held-out examples"
 
 
 def apply(model: nn.Module, params: FinetuneParams, ctx: Any) -> nn.Module:
