@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# The tests never touch a network: Hugging Face libraries look in their caches only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "suites"
 

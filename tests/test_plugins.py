@@ -213,9 +213,9 @@ def test_a_different_module_registering_an_installed_name_still_fails(site):
 
 
 def test_plugins_command_says_when_a_model_is_trained_with_the_harness_defaults(optbench_plugin, cli):
-    from harness.registry.manager import describe_object
-
     import optbench_test_plugins
+
+    from harness.registry.manager import describe_object
 
     optbench_plugin(optbench_test_plugins, name="misbehaving")
     pm = PluginManager.load()

@@ -83,16 +83,17 @@ def test_epochs_0_uses_the_module_as_built_and_a_checkpoint_loads(cli, tmp_path)
     torch.save(ns["build"](hidden=48, num_classes=10, input_shape=(1, 8, 8)).state_dict(), project / "w.pt")
     suite = write(project, checkpoint="w.pt")
     data = yaml.safe_load(suite.read_text())
-    data["models"][0]["params"]["epochs"] = 0
+    entry = data["models"][0]
+    entry["params"]["epochs"] = 0
+    data["models"] = [entry, {**{k: v for k, v in entry.items() if k != "checkpoint"}, "id": "as-built"}]
+    data["methods"] = []
     suite.write_text(yaml.safe_dump(data))
     run_dir, records = run(cli, suite, tmp_path)
-    assert "checkpoint" in model_log(run_dir, records) and records[0]["accuracy"] is not None
-
-    del data["models"][0]["checkpoint"]
-    suite.write_text(yaml.safe_dump(data))
-    run_dir, records = run(cli, suite, tmp_path)
-    assert "as built (epochs 0" in model_log(run_dir, records)
-    assert records[0]["accuracy"] < 0.5  # untrained: about chance, and reported as measured
+    logs = {r["model"]: (run_dir / "cells" / r["cell_id"] / "log.txt").read_text() for r in records}
+    assert "checkpoint" in logs["mine"] and "as built (epochs 0" in logs["as-built"]
+    by = {r["model"]: r for r in records}
+    assert by["mine"]["accuracy"] is not None
+    assert by["as-built"]["accuracy"] < 0.5  # untrained: about chance, and reported as measured
 
 
 def test_a_module_reference_and_the_arguments_the_factory_asks_for(cli, tmp_path):

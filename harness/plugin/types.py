@@ -302,6 +302,9 @@ class Model:
     #: raw samples to its inputs (a tokenizer, a weights' transforms); the harness reads every split of
     #: the cell through it, so one dataset serves many models. None: the dataset's own collate.
     preprocess: Callable[[Any, DatasetSplits], Preprocess | None] | None = None
+    #: ``pretrained(params) -> bool``: whether ``build`` returns trained weights for these params (a hub
+    #: model, torchvision ``weights``); a model the harness does not train is then evaluated as built.
+    pretrained: Callable[[Any], bool] | None = None
     kind: str = "model"
     plugin_type: ClassVar[str] = "model"
 

@@ -92,6 +92,8 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval(), f"checkpoint {path}", True
     if not spec.trainable:
+        if spec.pretrained is not None and spec.pretrained(params):
+            return model.eval(), "pretrained weights, as built", True
         return model.eval(), "random weights (the model is not trained by the harness; give a checkpoint)", False
     settings = training_settings(params)
     if settings["epochs"] == 0:  # its own initial weights, or weights its build loaded itself
@@ -224,9 +226,13 @@ def measure_cell(payload: dict) -> dict:
     facts["task_changed"] = task_changed
     if measure["accuracy"] and data.test.has_labels and meaningful:
         top = classifier.evaluate_split(model, data.test, device=session.device, prepare=session.prepare_input,
-                                        ks=(1, 5))
+                                        ks=(1, 5), num_classes=data.num_classes)
         facts["accuracy"], facts["top5_accuracy"] = top[1], top[5]
-        log(f"accuracy {facts['accuracy']:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
+        if top[1] is None:
+            log(f"accuracy: not measured, the model's outputs are not {data.num_classes} class scores per input "
+                "(an embedding or hidden states); fidelity still compares them with the baseline's")
+        else:
+            log(f"accuracy {top[1]:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
     if reference is not None:
         facts.update(_fidelity(model, reference, data, session, exact=cell["method"]["name"] == "baseline"))
 

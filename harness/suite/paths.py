@@ -46,6 +46,8 @@ def _resolve_value(value: Any, marker: SuiteRelative, base: Path) -> Any:
         return marker.apply(value, base)
     if isinstance(value, list):  # a grid over several files
         return [_resolve_value(v, marker, base) for v in value]
+    if isinstance(value, dict):  # files by split: {train: a.csv, test: b.csv}
+        return {k: _resolve_value(v, marker, base) for k, v in value.items()}
     return value
 
 

@@ -113,10 +113,11 @@ def evaluate_accuracy(
 
 def evaluate_split(
     model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 256,
-    prepare: Callable[[Any], Any] | None = None, ks: tuple[int, ...] = (1, 5),
+    prepare: Callable[[Any], Any] | None = None, ks: tuple[int, ...] = (1, 5), num_classes: int | None = None,
 ) -> dict[int, float | None]:
     """Top-k accuracy over every sample of a labelled ``split``, for each k in ``ks``, in one pass
-    (null for a k above the number of classes)."""
+    (null for a k above the number of classes). With ``num_classes``, outputs that are not one score
+    per class (an embedding model's) give null for every k rather than a meaningless number."""
     import torch
 
     from harness.measure.fidelity import output_tensor
@@ -129,6 +130,8 @@ def evaluate_split(
             if batch.labels is None:
                 raise ValueError("accuracy needs labels; this split has none")
             out = output_tensor(call_model(model, move(batch.inputs))).cpu()
+            if num_classes is not None and (out.dim() != 2 or out.shape[1] != num_classes):
+                return dict.fromkeys(ks)
             labels = batch.labels
             classes = out.shape[1]
             n += int(labels.shape[0])

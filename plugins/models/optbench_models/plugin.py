@@ -1,9 +1,10 @@
-"""Registers the model adapters and the token dataset."""
+"""Registers the model adapters, the token dataset and the Hugging Face datasets dataset."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from harness import Dataset, Model, hookimpl
+from optbench_models.hf_dataset import HF
 from optbench_models.text import TOKENS, TRANSFORMERS
 from optbench_models.vision import TIMM, TORCHVISION
 
@@ -18,3 +19,4 @@ def register_models(register: Callable[[Model], None]) -> None:
 @hookimpl
 def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(TOKENS)
+    register(HF)

@@ -1,35 +1,70 @@
 """Hugging Face transformers models, and a synthetic token-id dataset to feed them.
 
-A model comes from a local directory (``path``; weights used when the directory holds
-them) or from a config dict (``config`` with ``model_type``; random weights). Nothing
-is downloaded: the hub is switched off before transformers is imported.
+A model comes from the Hugging Face hub (``model_id``, with ``revision``: fetched into the hub's own
+cache when this machine is online, loaded from that cache when it is not), from a local directory
+(``path``, what ``save_pretrained`` wrote) or from a config dict (``config`` with ``model_type``;
+random weights). The tokenizer comes with the model: text samples are tokenized to ``seq_len``
+tokens (padded or truncated), and the model is called with ``input_ids``, ``attention_mask`` and,
+where the tokenizer gives them, ``token_type_ids``, as it was trained. Samples that are already token
+ids (the ``tokens`` dataset) get an all-ones attention mask.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness import Dataset, DatasetSplits, Model, Params
-from optbench_models.requirements import check_input_shape, require
+from harness import Dataset, DatasetSplits, Model, Params, SuitePath
+from optbench_models.requirements import check_input_shape, hub_error, require
+
+TASKS = ("sequence-classification", "base", "causal-lm")
 
 
 class TransformersParams(Params):
+    model_id: str | None = Field(None, description="a Hugging Face hub id, e.g. sentence-transformers/all-MiniLM-L6-v2 "
+                                                   "(the hub's cache; downloaded when online)")
+    revision: str | None = Field(None, description="hub revision of model_id: a branch, tag or commit")
+    path: SuitePath | None = Field(None, description="a local directory a model was saved to (save_pretrained)")
     config: dict[str, Any] | None = Field(None, description="config dict with model_type (random weights)")
-    path: str | None = Field(None, description="local directory of a saved model (from_pretrained, offline)")
-    task: Literal["sequence-classification", "base"] = Field(
-        "sequence-classification", description="classification head (logits) or the bare model (last hidden state)"
-    )
-    seq_len: int = Field(128, ge=1, le=1_000_000, description="tokens per sample; must match the dataset")
+    task: Literal["sequence-classification", "base", "causal-lm"] = Field(
+        "sequence-classification",
+        description="classification head (logits), the bare encoder (hidden states or a pooled embedding), "
+                    "or a language-model head (next-token logits)")
+    pooling: Literal["none", "mean", "cls"] = Field(
+        "none", description="task base: the last hidden state (none), its mean over real tokens (a sentence "
+                            "embedding, as sentence-transformers compute it) or the first token's")
+    seq_len: int = Field(128, ge=1, le=1_000_000, description="tokens per sample: text is padded or truncated to it")
 
     @model_validator(mode="after")
     def _one_source(self) -> TransformersParams:
-        if (self.config is None) == (self.path is None):
-            raise ValueError("give exactly one of `config` (a dict with model_type) or `path` (a local directory)")
+        given = [k for k in ("model_id", "path", "config") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `model_id` (a hub id), `path` (a local directory) or `config` "
+                             f"(a dict with model_type); got {given or 'none'}")
         if self.config is not None and "model_type" not in self.config:
             raise ValueError("`config` needs a `model_type`, e.g. bert")
+        if self.revision is not None and self.model_id is None:
+            raise ValueError("`revision` goes with `model_id`")
+        if self.pooling != "none" and self.task != "base":
+            raise ValueError("`pooling` applies to task base (the bare encoder's hidden states)")
+        if self.path is not None and not os.path.isdir(self.path):
+            raise ValueError(f"no such model directory {self.path}")
         return self
 
+    @property
+    def source(self) -> str | None:
+        return self.path or self.model_id
+
+
+def _pretrained(loader: Any, params: TransformersParams, what: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` of the params' source, or one clear error when it is not to be had."""
+    source = params.source
+    extra = {"revision": params.revision} if params.revision else {}
+    try:
+        return loader.from_pretrained(source, **extra, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise hub_error(what, source, params.revision, exc, local=params.path is not None) from None
 
 
 def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
@@ -37,26 +72,78 @@ def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
     import torch
 
     check_input_shape([params.seq_len], data.input_shape, "transformers model")
-    auto = (transformers.AutoModelForSequenceClassification if params.task == "sequence-classification"
-            else transformers.AutoModel)
-    if params.path is not None:
-        inner = auto.from_pretrained(params.path, local_files_only=True)
+    auto = {"sequence-classification": transformers.AutoModelForSequenceClassification,
+            "base": transformers.AutoModel, "causal-lm": transformers.AutoModelForCausalLM}[params.task]
+    if params.source is not None:
+        inner = _pretrained(auto, params, "model")
+        labels = getattr(inner.config, "num_labels", None)
+        if params.task == "sequence-classification" and data.has_labels and labels != data.num_classes:
+            raise ValueError(f"the model's classification head has {labels} labels, the dataset {data.num_classes} "
+                             "classes; use a dataset with the model's classes, or task: base for its embeddings")
     else:
         cfg = dict(params.config)
         cfg.setdefault("num_labels", data.num_classes)
         config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         inner = auto.from_config(config)
+    import inspect
+
+    accepts = set(inspect.signature(inner.forward).parameters)
 
     class TransformersModel(torch.nn.Module):
-        def __init__(self, model: Any, task: str) -> None:
+        """The transformers model behind one tensor output: logits, hidden states or a pooled embedding."""
+
+        def __init__(self, model: Any, task: str, pooling: str) -> None:
             super().__init__()
-            self.model, self.task = model, task
+            self.model, self.task, self.pooling = model, task, pooling
 
-        def forward(self, input_ids: Any) -> Any:
-            out = self.model(input_ids=input_ids.long())
-            return out.logits if self.task == "sequence-classification" else out.last_hidden_state
+        def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
+            kwargs = {"input_ids": input_ids.long()}
+            if attention_mask is not None:
+                kwargs["attention_mask"] = attention_mask
+            if token_type_ids is not None and "token_type_ids" in accepts:
+                kwargs["token_type_ids"] = token_type_ids
+            out = self.model(**kwargs)
+            if self.task != "base":
+                return out.logits
+            hidden = out.last_hidden_state
+            if self.pooling == "mean":
+                mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).to(hidden.dtype)
+                mask = mask.unsqueeze(-1)
+                return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+            if self.pooling == "cls":
+                return hidden[:, 0]
+            return hidden
 
-    return TransformersModel(inner, params.task)
+    return TransformersModel(inner, params.task, params.pooling)
+
+
+def preprocess_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
+    """raw samples -> {input_ids, attention_mask[, token_type_ids]}: text through the model's own tokenizer
+    (padded or truncated to seq_len), token-id tensors as they are with an all-ones mask."""
+    import torch
+
+    tokenizer = None
+
+    def tokenize(raw: list[Any]) -> dict[str, Any]:
+        nonlocal tokenizer
+        first = raw[0]
+        if isinstance(first, torch.Tensor):
+            ids = torch.stack([torch.as_tensor(r) for r in raw]).long()
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if tokenizer is None:
+            if params.source is None:
+                raise ValueError("this model comes from a config (random weights) and has no tokenizer, so it "
+                                 "cannot read text; give `model_id` or `path` of a model saved with its tokenizer")
+            transformers = require("transformers", "transformers")
+            tokenizer = _pretrained(transformers.AutoTokenizer, params, "tokenizer")
+        pairs = isinstance(first, tuple)
+        texts = [r[0] if pairs else r for r in raw]
+        second = [r[1] for r in raw] if pairs else None
+        enc = tokenizer(texts, second, padding="max_length", truncation=True, max_length=params.seq_len,
+                        return_tensors="pt")
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    return tokenize
 
 
 class TokenParams(Params):
@@ -77,8 +164,10 @@ def load_tokens(params: TokenParams, seed: int) -> DatasetSplits:
 
 
 TRANSFORMERS = Model(
-    name="transformers", description="a Hugging Face transformers model from a local directory or a config dict",
+    name="transformers",
+    description="a Hugging Face transformers model: a hub id (cached), a local directory or a config dict",
     build=build_transformers, params=TransformersParams, trainable=False,
+    preprocess=preprocess_transformers, pretrained=lambda params: params.source is not None,
 )
 TOKENS = Dataset(
     name="tokens", description="random token ids of a declared length, for text models (no accuracy)",

@@ -11,10 +11,8 @@ from optbench_models.text import (
     build_transformers,
     load_tokens,
 )
-from optbench_models.vision import VisionParams, build_torchvision
+from optbench_models.vision import TorchvisionParams
 from pydantic import ValidationError
-
-from harness import DatasetSplits
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 try:
@@ -81,10 +79,9 @@ def test_a_random_weight_model_on_labelled_data_reports_no_accuracy(optbench_run
     assert run.records[0]["status"] == "ok" and run.records[0]["accuracy"] is None
 
 
-def test_weights_downloads_are_refused():
-    data = DatasetSplits(torch.zeros(1, 3, 8, 8), None, torch.zeros(1, 3, 8, 8), None, 10)
-    with pytest.raises((ValueError, ImportError), match="nothing is downloaded|needs the package"):
-        build_torchvision(VisionParams(arch="resnet18", kwargs={"weights": "DEFAULT"}, input_shape=[3, 8, 8]), data)
+def test_weights_are_the_models_own_param_not_a_kwarg():
+    with pytest.raises(ValidationError, match=r"give \['weights'\] as the model's own params"):
+        TorchvisionParams(arch="resnet18", kwargs={"weights": "DEFAULT"})
 
 
 @pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision is importable here")

@@ -66,6 +66,19 @@ def classifier_layer(model: nn.Module, num_classes: int) -> nn.Module:
     return layers[-1]
 
 
+def attention_blocks(model: nn.Module) -> list[str]:
+    """Class names of the model's attention blocks: nn.MultiheadAttention, or a module holding
+    query/key/value projections (BERT-style self-attention)."""
+    from torch import nn
+
+    found = []
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention) or all(
+                isinstance(getattr(module, k, None), nn.Linear) for k in ("query", "key", "value")):
+            found.append(type(module).__name__)
+    return found
+
+
 def layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Weight shape of every prunable layer, by module name."""
     names = {module: name for name, module in model.named_modules()}
@@ -114,6 +127,12 @@ def apply(model: nn.Module, params: StructuredParams, ctx: MethodContext) -> nn.
     params_before = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), eval_mode(model):
         out_shape = tuple(output_tensor(call_model(model, example)).shape)
+    attention = attention_blocks(model)
+    if attention and not (len(out_shape) == 2 and out_shape[1] == ctx.data.num_classes):
+        raise Skip(f"prune.structured: this transformer ({attention[0]} and {len(attention) - 1} more attention block(s)) "
+                   f"outputs {list(out_shape[1:])} per input, not {ctx.data.num_classes} class scores: its hidden "
+                   "size is its output, which pruning the residual stream would change; use a model with a "
+                   "classification head (task: sequence-classification)")
 
     # RandomImportance draws from torch's global generator: seed a fork of it.
     with torch.random.fork_rng(devices=[]), eval_mode(model), torch.enable_grad():
