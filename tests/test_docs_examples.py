@@ -225,3 +225,28 @@ def test_the_own_images_example_runs_as_written(cli, tmp_path):
     assert all(r["fidelity_n"] == 450 for r in records)  # the 450 held-out PNGs of the page's sentence
     assert "1,347 training PNGs" in section and "450 held-out" in section
     assert next(r for r in records if r["method"] == "baseline")["accuracy"] > 0.9
+
+
+def test_the_saved_tensors_and_exported_model_example_runs_as_written(cli, tmp_path):
+    """docs/your-model.md, "Saved tensors and a saved model": its script saves and exports, its suite runs."""
+    import subprocess
+    import sys
+
+    page = (REPO / "docs" / "your-model.md").read_text()
+    section = page[page.index("## Saved tensors and a saved model"):page.index("## Your own dataset code")]
+    script = re.search(r"`save_them.py`\n```python\n(.*?)```", section, re.S).group(1)
+    suite = re.search(r"`saved.yaml`\n```yaml\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "save_them.py").write_text(script)
+    (tmp_path / "saved.yaml").write_text(suite)
+    subprocess.run([sys.executable, "save_them.py"], cwd=tmp_path, check=True, timeout=300)
+    done = cli("run", "saved.yaml", "--results", str(tmp_path / "results"), "-q", cwd=tmp_path,
+               env={"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    (records_file,) = (tmp_path / "results").glob("saved/*/records.jsonl")
+    records = {(r["method"], r["batch_size"]): r for r in map(json.loads, records_file.read_text().splitlines())}
+    assert len(records) == 6
+    baseline, half = records["baseline", 32], records["quantize.half", 32]
+    assert baseline["status"] == half["status"] == "ok" and baseline["fidelity_n"] == 512
+    assert baseline["accuracy"] > 0.9 and abs(half["accuracy"] - baseline["accuracy"]) < 0.02 and half["cosine"] > 0.99
+    assert records["quantize.dynamic_int8", 1]["status"] == "skipped"
+    assert "597 held-out digits" in section

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from harness.builtin.baseline import BASELINE
 from harness.builtin.cpu import CPU
 from harness.builtin.datasets import DIGITS, QUADRATIC, SYNTHETIC
+from harness.builtin.exported_model import EXPORTED
 from harness.builtin.image_folder import IMAGE_FOLDER
 from harness.builtin.models import CNN, LOGREG, MLP, THETA
+from harness.builtin.python_dataset import PYTHON_DATASET
 from harness.builtin.python_model import PYTHON
+from harness.builtin.tensor_files import TENSOR_FILES
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.types import Backend, Dataset, Method, Model
 
@@ -30,6 +33,7 @@ def register_models(register: Callable[[Model], None]) -> None:
     register(LOGREG)
     register(THETA)
     register(PYTHON)
+    register(EXPORTED)
 
 
 @hookimpl
@@ -38,3 +42,5 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(SYNTHETIC)
     register(QUADRATIC)
     register(IMAGE_FOLDER)
+    register(TENSOR_FILES)
+    register(PYTHON_DATASET)

@@ -102,23 +102,26 @@ class ImageFolderSplit(Split):
         return bool(self.files)
 
     def collate(self, raw: list[Any]) -> Any:
-        """Images as one float tensor (N, C, H, W) in [0, 1], resized to ``size`` when given."""
-        import numpy as np
-        import torch
+        return images_to_tensor(raw, self.size)
 
-        arrays = []
-        for image in raw:
-            if self.size is not None and image.size != (self.size[1], self.size[0]):
-                from PIL import Image
 
-                image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
-            a = np.asarray(image, dtype=np.float32) / 255.0
-            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        shapes = {a.shape for a in arrays}
-        if len(shapes) > 1:
-            raise ValueError(f"imagefolder: images of different sizes {sorted(shapes)} in one batch; "
-                             "give image_size to resize them")
-        return torch.from_numpy(np.stack(arrays))
+def images_to_tensor(images: list[Any], size: tuple[int, int] | None = None) -> Any:
+    """Pillow images as one float tensor (N, C, H, W) in [0, 1], resized to ``size`` (height, width) when given."""
+    import numpy as np
+    import torch
+
+    arrays = []
+    for image in images:
+        if size is not None and image.size != (size[1], size[0]):
+            from PIL import Image
+
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        a = np.asarray(image, dtype=np.float32) / 255.0
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"images of different sizes {sorted(shapes)} in one batch; give image_size to resize them")
+    return torch.from_numpy(np.stack(arrays))
 
 
 def _stratified(labels: list[int], fraction: float | None, limit: int | None, seed: int,
@@ -167,9 +170,29 @@ def load_image_folder(params: ImageFolderParams, seed: int) -> DatasetSplits:
     return DatasetSplits(train=train, test=test, num_classes=len(classes))
 
 
+def folder_fingerprint(params: ImageFolderParams) -> str:
+    """Every file's path, size and time under ``root`` and ``test_root`` (no image is opened): a model
+    trained on the folder is trained again when images are added, removed or replaced."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for root in (params.root, params.test_root):
+        if root is None:
+            continue
+        for path in sorted(Path(root).rglob("*")):
+            if path.suffix.lower() in EXTENSIONS:
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 IMAGE_FOLDER = Dataset(
     name="imagefolder",
     description="a folder of images, one subfolder per class, read file by file (test_root or a stratified split)",
     load=load_image_folder,
     params=ImageFolderParams,
+    fingerprint=folder_fingerprint,
 )

@@ -113,6 +113,16 @@ class Skip(Exception):
     The message is the reason a user reads, e.g. "needs CUDA compute capability >= 8.0".
     """
 
+    @classmethod
+    def no_layers(cls, method: str, layers: str, model: Any) -> Skip:
+        """The Skip for a method that finds nothing to change (``layers``: "nn.Linear"), so a record never
+        shows an unchanged model under a method's name. Says why when the model is a saved graph."""
+        graph = any(type(m).__name__.startswith(("GraphModule", "RecursiveScriptModule")) or
+                    "ScriptModule" in type(m).__name__ for m in model.modules())
+        why = (": a torch.export or TorchScript graph keeps its weights without layer modules; apply the method "
+               "to the eager model before exporting it" if graph else "")
+        return cls(f"{method}: the model has no {layers} layer to change{why}")
+
 
 class DatasetSplits:
     """A dataset's training and held-out splits (``harness.plugin.data.Split``: samples read by index,
@@ -311,12 +321,16 @@ class Model:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset. ``load(params, seed)`` returns the train/test split as tensors."""
+    """A dataset. ``load(params, seed)`` returns its training and held-out splits (``DatasetSplits``)."""
 
     name: str
     description: str
     load: Callable[[Any, int], DatasetSplits]
     params: type[Params] = NoParams
+    #: ``fingerprint(params) -> str``: anything besides the params that shapes the samples (the data
+    #: files' sizes and times, a factory's source); the harness adds it to the weight cache's key, so
+    #: a model trained on the data is retrained when the data changes.
+    fingerprint: Callable[[Any], str] | None = None
     kind: str = "dataset"
     plugin_type: ClassVar[str] = "dataset"
 

@@ -112,6 +112,9 @@ def trained_model(pm: PluginManager, model_ref: dict, dataset: dict, data: Any, 
         ident["training"] = settings  # the harness's defaults stand in for fields the params lack
     if spec.fingerprint is not None:
         ident["code"] = spec.fingerprint(params)  # e.g. the model's source: an edit retrains it
+    ds_spec = pm.registry.datasets[dataset["name"]]
+    if ds_spec.fingerprint is not None:  # e.g. the data files: new data retrains it
+        ident["data"] = ds_spec.fingerprint(ds_spec.params.model_validate(dataset["params"]))
     key = weight_cache.cache_key(ident)
     state = weight_cache.load(key)
     if state is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from harness import MethodContext, Params
+from harness import MethodContext, Params, Skip
 
 if TYPE_CHECKING:
     import torch
@@ -245,6 +245,10 @@ def factorize(model: nn.Module, params: SVDParams) -> tuple[nn.Module, Outcome]:
 
 
 def apply(model: nn.Module, params: SVDParams, ctx: MethodContext) -> nn.Module:
+    from torch import nn
+
+    if not any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) for m in model.modules()):
+        raise Skip.no_layers("lowrank.svd", "nn.Linear/nn.Conv1d/nn.Conv2d", model)
     model, out = factorize(model, params)
     rule = f"rank_ratio {params.rank_ratio}" if params.rank_ratio is not None else f"energy {params.energy}"
     msg = (

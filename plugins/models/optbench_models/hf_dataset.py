@@ -173,9 +173,31 @@ def load_hf(params: HFDatasetParams, seed: int) -> DatasetSplits:
                          num_classes=num_classes)
 
 
+def fingerprint(params: HFDatasetParams) -> str:
+    """Local data files' names, sizes and times (a hub dataset is named by its id and revision, already
+    in the params): a model trained on edited files is trained again."""
+    import glob
+    import hashlib
+    import os
+
+    files = params.data_files.values() if isinstance(params.data_files, dict) else [params.data_files]
+    digest = hashlib.sha256()
+    for pattern in files:
+        for name in sorted(glob.glob(pattern) if pattern and any(c in pattern for c in "*?[") else [pattern]):
+            if name is None:
+                continue
+            try:
+                st = os.stat(name)
+                digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            except OSError:
+                digest.update(f"{name}\0missing\0".encode())
+    return digest.hexdigest()[:16]
+
+
 HF = Dataset(
     name="hf",
     description="a Hugging Face datasets dataset: a hub id (cached) or local csv/json/parquet/text files",
     load=load_hf,
     params=HFDatasetParams,
+    fingerprint=fingerprint,
 )

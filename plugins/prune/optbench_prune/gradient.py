@@ -112,8 +112,7 @@ def apply(model: nn.Module, params: GradientParams, ctx: MethodContext) -> nn.Mo
         raise Skip(NEEDS_LABELS)
     layers = prunable_layers(model)
     if not layers:
-        ctx.log("prune.gradient: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
-        return model
+        raise Skip.no_layers("prune.gradient", "nn.Linear/nn.Conv1d/nn.Conv2d", model)
     batches = training_batches(ctx.data, params.batches, params.batch_size, ctx.seed)
     scores = gradient_importance(model, layers, batches)
     prune_by_scores(layers, scores, params.sparsity, params.scope)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness import MethodContext
+from harness import MethodContext, Skip
 from optbench_prune.masks import UnstructuredParams, permanent_masks, zero_summary
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ def apply(model: nn.Module, params: MagnitudeParams, ctx: MethodContext) -> nn.M
 
     layers = prunable_layers(model)
     if not layers:
-        ctx.log("prune.magnitude: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
-        return model
+        raise Skip.no_layers("prune.magnitude", "nn.Linear/nn.Conv1d/nn.Conv2d", model)
     with permanent_masks(layers):
         if params.scope == "layer":
             for layer in layers:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness import MethodContext
+from harness import MethodContext, Skip
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary
 
@@ -28,8 +28,7 @@ def apply(model: nn.Module, params: RandomParams, ctx: MethodContext) -> nn.Modu
 
     layers = prunable_layers(model)
     if not layers:
-        ctx.log("prune.random: model has no nn.Linear/nn.Conv1d/nn.Conv2d layer; returned unchanged")
-        return model
+        raise Skip.no_layers("prune.random", "nn.Linear/nn.Conv1d/nn.Conv2d", model)
     g = torch.Generator().manual_seed(ctx.seed)
     scores = [torch.rand(layer.weight.shape, generator=g) for layer in layers]
     prune_by_scores(layers, scores, params.sparsity, params.scope)

@@ -62,7 +62,7 @@ def classifier_layer(model: nn.Module, num_classes: int) -> nn.Module:
         return linears[-1]
     layers = prunable_layers(model)
     if not layers:
-        raise ValueError("model has no nn.Linear/nn.Conv1d/nn.Conv2d layer to prune")
+        raise Skip.no_layers("prune.structured", "nn.Linear/nn.Conv1d/nn.Conv2d", model)
     return layers[-1]
 
 

@@ -12,7 +12,7 @@ from optbench_prune import plugin
 from optbench_prune.magnitude import MagnitudeParams, prunable_layers
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext
+from harness import DatasetSplits, Method, MethodContext, Skip
 from harness.testing import registered_objects
 
 
@@ -160,11 +160,10 @@ def test_pruned_model_still_runs_and_logs_the_sparsity():
     assert len(logs) == 1 and "(50.0%)" in logs[0]
 
 
-def test_model_without_prunable_layers_is_returned_unchanged_and_logged():
+def test_model_without_prunable_layers_is_skipped_with_the_reason():
     model = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)).eval()
-    logs: list[str] = []
-    assert prune(model, logs) is model
-    assert len(logs) == 1 and "returned unchanged" in logs[0]
+    with pytest.raises(Skip, match="prune.magnitude: the model has no nn.Linear"):
+        prune(model, [])
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 import torch
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.random_unstructured import RandomParams
+from harness import Skip
 from torch import nn
 
 
@@ -70,11 +71,10 @@ def test_permanent_masks_plain_weights_same_state_dict_keys(trained, run_method,
     assert len(logs) == 1 and "prune.random" in logs[0] and "(50.0%)" in logs[0]
 
 
-def test_model_without_prunable_layers_is_returned_unchanged(run_method):
+def test_model_without_prunable_layers_is_skipped(run_method):
     model = nn.Sequential(nn.Flatten(), nn.ReLU())
-    logs: list[str] = []
-    assert run_method("prune.random", model, logs=logs) is model
-    assert "returned unchanged" in logs[0]
+    with pytest.raises(Skip, match="no nn.Linear/nn.Conv1d/nn.Conv2d layer to change"):
+        run_method("prune.random", model)
 
 
 @pytest.mark.parametrize("bad", [{"sparsity": 1.5}, {"sparsity": -0.1}, {"scope": "channel"}, {"seed": 1}])

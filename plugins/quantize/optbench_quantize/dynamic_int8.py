@@ -51,11 +51,7 @@ def apply(model: nn.Module, params: DynamicInt8Params, ctx: MethodContext) -> nn
 
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
     if linears == 0:
-        ctx.log(
-            "quantize.dynamic_int8: model has no nn.Linear layer; returned unchanged "
-            "(conv layers are not dynamically quantized)"
-        )
-        return model
+        raise Skip.no_layers("quantize.dynamic_int8", "nn.Linear (torch has no dynamic int8 convolution)", model)
 
     engine = choose_engine(torch.backends.quantized.supported_engines, params.dtype)
     torch.backends.quantized.engine = engine

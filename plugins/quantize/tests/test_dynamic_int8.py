@@ -127,11 +127,10 @@ def test_cnn_conv_stays_float_and_linear_is_quantized():
     assert any("1 conv layer(s) left in float32" in line for line in logs)
 
 
-def test_model_without_linear_is_returned_unchanged_and_logged():
+def test_model_without_linear_is_skipped_with_the_reason():
     convs = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
-    logs: list[str] = []
-    assert apply(convs, logs) is convs
-    assert len(logs) == 1 and "no nn.Linear" in logs[0]
+    with pytest.raises(Skip, match="no nn.Linear"):
+        apply(convs, [])
 
 
 def test_deprecation_warnings_are_not_raised_to_the_caller(mlp, recwarn):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from harness import MethodContext, Params
+from harness import MethodContext, Params, Skip
 
 if TYPE_CHECKING:
     import torch
@@ -178,7 +178,7 @@ def share_weights(model: nn.Module, params: KMeansParams, seed: int) -> tuple[li
 def apply(model: nn.Module, params: KMeansParams, ctx: MethodContext) -> nn.Module:
     layers, errors = share_weights(model, params, ctx.seed)
     if not layers:
-        ctx.log("share.kmeans: model has no nn.Linear/nn.Conv weight; returned unchanged")
+        raise Skip.no_layers("share.kmeans", "nn.Linear/nn.Conv", model)
     size = storage(model, layers, params.bits)
     ctx.report(model_bytes=size.model_bytes, bits_per_param=size.bits_per_param)
     ctx.log(

@@ -19,7 +19,7 @@ from optbench_share.kmeans import (
 )
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext
+from harness import DatasetSplits, Method, MethodContext, Skip
 from harness.builtin.datasets import DIGITS, DigitsParams
 from harness.builtin.models import MLP, MLPParams
 from harness.testing import registered_objects
@@ -181,11 +181,10 @@ def test_a_constant_layer_survives_both_inits():
         assert torch.all(layer.weight == 0.5)
 
 
-def test_a_model_without_weights_to_share_is_unchanged_and_sized():
+def test_a_model_without_weights_to_share_is_skipped_with_the_reason():
     model = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)).eval()
-    out, ctx = share(model)
-    assert out is model
-    assert ctx.facts["model_bytes"] == (3 + 3 + 3 + 3) * 4 + 8
+    with pytest.raises(Skip, match="share.kmeans: the model has no nn.Linear/nn.Conv layer"):
+        share(model)
 
 
 def test_the_shared_model_still_runs_and_logs_its_size():

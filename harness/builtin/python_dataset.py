@@ -1,0 +1,179 @@
+"""The ``python`` dataset: any callable that returns data, named by reference in a suite.
+
+``factory`` is ``"package.module:callable"`` or ``"path/to/file.py:callable"`` (relative to the suite
+file's folder), called with ``kwargs`` plus ``seed`` when its signature asks for it. It may return:
+
+- a ``harness.DatasetSplits`` (used as it is);
+- a pair ``(train, test)`` or a dict ``{"train": ..., "test": ...}`` whose items are each a
+  ``harness.Split``, a map-style ``torch.utils.data.Dataset`` (``ds[i]`` is ``(input, label)`` or an
+  input alone; a torchvision dataset, a ``TensorDataset``), a tuple of tensors ``(x, y)`` or a tensor
+  of inputs;
+- one such item alone, split by a seeded ``test_fraction``.
+
+A ``torch.utils.data.Dataset`` is read sample by sample as batches need it (nothing is loaded ahead),
+so a dataset object that reads files streams; Pillow images become float tensors in [0, 1], numpy
+arrays tensors. The class count is ``num_classes``, else the dataset's ``classes``, else the largest
+label plus one. The factory's source is part of the weight cache's key: editing it retrains the models
+trained on it.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from harness.builtin.factories import load_factory, resolve_factory, source_hash
+from harness.builtin.image_folder import images_to_tensor
+from harness.plugin.data import Split, TensorSplit, stack
+from harness.plugin.types import Dataset, DatasetSplits, Params, SuiteRelative
+
+
+class PythonDatasetParams(Params):
+    factory: Annotated[str, SuiteRelative(resolve_factory)] = Field(
+        description="'package.module:callable' or 'path/to/file.py:callable' (relative to the suite file)",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the callable")
+    num_classes: int | None = Field(None, ge=1, le=10_000_000,
+                                    description="classes (default: the dataset's classes, else largest label + 1)")
+    test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="held-out share when the callable returns "
+                                                                   "one set of samples")
+
+    @field_validator("factory")
+    @classmethod
+    def _importable(cls, value: str) -> str:
+        load_factory(value)  # validate reports what fails to import, with the file and line
+        return value
+
+
+def _label(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"{where}: a sample's label is {value!r}; expected a class index (int)")
+    return value
+
+
+class TorchDatasetSplit(Split):
+    """A map-style ``torch.utils.data.Dataset`` read one sample at a time (``ds[i]``)."""
+
+    def __init__(self, dataset: Any, where: str) -> None:
+        self.dataset, self.where = dataset, where
+        self._first: tuple[Any, int | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, index: int) -> tuple[Any, int | None]:
+        item = self.dataset[index]
+        if isinstance(item, (tuple, list)):
+            if len(item) == 1:
+                return item[0], None
+            if len(item) != 2:
+                raise ValueError(f"{self.where}: sample {index} has {len(item)} parts; expected (input, label)")
+            return item[0], _label(item[1], self.where)
+        return item, None
+
+    def collate(self, raw: list[Any]) -> Any:
+        first = raw[0]
+        if hasattr(first, "convert") and hasattr(first, "size"):  # Pillow images
+            return images_to_tensor(raw)
+        if type(first).__module__ == "numpy" or isinstance(first, (int, float, list)):
+            import torch
+
+            return torch.stack([torch.as_tensor(r) for r in raw])
+        return stack(raw)
+
+    @property
+    def labels(self) -> Any:
+        import torch
+
+        targets = getattr(self.dataset, "targets", None)  # torchvision datasets know them without decoding
+        if targets is not None and len(targets) == len(self):
+            return torch.as_tensor([int(t) for t in targets], dtype=torch.int64)
+        return super().labels
+
+    @property
+    def has_labels(self) -> bool:
+        return len(self) > 0 and self.sample(0)[1] is not None
+
+
+def _as_split(obj: Any, where: str) -> Split:
+    import torch
+
+    if isinstance(obj, Split):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return TensorSplit(obj)
+    if isinstance(obj, (tuple, list)) and len(obj) in (1, 2) and all(isinstance(t, torch.Tensor) for t in obj):
+        y = None if len(obj) == 1 else obj[1].to(torch.int64)
+        return TensorSplit(obj[0], y)
+    if isinstance(obj, dict) and obj and all(isinstance(t, torch.Tensor) for t in obj.values()):
+        return TensorSplit(obj)  # a dict of input tensors (input_ids, attention_mask), unlabelled
+    if hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (str, bytes, dict)):
+        return TorchDatasetSplit(obj, where)
+    raise TypeError(f"{where}: got a {type(obj).__name__}; expected a harness Split, a map-style "
+                    "torch.utils.data.Dataset, a tuple (inputs, labels) of tensors or a tensor")
+
+
+def _classes(obj: Any) -> int | None:
+    classes = getattr(obj, "classes", None)
+    return len(classes) if isinstance(classes, (list, tuple, dict)) and classes else None
+
+
+def load_python_dataset(params: PythonDatasetParams, seed: int) -> DatasetSplits:
+    import torch
+
+    factory = load_factory(params.factory)
+    kwargs = dict(params.kwargs)
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    if "seed" in accepted and "seed" not in kwargs:
+        kwargs["seed"] = seed
+    where = f"dataset factory {params.factory}"
+    out = factory(**kwargs)
+    if isinstance(out, DatasetSplits):
+        if params.num_classes is not None:
+            out = out.replace(num_classes=params.num_classes)
+        return out
+    known = None
+    if isinstance(out, dict) and set(out) >= {"train", "test"}:
+        parts = (out["train"], out["test"])
+    elif isinstance(out, (tuple, list)) and len(out) == 2 and not all(isinstance(t, torch.Tensor) for t in out):
+        parts = (out[0], out[1])
+    else:
+        parts = None
+    if parts is not None:
+        train, test = _as_split(parts[0], where + " (train)"), _as_split(parts[1], where + " (test)")
+        known = _classes(parts[0]) or _classes(parts[1])
+    else:
+        whole = _as_split(out, where)
+        known = _classes(out)
+        if len(whole) < 2:
+            raise ValueError(f"{where}: returned {len(whole)} sample(s); a held-out split needs two or more")
+        order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(seed * 1_000_003 + 1))
+        k = max(1, round(len(whole) * params.test_fraction))
+        test, train = whole.subset(order[:k].sort().values), whole.subset(order[k:].sort().values)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"{where}: an empty split (train {len(train)}, test {len(test)} samples)")
+    num_classes = params.num_classes or known
+    if num_classes is None and train.has_labels:
+        labels = [t for t in (train.labels, test.labels) if t is not None]
+        num_classes = max(int(t.max()) for t in labels) + 1
+    return DatasetSplits(train=train, test=test, num_classes=num_classes or 0)
+
+
+PYTHON_DATASET = Dataset(
+    name="python",
+    description="any callable returning data: 'package.module:callable' or 'file.py:callable' (a torch Dataset, "
+    "(train, test), DatasetSplits)",
+    load=load_python_dataset,
+    params=PythonDatasetParams,
+    fingerprint=lambda params: source_hash(params.factory),
+)
