@@ -79,7 +79,7 @@ def test_a_crash_and_a_segfault_cost_only_their_cells(optbench_run, tiny_suite, 
     assert status["test.segfault"][0] == "failed" and "SIGSEGV" in status["test.segfault"][1]
     assert run.by_method("prune.magnitude")[0]["speedup"] is not None
     meta = json.loads((run.run_dir / "run.json").read_text())
-    assert meta["status_counts"] == {"ok": 2, "failed": 2, "timeout": 0, "skipped": 0}
+    assert meta["status_counts"] == {"ok": 2, "failed": 2, "oom": 0, "timeout": 0, "skipped": 0}
     assert meta["execution"]["device_exclusivity"].startswith("none")
 
 

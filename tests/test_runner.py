@@ -68,7 +68,9 @@ def test_a_crash_segfault_exception_hang_and_skip_each_cost_only_their_cell(optb
     assert run.exit_code == 1
     status = {r["method"]: (r["status"], r["error"]) for r in run.records}
     assert status["baseline"] == ("ok", None) and status["prune.magnitude"] == ("ok", None)
-    assert status["test.crash"] == ("failed", "cell process exited with code 3 before writing its result")
+    assert status["test.crash"][0] == "failed"
+    assert status["test.crash"][1].startswith("cell process exited with code 3 before writing its result; see ")
+    assert status["test.crash"][1].endswith("/log.txt")
     assert status["test.segfault"][0] == "failed" and "SIGSEGV" in status["test.segfault"][1]
     assert status["test.raise"] == ("failed", "RuntimeError: plugin bug: tensor shapes do not match")
     assert status["test.hang"][0] == "timeout" and "timeout_s=4" in status["test.hang"][1]
@@ -78,7 +80,7 @@ def test_a_crash_segfault_exception_hang_and_skip_each_cost_only_their_cell(optb
     assert "Traceback" in log and "plugin bug" in log
     assert all(r["latency_p50_ms"] is None for r in run.records if r["status"] != "ok")
     meta = json.loads((run.run_dir / "run.json").read_text())
-    assert meta["status_counts"] == {"ok": 2, "failed": 3, "timeout": 1, "skipped": 1}
+    assert meta["status_counts"] == {"ok": 2, "failed": 3, "oom": 0, "timeout": 1, "skipped": 1}
     # the hung cell's process is gone
     out = subprocess.run(["pgrep", "-f", "cell-" + next(r["cell_id"] for r in run.records if r["method"] == "test.hang")],
                          capture_output=True)

@@ -41,7 +41,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#eef4ff;font-weight:600}tr.not-ok td{color:#777}
 td.null{color:#aaa}td.worse,.worse-text{color:#c62828;font-weight:600}td.err{color:#a33}
 .pill{display:inline-block;padding:0 7px;border-radius:9px;font-size:11.5px;color:#fff;background:#888}
-.st-ok{background:#2e7d32}.st-failed{background:#c62828}.st-timeout{background:#ef6c00}.st-skipped{background:#757575}
+.st-ok{background:#2e7d32}.st-failed{background:#c62828}.st-timeout{background:#ef6c00}.st-oom{background:#ad1457}.st-skipped{background:#757575}
 .gate-fail{background:#fdecea;color:#c62828;padding:0 5px;border-radius:4px;font-weight:600}
 .gate-pass{color:#2e7d32}
 .noisy{background:#fff3cd;color:#8a6d00;padding:0 5px;border-radius:4px;font-size:11.5px}

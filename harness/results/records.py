@@ -78,6 +78,7 @@ FIELDS: tuple[str, ...] = (
     "accuracy_delta",
     "passes_gate",
     "setup_s",
+    "setup_peak_mb",
     "compile_s",
     "finetuned",
     "train_time_s",
@@ -108,7 +109,7 @@ FIELDS: tuple[str, ...] = (
     "duration_s",
     "started_at",
 )
-STATUSES = ("ok", "failed", "timeout", "skipped")
+STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
 #: Fields computed against the baseline record of the same model, dataset, backend, batch size.
 RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_delta")
 

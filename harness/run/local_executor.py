@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             name = f"signal {-code}"
         hint = " (likely out of memory: the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
-        return f"cell process killed by {name}{hint}"
+        return f"cell process killed by {name}{hint}"  # a crash's Python stack is in its log (faulthandler)
     return f"cell process exited with code {code} before writing its result"
 
 
@@ -75,27 +76,41 @@ class LocalExecutor:
         return self.startup_s
 
     def run(self, payload: dict[str, Any], timeout_s: float) -> Outcome:
+        """Run one cell to its end, however it ends: its output copied into its log (capped), its whole
+        process group killed afterwards (children it left running included), its result read back."""
         self.start()
         result_path = Path(payload["result_path"])
         result_path.unlink(missing_ok=True)
+        log = CappedLog(Path(payload["log_path"]), (payload.get("limits") or {}).get("log_mb"))
+        receiver, sender = self.ctx.Pipe(duplex=False)
         t0 = time.perf_counter()
-        proc = self.ctx.Process(target=worker.run_cell, args=(payload,), name=f"cell-{payload['cell']['cell_id']}")
+        proc = self.ctx.Process(target=worker.run_cell, args=(payload, sender),
+                                name=f"cell-{payload['cell']['cell_id']}")
         self._current = proc
+        timed_out = False
         try:
             proc.start()
-            proc.join(timeout_s)
-            timed_out = proc.is_alive()
-            if timed_out:
-                self.kill(proc)
+            sender.close()
+            timed_out = not _copy_output(proc, receiver, log, t0 + timeout_s)
+        except BaseException:  # Ctrl-C while waiting: the cell must not outlive the run
+            self.kill(proc)
+            raise
         finally:
+            leftover = self.kill(proc)
+            log.drain(receiver)
+            if leftover:
+                log.note("the cell left processes running; they were killed with its process group")
+            log.close()
+            receiver.close()
             self._current = None
         wall = time.perf_counter() - t0
         result = _read_result(result_path)
+        where = f"; see {payload['log_path']}"
         if timed_out:
-            return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed",
-                           wall, None)
+            return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed"
+                           + where, wall, None)
         if result is None:
-            return Outcome("failed", {}, describe_exit(proc.exitcode), wall, None)
+            return Outcome("failed", {}, describe_exit(proc.exitcode) + where, wall, None)
         overhead = wall - result["work_s"] if "work_s" in result else None
         return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
 
@@ -117,20 +132,100 @@ class LocalExecutor:
                 self.kill(proc)
             receiver.close()
 
-    def kill(self, proc: Any = None) -> None:
-        """Kill a cell process and its process group (anything it started)."""
+    def kill(self, proc: Any = None) -> bool:
+        """Kill a cell process and its process group (anything it started). True when members of the
+        group were still alive besides the cell itself (processes it left running)."""
         proc = proc or self._current
         if proc is None or proc.pid is None:
-            return
+            return False
+        leftover = False
         try:
+            os.killpg(proc.pid, 0)  # anyone left in the group?
+            leftover = proc.exitcode is not None  # the cell had exited: these are its children
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         try:
             proc.kill()
-        except Exception:
+        except Exception:  # noqa: BLE001 - already gone
             pass
         proc.join(10)
+        return leftover
+
+
+class CappedLog:
+    """A cell's log file, written by the executor from the cell's output pipe, keeping at most
+    ``limit_mb`` (then a line saying how much was dropped)."""
+
+    def __init__(self, path: Path, limit_mb: float | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fh = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self.limit = None if not limit_mb else int(limit_mb * 2**20)
+        self.written = 0
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        if self.limit is not None and self.written + len(data) > self.limit:
+            keep = max(self.limit - self.written, 0)
+            self.dropped += len(data) - keep
+            data = data[:keep]
+        if data:
+            self.fh.write(data)
+            self.fh.flush()
+            self.written += len(data)
+
+    def drain(self, receiver: Any, max_bytes: int = 64 * 2**20) -> None:
+        """What is still in the pipe once the cell is gone (without waiting for writers that escaped)."""
+        fd = receiver.fileno()
+        os.set_blocking(fd, False)
+        got = 0
+        while got < max_bytes:
+            try:
+                data = os.read(fd, 1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not data:
+                break
+            got += len(data)
+            self.write(data)
+
+    def note(self, text: str) -> None:
+        self.fh.write(f"[optbench] {text}\n".encode())
+
+    def close(self) -> None:
+        if self.dropped:
+            self.note(f"log capped at execution.log_limit_mb={self.limit / 2**20:g}: {self.dropped:,} more bytes of "
+                      "output were dropped")
+        self.fh.close()
+
+
+def _copy_output(proc: Any, receiver: Any, log: CappedLog, deadline: float) -> bool:
+    """Copy the cell's output into its log until the cell exits (True) or the deadline passes (False)."""
+    import select
+
+    fd = receiver.fileno()
+    open_pipe = True
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return not proc.is_alive()
+        waiting = [proc.sentinel] + ([fd] if open_pipe else [])
+        ready, _, _ = select.select(waiting, [], [], min(remaining, 5.0))
+        if fd in ready:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            if data:
+                log.write(data)
+            else:
+                open_pipe = False  # every writer closed it
+        if proc.sentinel in ready:
+            proc.join()
+            return True
 
 
 def _noop() -> None:
@@ -148,9 +243,17 @@ def start_forkserver() -> None:
 
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    # The forkserver shares the terminal's process group, so a Ctrl-C reaches it too; it ignores SIGINT
+    # only once its preloads are imported, and a Ctrl-C before that printed a KeyboardInterrupt
+    # traceback into the run's output. Started with SIGINT ignored (inherited through exec), it never
+    # sees one; the runner stops cells itself.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
     try:
         forkserver.ensure_running()
     finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         if old is None:
             os.environ.pop("PYTHONPATH", None)
         else:

@@ -6,6 +6,7 @@ samples.json with raw latency samples in ns per batch size) and report.html.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,6 +15,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -23,7 +25,7 @@ from harness.measure.host_load import CONTENDED_CORES
 from harness.measure.stats import summarize
 from harness.registry.manager import PluginManager
 from harness.results import records as rec
-from harness.run import environment
+from harness.run import environment, limits
 from harness.run.progress import Progress, QuietProgress
 from harness.suite.loader import LineMap, load_suite, parse_suite
 from harness.suite.matrix import Cell, build_matrix
@@ -44,7 +46,23 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts.get("failed", 0) or self.counts.get("timeout", 0) else 0
+        return 1 if any(self.counts.get(s, 0) for s in ("failed", "timeout", "oom")) else 0
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored inside the block (main thread only; elsewhere a no-op)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _now() -> str:
@@ -124,7 +142,7 @@ def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples
 def cell_status(records: list[dict[str, Any]]) -> str:
     """One status for a cell from its records (one per batch size): the worst of them."""
     statuses = {r.get("status") for r in records}
-    return next((s for s in ("failed", "timeout", "skipped") if s in statuses), "ok")
+    return next((s for s in ("failed", "oom", "timeout", "skipped") if s in statuses), "ok")
 
 
 def status_counts(records: list[dict[str, Any]], cells: list[Cell]) -> dict[str, int]:
@@ -220,6 +238,8 @@ class Runner:
                 "result_path": str(cell_dir / "result.json"),
                 "samples_path": str(cell_dir / "samples.json"),
                 "finetune": suite.finetune.model_dump(mode="json") if suite.finetune else None,
+                "limits": {"memory_mb": suite.execution.memory_limit_mb or limits.default_memory_limit_mb(),
+                           "log_mb": suite.execution.log_limit_mb},
             }
 
         def record(cell: Cell, outcome: Outcome) -> None:
@@ -270,10 +290,13 @@ class Runner:
                     started[cell.cell_id] = _now()
                     record(cell, executor.run(payload, suite.execution.timeout_s))
         except KeyboardInterrupt:
-            if self.executor is not None:
-                self.executor.kill()
-            meta["interrupted_at"] = _now()
-            result = self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
+            # Another Ctrl-C while the finished cells' records and report are written must not cut that
+            # short: the cell is already killed, and finishing takes a moment.
+            with _sigint_ignored():
+                if self.executor is not None:
+                    self.executor.kill()
+                meta["interrupted_at"] = _now()
+                result = self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
             raise Interrupted(
                 f"interrupted with {sum(result.counts.values())} of {len(cells)} cells done (records kept); "
                 f"finish with: optbench run --resume {run_dir}"

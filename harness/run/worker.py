@@ -8,6 +8,7 @@ go to the cell's log file.
 from __future__ import annotations
 
 import copy
+import faulthandler
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from harness.plugin.types import (
     training_settings,
 )
 from harness.registry.manager import PluginManager
+from harness.run import limits
 from harness.train import classifier, weight_cache
 from harness.train.fit import TrainingContext
 
@@ -45,11 +47,16 @@ CURVE_FILE = "curve.json"
 def _redirect_output(log_path: Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _redirect_to_fd(fd)
+    os.close(fd)
+
+
+def _redirect_to_fd(fd: int) -> None:
+    """Stdout and stderr (file descriptors 1 and 2, so C libraries' output too) to ``fd``."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
@@ -195,7 +202,8 @@ def measure_cell(payload: dict) -> dict:
     if cell.get("train") is None:  # a compression cell: the trained baseline's outputs, before the method
         reference = _reference_outputs(model, data, session, measure.get("fidelity_samples", 512))
     t0 = time.perf_counter()
-    model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
+    with memory.PeakRSS() as setup_peak:  # the method's own peak (calibration, fine-tuning, compiling)
+        model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
     setup_s = time.perf_counter() - t0
     log(f"method {cell['method']['name']} applied in {setup_s:.3f}s")
     task_changed = ctx.data is not data
@@ -220,6 +228,7 @@ def measure_cell(payload: dict) -> dict:
         flops=flops,
         effective_flops=effective_flops,
         setup_s=setup_s,
+        setup_peak_mb=max(setup_peak.bytes - rss_before_model, 0) / 2**20,
         compile_s=ctx.facts.get("compile_s"),
         finetuned=finetuned,
         accuracy=None,
@@ -336,14 +345,27 @@ def _training_start(pm: PluginManager, cell: dict, data: Any, session: Any, back
     return model, ctx
 
 
-def run_cell(payload: dict) -> None:
-    """Process entry point. Always leaves result.json unless the process itself dies."""
+def run_cell(payload: dict, log_pipe: Any = None) -> None:
+    """Process entry point. Always leaves result.json unless the process itself dies.
+
+    Output (C libraries' included) goes to ``log_pipe`` when the executor reads it (and caps the
+    log), else straight to the cell's log file. A fatal signal (segfault, abort) writes every
+    thread's Python stack there first (faulthandler).
+    """
     os.setpgrp()  # so the parent can kill this cell and anything it started
     start = time.perf_counter()
     result_path = Path(payload["result_path"])
-    _redirect_output(Path(payload["log_path"]))
+    if log_pipe is not None:
+        _redirect_to_fd(log_pipe.fileno())
+        log_pipe.close()
+    else:
+        _redirect_output(Path(payload["log_path"]))
+    faulthandler.enable(file=sys.stderr, all_threads=True)
     warnings.simplefilter("default")
-    log(f"cell {payload['cell']['cell_id']} pid {os.getpid()}")
+    memory_mb = (payload.get("limits") or {}).get("memory_mb")
+    limits.apply_memory_limit(memory_mb)
+    log(f"cell {payload['cell']['cell_id']} pid {os.getpid()}"
+        + (f", memory limit {memory_mb:g} MB" if memory_mb else ""))
     try:
         result = {"status": "ok", **measure_cell(payload)}
     except Skip as exc:
@@ -351,7 +373,13 @@ def run_cell(payload: dict) -> None:
         result = {"status": "skipped", "error": str(exc)}
     except BaseException as exc:  # everything a plugin can throw ends as a failed cell
         traceback.print_exc()
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        if limits.is_out_of_memory(exc):
+            peak = memory.rss_bytes() / 2**20
+            result = {"status": "oom", "error": f"out of memory: {type(exc).__name__}: {str(exc)[:300]} "
+                                                f"(execution.memory_limit_mb={memory_mb:g}; RSS {peak:.0f} MB when "
+                                                "it failed)" if memory_mb else f"out of memory: {exc}"}
+        else:
+            result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     samples = result.pop("samples", None)
     if samples is not None:
         _write_json_atomic(Path(payload["samples_path"]), samples)

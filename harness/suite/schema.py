@@ -197,6 +197,12 @@ class Execution(_Strict):
     """Where and how cells run: ``local`` (one at a time, here) or ``ray`` (a Ray cluster)."""
 
     timeout_s: float = Field(600.0, gt=0.0, le=7 * 24 * 3600, description="wall-clock limit per cell")
+    memory_limit_mb: float | None = Field(
+        None, ge=256, le=2**30,
+        description="the most memory (MB) a cell's process may map, children included (default: 80% of this "
+                    "machine's memory, at least 1 GiB left to the system); a cell past it ends as status oom")
+    log_limit_mb: float = Field(20.0, gt=0.0, le=100_000, description="a cell's log.txt keeps at most this many MB "
+                                                                      "of its output (local executor)")
     executor: Literal["local", "ray"] = Field(
         "local", description="local: one cell at a time on this machine; ray: cells as Ray tasks (pip install "
                              "'optbench[ray]')"
