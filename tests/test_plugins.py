@@ -92,6 +92,25 @@ def test_broken_plugins_are_reported_by_name_and_the_others_still_load(site):
     assert "prune.magnitude" in pm.registry.methods
 
 
+def test_a_plugin_calling_sys_exit_is_broken_and_every_command_still_runs(site, cli):
+    """SystemExit is not an Exception: a plugin that exits at import or in a hook used to end every
+    command with no output."""
+    make_distribution(site, "obtest-exit-import", "exitimport", "obtest_exit_import", "import sys\nsys.exit(3)\n")
+    make_distribution(site, "obtest-exit-hook", "exithook", "obtest_exit_hook", """
+        import sys
+        from harness import hookimpl
+        @hookimpl
+        def register_methods(register):
+            sys.exit("leaving")
+    """)
+    make_distribution(site, "obtest-good", "good", "obtest_good", GOOD)
+    pm = PluginManager.load()
+    assert {"exitimport", "exithook"} <= set(pm.broken) and "good.identity" in pm.registry.methods
+    assert "SystemExit" in pm.broken["exitimport"].error and "leaving" in pm.broken["exithook"].error
+    out = cli("plugins", env={"PYTHONPATH": str(site)})
+    assert out.returncode == 0 and "BROKEN obtest-exit-hook 1.2.3" in out.stdout and "good.identity" in out.stdout
+
+
 def test_broken_plugin_shows_in_cli_and_disable_env_blocks_plugins(site, cli):
     make_distribution(site, "obtest-missing", "missing", "obtest_does_not_exist", None)
     make_distribution(site, "obtest-good", "good", "obtest_good", GOOD)

@@ -147,7 +147,7 @@ class PluginManager:
                 info = PluginInfo(ep.name, dist, version, ep.value)
                 try:
                     plugin = ep.load()
-                except Exception as exc:  # a broken plugin must not stop the others
+                except (Exception, SystemExit) as exc:  # a broken plugin must not stop the others (nor exit)
                     info.error = f"import failed: {type(exc).__name__}: {exc}"
                     self.broken[ep.name] = info
                     continue
@@ -201,7 +201,7 @@ class PluginManager:
                     register = self._register_fn(info, table, expected, staged)
                     kwargs = {"register": register}
                     impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook must not end every command silently
             info.error = (
                 str(exc) if isinstance(exc, RegistrationError)
                 else f"hook raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-2)}"

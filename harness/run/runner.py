@@ -27,7 +27,8 @@ from harness.registry.manager import PluginManager
 from harness.results import records as rec
 from harness.run import environment, limits
 from harness.run.progress import Progress, QuietProgress
-from harness.suite.loader import LineMap, load_suite, parse_suite
+from harness.run.run_lock import RunLock, check_own_files
+from harness.suite.loader import LineMap, load_suite, load_yaml, read_suite_text
 from harness.suite.matrix import Cell, build_matrix
 from harness.suite.paths import resolve_paths
 from harness.suite.schema import Suite
@@ -76,10 +77,10 @@ def new_run_id() -> str:
 def _add_name_problems(exc: SuiteError, path: Path, pm: PluginManager) -> None:
     from harness.suite.matrix import check_names
 
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError):
+    try:  # the suite loader's limits again: the file may be what load_suite refused
+        text = read_suite_text(path)
+        data = load_yaml(text, str(path))
+    except SuiteError:
         return
     exc.problems += check_names(data, pm.registry, LineMap(text))
     exc.problems.sort(key=lambda p: (p.line or 0))
@@ -184,8 +185,11 @@ class Runner:
             run_dir = Path(resume)
             if not (run_dir / SUITE_COPY).is_file():
                 raise OptbenchError(f"--resume {run_dir}: not a run directory (no {SUITE_COPY} in it)")
+            check_own_files(run_dir)
+            with RunLock(run_dir):  # refused here, before anything is read, if another run writes it
+                pass
             copy = run_dir / SUITE_COPY
-            suite, lines = parse_suite(copy.read_text(), str(copy))
+            suite, lines = load_suite(copy)
             cells = build_matrix(suite, self.pm.registry, file=str(copy), lines=lines)
             run_id = run_dir.name
             meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
@@ -204,7 +208,9 @@ class Runner:
             (run_dir / "env.json").write_text(json.dumps(env, indent=2))
             meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
                     "started_at": _now(), "executor": suite.execution.executor}
-        return self._execute(suite, cells, run_dir, run_id, meta)
+        with RunLock(run_dir):
+            check_own_files(run_dir)
+            return self._execute(suite, cells, run_dir, run_id, meta)
 
     def _execute(self, suite: Suite, cells: list[Cell], run_dir: Path, run_id: str, meta: dict) -> RunResult:
         records_path = run_dir / rec.RECORDS_FILE

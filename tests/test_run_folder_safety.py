@@ -1,0 +1,42 @@
+"""A run folder has one writer at a time, and optbench never writes through a link planted in it."""
+from __future__ import annotations
+
+import pytest
+
+from harness.run.run_lock import RunLock
+
+
+@pytest.fixture
+def finished_run(optbench_run, tiny_suite):
+    run = optbench_run(tiny_suite())
+    assert run.exit_code == 0
+    return run.run_dir
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(finished_run, cli, optbench_cache_dir):
+    import os
+
+    records = (finished_run / "records.jsonl").read_bytes()
+    with RunLock(finished_run):  # this process plays the run that is still writing
+        done = cli("run", "--resume", str(finished_run), env={"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"is being written by another optbench (pid {os.getpid()}, since" in done.stderr
+    assert (finished_run / "records.jsonl").read_bytes() == records
+    again = cli("run", "--resume", str(finished_run), env={"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
+    assert again.returncode == 0, again.stderr  # the lock went with its holder
+
+
+@pytest.mark.parametrize("planted", ["records.jsonl", "run.json", "cells/LOG"])
+def test_resume_refuses_links_planted_in_the_run_folder(finished_run, cli, tmp_path, planted, optbench_cache_dir):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    if planted == "cells/LOG":
+        target = next((finished_run / "cells").iterdir()) / "log.txt"
+    else:
+        target = finished_run / planted
+    target.unlink()
+    target.symlink_to(victim)
+    done = cli("run", "--resume", str(finished_run), env={"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
+    assert done.returncode == 2 and "is a symbolic link" in done.stderr and "Traceback" not in done.stderr
+    assert str(target) in done.stderr
+    assert victim.read_text() == "precious\n"
