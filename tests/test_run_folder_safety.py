@@ -40,3 +40,12 @@ def test_resume_refuses_links_planted_in_the_run_folder(finished_run, cli, tmp_p
     assert done.returncode == 2 and "is a symbolic link" in done.stderr and "Traceback" not in done.stderr
     assert str(target) in done.stderr
     assert victim.read_text() == "precious\n"
+
+
+def test_a_run_with_several_seeds_resumes(optbench_run, tiny_suite):
+    """The run's suite.yaml copy held both `seed` and `seeds`, which --resume then refused."""
+    suite = {**tiny_suite(), "seeds": [0, 1]}
+    first = optbench_run(suite)
+    assert first.exit_code == 0 and len({r["seed"] for r in first.records}) == 2
+    again = optbench_run(None, resume=first.run_dir)
+    assert again.exit_code == 0 and len(again.records) == len(first.records)

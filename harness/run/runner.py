@@ -203,7 +203,10 @@ class Runner:
             run_id = new_run_id()
             run_dir = Path(results_root) / suite.name / run_id
             run_dir.mkdir(parents=True, exist_ok=False)
-            (run_dir / SUITE_COPY).write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
+            copy = suite.model_dump(mode="json")
+            if suite.seeds is not None:
+                copy.pop("seed", None)  # one of `seed` or `seeds`: the copy must validate again on --resume
+            (run_dir / SUITE_COPY).write_text(yaml.safe_dump(copy, sort_keys=False))
             env = environment.collect(self.pm, Path(suite_path).resolve())
             (run_dir / "env.json").write_text(json.dumps(env, indent=2))
             meta = {"run_id": run_id, "suite": suite.name, "suite_file": str(Path(suite_path).resolve()),
