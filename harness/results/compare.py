@@ -19,6 +19,10 @@ longer is, or an accuracy drop beyond the gate.
 
 Runs from different machines (hostname, CPU, cores, GPUs in env.json) are refused unless
 ``--allow-different-machines``, and then the output says so.
+
+Every piece of text from a record or an env.json (names, errors, versions) goes through
+``harness.results.labels.printable`` before any output, terminal, plain or markdown, so none
+can drive the terminal; markdown cells are escaped on top (``harness.results.markdown``).
 """
 from __future__ import annotations
 
@@ -31,11 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import OptbenchError
 from harness.measure.host_load import CONTENDED_CORES
-from harness.results.labels import NULL, fmt_ms, method_label, variant_label
+from harness.results.labels import NULL, fmt_ms, method_label, printable, variant_label
 from harness.results.load import (
     machine_fingerprint,
     machine_label,
@@ -44,6 +46,8 @@ from harness.results.load import (
     run_records,
 )
 from harness.results.markdown import markdown_table, md_cell
+from harness.results.records import cell_folder, latency_samples
+from harness.suite.loader import load_yaml, read_suite_text
 from harness.suite.schema import AccuracyGate
 
 P_LIMIT = 0.01
@@ -205,10 +209,10 @@ class Comparison:
 def gate_of(run_dir: Path) -> AccuracyGate | None:
     """The accuracy gate of the run's own suite copy (suite.yaml), or None when it sets none."""
     try:
-        data = yaml.safe_load((run_dir / "suite.yaml").read_text(encoding="utf-8"))
+        data = load_yaml(read_suite_text(run_dir / "suite.yaml"), None)  # the suite loader's limits
         gate = data.get("accuracy_gate") if isinstance(data, dict) else None
         return AccuracyGate.model_validate(gate) if gate else None
-    except (OSError, ValueError, yaml.YAMLError):
+    except (OSError, ValueError, OptbenchError):  # SuiteError: missing, unreadable, refused
         return None
 
 
@@ -221,13 +225,13 @@ class Samples:
 
     def get(self, cell_id: str, batch_size: Any) -> list[float] | None:
         if cell_id not in self._cache:
+            folder = cell_folder(self.run_dir, cell_id)
             try:
-                data = json.loads((self.run_dir / "cells" / cell_id / SAMPLES_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                data = json.loads((folder / SAMPLES_FILE).read_text(encoding="utf-8")) if folder else {}
+            except (OSError, ValueError, RecursionError):
                 data = {}
             self._cache[cell_id] = data if isinstance(data, dict) else {}
-        values = self._cache[cell_id].get(str(batch_size))
-        return values if isinstance(values, list) and values else None
+        return latency_samples(self._cache[cell_id].get(str(batch_size)))
 
 
 def _differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -235,9 +239,10 @@ def _differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _show(v: Any) -> str:
+    """A value of env.json as a difference names it (controls escaped: it reaches the terminal)."""
     if isinstance(v, list):
-        return ", ".join(map(str, v)) or "none"
-    return "unknown" if v is None else str(v)
+        return printable(", ".join(map(str, v)) or "none")
+    return "unknown" if v is None else printable(v)
 
 
 def software_differences(base_env: dict[str, Any] | None, new_env: dict[str, Any] | None) -> list[str]:
@@ -246,11 +251,17 @@ def software_differences(base_env: dict[str, Any] | None, new_env: dict[str, Any
         return []
     keys = ("harness_version", "python", "torch", "numpy")
     out = [f"{k} {_show(base_env.get(k))} → {_show(new_env.get(k))}" for k in keys if base_env.get(k) != new_env.get(k)]
-    bp, np_ = base_env.get("plugins") or {}, new_env.get("plugins") or {}
+
+    def versions(env: dict[str, Any]) -> dict[str, Any]:
+        plugins = env.get("plugins")
+        return {str(k): v.get("version") if isinstance(v, dict) else None
+                for k, v in plugins.items()} if isinstance(plugins, dict) else {}
+
+    bp, np_ = versions(base_env), versions(new_env)
     for name in sorted(set(bp) | set(np_)):
-        bv, nv = (bp.get(name) or {}).get("version"), (np_.get(name) or {}).get("version")
+        bv, nv = bp.get(name), np_.get(name)
         if bv != nv:
-            out.append(f"plugin {name} {bv or 'absent'} → {nv or 'absent'}")
+            out.append(f"plugin {printable(name)} {_show(bv or 'absent')} → {_show(nv or 'absent')}")
     return out
 
 
@@ -408,7 +419,7 @@ def table_rows(cmp: Comparison) -> tuple[list[list[str]], list[Row], list[str]]:
         change = NULL if r.change is None else f"{0.0 if abs(r.change) < 5e-4 else r.change:+.1%}"
         text.append([_cell_label(r.record, shown, seeds), str(r.batch_size), fmt_ms(r.base_ms), fmt_ms(r.new_ms),
                      change, _fmt_p(r.p_value), r.verdict, _fmt_acc(r), r.note])
-    return text, rows, folded
+    return [[printable(c) for c in row] for row in text], rows, [printable(f) for f in folded]
 
 
 def header_lines(cmp: Comparison) -> list[str]:
@@ -437,7 +448,7 @@ def header_lines(cmp: Comparison) -> list[str]:
     lines.append(f"rule: latency counts as changed when the median moves more than {cmp.threshold:.0%} "
                  f"(ratio, either way) and Mann-Whitney U p < {P_LIMIT:g}; accuracy when it moves beyond the gate "
                  f"({gate}, {cmp.gate_source})")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def render_text(cmp: Comparison) -> str:
@@ -509,10 +520,11 @@ def check_machines(cmp: Comparison, allow: bool) -> None:
         return
     hint = "pass --allow-different-machines to compare anyway (the output will say so)"
     if cmp.same_machine is None:
-        missing = [str(d / "env.json") for d, e in ((cmp.base_dir, cmp.base_env), (cmp.new_dir, cmp.new_env)) if not e]
+        missing = [printable(d / "env.json") for d, e in ((cmp.base_dir, cmp.base_env), (cmp.new_dir, cmp.new_env))
+                   if not e]
         raise OptbenchError(f"cannot tell whether the runs were measured on the same machine: "
                             f"{' and '.join(missing)} missing or unreadable; {hint}")
-    raise OptbenchError(f"{cmp.base_dir} and {cmp.new_dir} were measured on different machines "
+    raise OptbenchError(f"{printable(cmp.base_dir)} and {printable(cmp.new_dir)} were measured on different machines "
                         f"({'; '.join(cmp.machine_differences)}); latency is not comparable across machines; {hint}")
 
 

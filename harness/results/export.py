@@ -1,6 +1,13 @@
 """``optbench export``: a run's records as csv or parquet (every field; nested values such as
 ``params`` as JSON text, so any reader can parse them back) or as a compact markdown table for
-a pull-request comment."""
+a pull-request comment.
+
+Records come from plugins and hand edits, so the text formats are made inert: in csv a text
+cell (or column name) starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a
+leading ``'`` (OWASP's rule against formula injection: a spreadsheet shows it as text instead of
+running ``=HYPERLINK(...)``), and control characters other than tab and line breaks are written
+as escapes (``\\x1b``), since csv goes to a terminal by default; numbers stay numbers. Markdown
+cells go through ``harness.results.markdown.md_cell``. Parquet keeps every value as recorded."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import OptbenchError
-from harness.results.labels import NULL, fmt_ms, fmt_number, method_label, variant_label
+from harness.results.labels import (
+    NULL,
+    fmt_ms,
+    fmt_number,
+    method_label,
+    printable,
+    variant_label,
+)
 from harness.results.load import (
     frame,
     machine_label,
@@ -18,7 +32,7 @@ from harness.results.load import (
     rows_with_machine,
     run_groups,
 )
-from harness.results.markdown import markdown_table, md_cell
+from harness.results.markdown import Markup, markdown_table, md_cell, md_code
 from harness.results.records import STATUSES
 
 if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
@@ -39,6 +53,29 @@ def flat_frame(df: pd.DataFrame) -> pd.DataFrame:
     for name in out.columns:
         if out[name].dtype == object:
             out[name] = out[name].map(_json_text).astype("string")
+    return out
+
+
+#: A csv cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: Any) -> Any:
+    """A text cell as csv writes it: controls escaped (tab and line breaks kept), a leading ``'``
+    when a spreadsheet would read it as a formula. Anything else (numbers, nulls) as it is."""
+    if not isinstance(value, str):
+        return value
+    value = printable(value, keep="\t\n\r")
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``flat_frame``'s output made inert for a spreadsheet and a terminal: every text cell and column
+    name through ``csv_text``; numeric, boolean and timestamp columns untouched."""
+    out = df.rename(columns=lambda c: csv_text(str(c)))
+    for name in out.columns:
+        if str(out[name].dtype) in ("string", "object"):
+            out[name] = out[name].map(csv_text, na_action="ignore").astype(out[name].dtype)
     return out
 
 
@@ -81,7 +118,7 @@ def markdown_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             str(batch) if isinstance(batch, int) else NULL,
             _status_text(r), fmt_ms(r.get("latency_p50_ms")), fmt_number(r.get("speedup"), ".2f"),
             fmt_number(r.get("accuracy"), ".4f"), fmt_number(r.get("accuracy_delta"), "+.4f"),
-            fmt_number(r.get("size_ratio"), ".2f"), NULL if gate is None else ("pass" if gate else "**fail**"),
+            fmt_number(r.get("size_ratio"), ".2f"), NULL if gate is None else ("pass" if gate else Markup("**fail**")),
             "noisy" if r.get("noisy") else "",
         ])
     return out
@@ -97,7 +134,7 @@ def markdown(run_dir: Path, records: list[dict[str, Any]]) -> str:
     run_id = next((r.get("run_id") for r in records if r.get("run_id")), None) or run_dir.name
     counts = {s: sum(1 for r in records if r.get("status") == s) for s in STATUSES}
     counts_text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no records"
-    head = [f"**{md_cell(suite)}** run `{md_cell(run_id)}`: {len(records)} records ({counts_text})"]
+    head = [f"**{md_cell(suite)}** run {md_code(run_id)}: {len(records)} records ({counts_text})"]
     machine = machine_label(env)
     if machine:
         head.append(f"machine: {md_cell(machine)}" + (f", torch {md_cell(env['torch'])}" if env.get("torch") else ""))
@@ -135,7 +172,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _write_text("\n".join(markdown(run, records) for run, records in groups), out)
     df = flat_frame(frame(rows_with_machine(groups)))
     if fmt == "csv":
-        return _write_text(df.to_csv(index=False, lineterminator="\n"), out)
+        return _write_text(csv_frame(df).to_csv(index=False, lineterminator="\n"), out)
     target = out or ((path.parent if path.is_file() else path) / "records.parquet")
     try:
         df.to_parquet(target, index=False)

@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 NULL = "—"
+
+# C0 controls (ESC among them), DEL, C1 controls, and the bidirectional overrides and isolates
+# that reorder what a terminal or a page shows ("Trojan source").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def printable(value: Any, keep: str = "") -> str:
+    """``str(value)`` with every control character written out as an escape ("\\x1b", "\\x07",
+    "\\u202e"), so text from a record or env.json cannot drive a terminal (clear it, retitle it,
+    move the cursor, reorder a line): an escape sequence's ESC becomes four visible characters and
+    the rest of it plain text. Characters in ``keep`` (say "\\n" where lines are structure) stay."""
+    text = value if isinstance(value, str) else str(value)
+    if keep:
+        return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+    return _CONTROL.sub(_escape, text)
 
 
 def fmt_number(v: Any, spec: str) -> str:

@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import OptbenchError
 from harness.results.records import (
+    BOOL_FIELDS,
+    DICT_FIELDS,
     FIELDS,
+    LIST_FIELDS,
     RECORDS_FILE,
+    TEXT_FIELDS,
     fill_relative_figures,
     read_records,
 )
@@ -29,15 +33,15 @@ if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
 ENV_FILE = "env.json"
 ENV_COLUMNS = ("machine", "torch")  # from env.json, last in a frame
 
-# Column types of the known record fields; a field not listed here gets its type from its values.
-TEXT = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method", "method_kind",
-        "method_id", "backend", "status", "error", "machine", "torch")
-BOOLEAN = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed")
+# Column types of the known record fields (what records.validate_record checks on reading); a field
+# not listed here gets its type from its values.
+TIMESTAMP = ("started_at",)
+TEXT = (*(f for f in TEXT_FIELDS if f not in TIMESTAMP), "machine", "torch")
+BOOLEAN = BOOL_FIELDS
 INTEGER = ("seed", "batch_size", "latency_n", "gpu_other_processes", "world_size", "ranks_used", "model_bytes",
            "serialized_bytes", "params_count", "nonzero_params", "flops", "effective_flops", "epochs_run",
            "steps_run", "grad_evals", "epochs_to_target", "steps_to_target", "train_labels", "threads")
-NESTED = ("dataset_params", "params", "search_params", "train", "backend_params", "rank_p50_ms", "rank_p99_ms")
-TIMESTAMP = ("started_at",)
+NESTED = (*DICT_FIELDS, *LIST_FIELDS)
 
 
 def read_json(path: Path) -> dict:
@@ -104,12 +108,14 @@ def read_env(run_dir: Path) -> dict[str, Any] | None:
 def gpu_names(env: dict[str, Any]) -> list[str]:
     """GPU names from the backends' hardware details (cuda backend), else one "GPU i" per visible index."""
     names: list[str] = []
-    for info in (env.get("backends") or {}).values():
+    backends = env.get("backends")
+    for info in backends.values() if isinstance(backends, dict) else ():
         gpus = info.get("gpus") if isinstance(info, dict) else None
-        names += [str(g["name"]) for g in gpus or [] if isinstance(g, dict) and g.get("name")]
+        names += [str(g["name"]) for g in gpus if isinstance(g, dict) and g.get("name")] if isinstance(gpus, list) else []
     if names:
         return sorted(names)
-    return [f"GPU {g.get('index')}" for g in env.get("gpus") or [] if isinstance(g, dict)]
+    gpus = env.get("gpus")
+    return [f"GPU {g.get('index')}" for g in gpus if isinstance(g, dict)] if isinstance(gpus, list) else []
 
 
 def machine_fingerprint(env: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -207,7 +213,10 @@ def _series(name: str, values: list[Any], kind: str) -> pd.Series:
 def _float(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return math.nan
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an int past any float
+        return math.nan
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -9,10 +9,15 @@ run reran it), the last record for each (cell_id, batch_size) wins.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from harness.errors import OptbenchError
+from harness.results.labels import printable
 
 RECORDS_FILE = "records.jsonl"
 
@@ -112,6 +117,120 @@ FIELDS: tuple[str, ...] = (
 STATUSES = ("ok", "failed", "oom", "timeout", "skipped")
 #: Fields computed against the baseline record of the same model, dataset, backend, batch size.
 RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_delta")
+
+# What each field holds, for ``validate_record``. A field of FIELDS in none of these is a number:
+# a new field that is not must be listed here, or every reader reads it as null.
+#: Text that every reader keys on or labels a row with: a record without it is skipped.
+REQUIRED_TEXT = ("cell_id", "model", "dataset", "method", "backend", "status")
+#: Text or null (``model_name`` and ``dataset_name`` are written too, though not in FIELDS).
+TEXT_FIELDS = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method",
+               "method_kind", "method_id", "backend", "status", "error", "started_at")
+BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed")
+#: Objects (params) or null.
+DICT_FIELDS = ("dataset_params", "params", "train", "backend_params")
+#: Lists or null.
+LIST_FIELDS = ("search_params", "rank_p50_ms", "rank_p99_ms")
+#: Numbers or null: every other field of FIELDS (latencies, sizes, accuracies, seconds, counts, seed).
+NUMERIC_FIELDS = tuple(f for f in FIELDS if f not in (*TEXT_FIELDS, *BOOL_FIELDS, *DICT_FIELDS, *LIST_FIELDS,
+                                                      "batch_size"))
+#: At most this many warnings per file read; then one saying how many more lines were bad.
+MAX_WARNINGS = 20
+_INT_LIMIT = 2**63  # what an int64 column (pandas, parquet) holds; past it a float overflows soon
+
+
+class RecordWarning(UserWarning):
+    """A line of records.jsonl that was skipped, or whose bad fields were read as null."""
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as a warning quotes it: ascii() (no control character reaches a terminal), cut short."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bad_number(value: Any) -> bool:
+    """A bool, a non-number, NaN or infinity, or an int no float or int64 column holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if isinstance(value, int):
+        return abs(value) >= _INT_LIMIT
+    return not math.isfinite(value)
+
+
+def cell_folder(run_dir: Path, cell_id: Any) -> Path | None:
+    """``run_dir/cells/<cell_id>``, or None when the cell_id could name another folder (a path
+    separator, "..", a NUL: a hand-edited record), which then is not read."""
+    if not isinstance(cell_id, str) or cell_id in ("", ".", "..") or any(c in cell_id for c in "/\\\0"):
+        return None
+    return Path(run_dir) / "cells" / cell_id
+
+
+def latency_samples(values: Any) -> list[float] | None:
+    """A batch size's raw per-call latencies (ns) from a cell's samples.json, or None unless they are a
+    non-empty list of finite numbers (a hand-edited or truncated file is not judged on)."""
+    if not isinstance(values, list) or not values or any(_bad_number(v) for v in values):
+        return None
+    return values
+
+
+def validate_record(obj: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Check one parsed line of records.jsonl: ``(record, problem)``.
+
+    ``(None, problem)``: not a record a reader can use (not an object; cell_id, model, dataset,
+    method, backend or status missing or not text; cell_id empty; batch_size not a positive
+    integer; run_id neither text nor null). A cell_id is not a safe folder name for that: whoever
+    opens cells/<cell_id>/ checks it (``cell_folder``). ``(record, problem)``:
+    usable, with the fields of the wrong type read as null (a copy; ``problem`` says which).
+    ``(record, None)``: the record as it was. Numbers must be finite (NaN and infinity are
+    read as null, in any field); a bool is not a number. Fields outside FIELDS are kept as they are.
+    """
+    if not isinstance(obj, dict):
+        return None, f"not a JSON object (a {type(obj).__name__})"
+    fatal = []
+    for key in REQUIRED_TEXT:
+        if key not in obj or obj[key] is None:
+            fatal.append(f"{key} missing")
+        elif not isinstance(obj[key], str):
+            fatal.append(f"{key} is {_shown(obj[key])}, not text")
+    if obj.get("cell_id") == "":
+        fatal.append("cell_id is empty")
+    bs = obj.get("batch_size")
+    if "batch_size" not in obj or bs is None:
+        fatal.append("batch_size missing")
+    elif isinstance(bs, bool) or not isinstance(bs, int) or not 0 < bs < _INT_LIMIT:
+        fatal.append(f"batch_size is {_shown(bs)}, not a positive integer")
+    if obj.get("run_id") is not None and not isinstance(obj["run_id"], str):
+        fatal.append(f"run_id is {_shown(obj['run_id'])}, not text")
+    if fatal:
+        return None, "; ".join(fatal)
+    nulled = []
+    for key, value in obj.items():
+        if value is None:
+            continue
+        if key in TEXT_FIELDS:
+            bad = not isinstance(value, str)
+            want = "text"
+        elif key in BOOL_FIELDS:
+            bad = not isinstance(value, bool)
+            want = "true or false"
+        elif key in DICT_FIELDS:
+            bad = not isinstance(value, dict)
+            want = "an object"
+        elif key in LIST_FIELDS:
+            bad = not isinstance(value, list)
+            want = "a list"
+        elif key in NUMERIC_FIELDS:
+            bad = _bad_number(value)
+            want = "a finite number"
+        else:  # a field of a plugin's own: any JSON value, but a number must be finite
+            bad = isinstance(value, float) and not math.isfinite(value)
+            want = "a finite number"
+        if bad:
+            nulled.append((key, f"{key} is {_shown(value)}, not {want}"))
+    if not nulled:
+        return obj, None
+    record = {**obj, **{key: None for key, _ in nulled}}
+    return record, "; ".join(text for _, text in nulled) + " (read as null)"
 
 
 def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -217,8 +336,72 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def read_records(path: Path, *, latest_only: bool = True) -> list[dict[str, Any]]:
-    """Read records.jsonl, skipping a torn or unparsable line instead of failing.
+def parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """``(line number, record, problem)`` for each complete, non-blank line of a records file, as
+    ``validate_record`` judges it (``record`` None: the line is unusable). A torn last line (no
+    newline: a killed writer) is not yielded. Raises OptbenchError when the file cannot be read."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith("\n"):
+                    break  # torn tail from a killed writer
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, too deep
+                    yield number, None, f"not JSON ({ascii(str(exc))[1:-1][:80]})"
+                    continue
+                record, problem = validate_record(obj)
+                yield number, record, problem
+    except OSError as exc:
+        raise OptbenchError(f"{printable(path)}: cannot read ({exc.strerror or exc})") from None
+
+
+_warned: set[tuple[Any, ...]] = set()  # (file, its size and mtime, message): said once per process
+
+
+def _warn_once(path: Path, message: str) -> None:
+    """A RecordWarning, unless this process already gave it for this file as it is now (the report,
+    an export and the site may read one file several times; an edited file is warned about anew)."""
+    try:
+        st = path.stat()
+        key: tuple[Any, ...] = (str(path.resolve()), st.st_size, st.st_mtime_ns, message)
+    except OSError:
+        key = (str(path), message)
+    if key in _warned:
+        return
+    if len(_warned) > 100_000:
+        _warned.clear()
+    _warned.add(key)
+    warnings.warn(message, RecordWarning, stacklevel=4)
+
+
+def iter_records(path: Path, *, warn: bool = True) -> Iterator[dict[str, Any]]:
+    """The usable records of a records file, in file order; with ``warn``, a ``RecordWarning`` per
+    bad line naming the file, the line and what was wrong (at most MAX_WARNINGS, then one with the
+    count of the rest; each once per process while the file is unchanged)."""
+    path = Path(path)
+    shown = more = 0
+    for number, record, problem in parse_lines(path):
+        if problem is not None and warn:
+            if shown < MAX_WARNINGS:
+                what = "line skipped: " if record is None else ""
+                _warn_once(path, f"{printable(path)}:{number}: {what}{problem}")
+                shown += 1
+            else:
+                more += 1
+        if record is not None:
+            yield record
+    if more:
+        _warn_once(path, f"{printable(path)}: {more} more bad lines (skipped, or fields read as null)")
+
+
+def read_records(path: Path, *, latest_only: bool = True, warn: bool = True) -> list[dict[str, Any]]:
+    """Read records.jsonl, skipping a torn or bad line instead of failing (``iter_records``:
+    with ``warn``, one RecordWarning per bad line, naming the file and line; fields of the
+    wrong type read as null). Raises OptbenchError only when the file exists but cannot be read.
 
     With ``latest_only`` the last record of each (cell_id, batch_size) is kept, in
     the order each key first appeared.
@@ -228,17 +411,7 @@ def read_records(path: Path, *, latest_only: bool = True) -> list[dict[str, Any]
         path = path / RECORDS_FILE
     if not path.exists():
         return []
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # torn tail from a killed writer
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
+    rows = list(iter_records(path, warn=warn))
     if not latest_only:
         return rows
     latest: dict[tuple[Any, Any], dict[str, Any]] = {}

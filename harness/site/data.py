@@ -26,7 +26,9 @@ from harness.results.labels import finite, fmt_params, variant_label
 from harness.results.records import (
     RECORDS_FILE,
     baseline_key,
+    cell_folder,
     fill_relative_figures,
+    latency_samples,
     read_records,
 )
 from harness.results.seeds import is_training
@@ -67,7 +69,7 @@ def _read_samples(path: Path) -> dict[str, Any]:
     """samples.json ({"<batch size>": [ns, ...]}) or {} when missing or unreadable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -83,9 +85,10 @@ def _speedup_intervals(run_dir: Path, records: list[dict]) -> dict[int, tuple[fl
         if key not in medians:
             cid = str(r.get("cell_id"))
             if cid not in by_cell:
-                by_cell[cid] = {} if "/" in cid or ".." in cid else _read_samples(run_dir / "cells" / cid / "samples.json")
-            samples = by_cell[cid].get(str(r.get("batch_size")))
-            medians[key] = median_interval(samples) if isinstance(samples, list) and samples else None
+                folder = cell_folder(run_dir, cid)
+                by_cell[cid] = _read_samples(folder / "samples.json") if folder else {}
+            samples = latency_samples(by_cell[cid].get(str(r.get("batch_size"))))
+            medians[key] = median_interval(samples) if samples else None
         return medians[key]
 
     baselines = {baseline_key(r): r for r in records if r.get("method") == "baseline" and r.get("status") == "ok"}

@@ -255,7 +255,7 @@ def _training_section(runs: list[Run], machines: dict[str, dict], first_plot: in
              'their own reports (Runs, below).</p>']
     n = first_plot
     for mid, run in latest.items():
-        records = fill_relative_figures(read_records(run.path))
+        records = fill_relative_figures(read_records(run.path, warn=False))  # process_run warned already
         html, count = training_problems(records, load_curves(run.path, records), n, level=4)
         if not count and not html:
             continue

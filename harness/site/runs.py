@@ -1,6 +1,10 @@
 """Finding the runs of a results folder and describing the machines they ran on (``optbench publish``).
 
-A run is a folder holding a records.jsonl; its machine is a fingerprint of the hardware in its
+A run is a folder holding a records.jsonl with at least one usable record, or none yet (a run
+that has not finished a cell): a folder whose records.jsonl cannot be read or holds only bad
+lines is skipped with a ``RecordWarning`` naming it, so it never stops the site being built
+from the other runs. A missing or malformed run.json or env.json is read as empty (a malformed
+one with a warning): the run is published, its machine "unknown". Its machine is a fingerprint of the hardware in its
 env.json (``machine_fingerprint``), shown by host, CPU, cores and GPUs (``machine_label``).
 The site is built from these by ``harness.site.data`` and ``harness.site.pages``.
 """
@@ -10,13 +14,15 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import OptbenchError
 from harness.results import load
-from harness.results.load import read_json
-from harness.results.records import RECORDS_FILE
+from harness.results.labels import printable
+from harness.results.records import RECORDS_FILE, RecordWarning, parse_lines
 
 #: Distinct colours for machines, in order of first appearance (oldest run first).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -89,20 +95,50 @@ class Run:
     training: bool = False
 
 
-def _first_record(path: Path) -> dict:
+def _first_record(path: Path) -> tuple[dict | None, str | None]:
+    """The first usable record of a run ({} when it has no complete line yet), or None and why the run
+    cannot be published: records.jsonl unreadable, or every line of it bad. Reads no further than the
+    first usable line; warns about nothing (the run's reader warns about each bad line)."""
+    first_problem = None
     try:
-        with open(path / RECORDS_FILE, encoding="utf-8", errors="replace") as f:
-            row = json.loads(f.readline() or "{}")
-    except (OSError, ValueError):
+        for number, record, problem in parse_lines(path / RECORDS_FILE):
+            if record is not None:
+                return record, None
+            first_problem = first_problem or f"line {number}: {problem}"
+    except OptbenchError as exc:
+        return None, str(exc)
+    if first_problem:
+        return None, f"no usable record in {RECORDS_FILE} (first bad {first_problem})"
+    return {}, None
+
+
+def _read_meta(path: Path) -> dict:
+    """run.json or env.json as a dict; {} when missing, and with a warning when unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return {}
-    return row if isinstance(row, dict) else {}
+    except (OSError, ValueError, RecursionError) as exc:
+        data, why = None, getattr(exc, "strerror", None) or type(exc).__name__
+    else:
+        why = f"a {type(data).__name__}, not an object"
+    if isinstance(data, dict):
+        return data
+    warnings.warn(f"{printable(path)}: ignored ({why}); the run is shown without it", RecordWarning, stacklevel=3)
+    return {}
+
+
+def _text(*values: object) -> str | None:
+    """The first non-empty text among ``values`` (run.json or a record may hold anything)."""
+    return next((v for v in values if isinstance(v, str) and v), None)
 
 
 def find_runs(results_dir: Path) -> list[Run]:
     """Every folder under ``results_dir`` (itself included) holding a records.jsonl.
 
     A run's folder is not searched further (its cells/ hold no runs); hidden folders (temp
-    files, a previous site's swap) are skipped.
+    files, a previous site's swap) are skipped, and so, with a RecordWarning naming the folder, is
+    a run whose records.jsonl cannot be read or holds no usable record among its lines.
     """
     found = []
     for folder, dirs, files in os.walk(results_dir):
@@ -111,13 +147,16 @@ def find_runs(results_dir: Path) -> list[Run]:
             continue
         dirs[:] = []
         path = Path(folder)
-        meta, env = read_json(path / "run.json"), read_json(path / "env.json")
-        first = _first_record(path) if not (meta.get("suite") and meta.get("run_id")) else {}
-        suite = meta.get("suite") or first.get("suite") or (path.parent.name if path != results_dir else "unnamed")
+        first, why = _first_record(path)
+        if first is None:
+            warnings.warn(f"{printable(path)}: run skipped: {why}", RecordWarning, stacklevel=2)
+            continue
+        meta, env = _read_meta(path / "run.json"), _read_meta(path / "env.json")
+        suite = _text(meta.get("suite"), first.get("suite")) or (path.parent.name if path != results_dir else "unnamed")
         rel = path.relative_to(results_dir).as_posix()
-        found.append(Run(path=path, rel=rel if rel != "." else path.name, suite=str(suite),
-                         run_id=str(meta.get("run_id") or first.get("run_id") or path.name),
-                         started=meta.get("started_at") or env.get("started_at"), meta=meta, env=env,
+        found.append(Run(path=path, rel=rel if rel != "." else path.name, suite=suite,
+                         run_id=_text(meta.get("run_id"), first.get("run_id")) or path.name,
+                         started=_text(meta.get("started_at"), env.get("started_at")), meta=meta, env=env,
                          machine=machine_fingerprint(env)))
     return found
 
