@@ -94,6 +94,22 @@ def _load_tuple(params, seed):
     return splits.x_train, splits.y_train, splits.x_test, splits.y_test  # not a DatasetSplits
 
 
+def _twice(model, params, ctx):
+    """The same model run twice per call: exactly half the speed, the same outputs."""
+    from torch import nn
+
+    class Twice(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            self.inner(x)
+            return self.inner(x)
+
+    return Twice(model)
+
+
 @hookimpl
 def register_models(register):
     from harness import Model
@@ -125,5 +141,6 @@ def register_methods(register):
     register(Method(name="test.sgd", kind="optimizer", description="plain SGD through ctx.fit", apply=_train_sgd,
                     params=TrainSGDParams))
     register(Method(name="test.forgets", kind="optimizer", description="never calls ctx.fit", apply=_train_forgets))
+    register(Method(name="test.twice", kind="pruner", description="runs the model twice per call", apply=_twice))
     register(Method(name="test.returns-none", kind="pruner", description="forgets to return the model",
                     apply=_returns_none))

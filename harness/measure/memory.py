@@ -14,6 +14,18 @@ from types import TracebackType
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def available_bytes() -> int | None:
+    """Memory the system can give without swapping (MemAvailable), or None where it is not known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def rss_bytes() -> int:
     """Current resident set size of this process."""
     try:

@@ -395,6 +395,17 @@ class BackendSession(abc.ABC):
         """
         return self.time_calls(lambda: call_model(model, x), warmup, repeat)
 
+    def pairing_unavailable(self) -> str | None:
+        """None when a compression cell's model and its baseline can be timed in alternating blocks
+        here (``harness.measure.pairing``), else why not (the speedup is then the ratio of separately
+        measured medians, and the record says so). Paired timing holds both models at once and reads
+        memory from the host: it is offered for CPU devices whose ``time_model`` is the default one."""
+        if type(self).time_model is not BackendSession.time_model:
+            return f"{type(self).__name__} times a call in its own way (time_model), which pairing does not repeat"
+        if getattr(self.device, "type", "cpu") != "cpu":
+            return f"paired timing is implemented for CPU backends; on {self.device} both models would share the device"
+        return None
+
     @contextmanager
     def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:
         """Reset peak counters on entry; fill the reading's fields on exit.

@@ -78,6 +78,15 @@ FIELDS: tuple[str, ...] = (
     "max_abs_err",
     "fidelity_n",
     "speedup",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "paired",
+    "unpaired_reason",
+    "baseline_p50_ms",
+    "paired_speedup",
+    "pair_blocks",
+    "precision_reached",
+    "timing_s",
     "theoretical_speedup",
     "size_ratio",
     "accuracy_delta",
@@ -124,8 +133,8 @@ RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_del
 REQUIRED_TEXT = ("cell_id", "model", "dataset", "method", "backend", "status")
 #: Text or null (``model_name`` and ``dataset_name`` are written too, though not in FIELDS).
 TEXT_FIELDS = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method",
-               "method_kind", "method_id", "backend", "status", "error", "started_at")
-BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed")
+               "method_kind", "method_id", "backend", "status", "error", "started_at", "unpaired_reason")
+BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed", "paired", "precision_reached")
 #: Objects (params) or null.
 DICT_FIELDS = ("dataset_params", "params", "train", "backend_params")
 #: Lists or null.
@@ -249,7 +258,8 @@ def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
 def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None, gate: Any = None) -> dict[str, Any]:
     """Fill the baseline-relative figures from the matching baseline record.
 
-    speedup = baseline p50 / p50 (above 1 is faster); theoretical_speedup = baseline
+    speedup = baseline p50 / p50 (above 1 is faster), or for a cell timed paired with its baseline
+    (``paired_speedup``) the ratio of the pairs, whose interval is already in the record; theoretical_speedup = baseline
     effective_flops / effective_flops (what skipping every zero weight would give);
     size_ratio = baseline model_bytes / model_bytes (above 1 is smaller);
     accuracy_delta = accuracy - baseline accuracy. Null when either side lacks the
@@ -265,7 +275,13 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
 
     ok = baseline is not None and baseline.get("status") == "ok" and record.get("status") == "ok"
     b = baseline or {}
-    record["speedup"] = ratio(b.get("latency_p50_ms"), record.get("latency_p50_ms")) if ok else None
+    if record.get("status") == "ok" and record.get("paired_speedup") is not None:
+        # Timed against the baseline in alternating blocks of one process: the pairs' ratio, with its interval.
+        record["speedup"] = record["paired_speedup"]
+    else:
+        record["speedup"] = ratio(b.get("latency_p50_ms"), record.get("latency_p50_ms")) if ok else None
+        if record.get("method") == "baseline" and record["speedup"] is not None:
+            record["speedup_ci_low"] = record["speedup_ci_high"] = record["speedup"]  # exactly 1
     record["theoretical_speedup"] = ratio(b.get("effective_flops"), record.get("effective_flops")) if ok else None
     record["size_ratio"] = ratio(b.get("model_bytes"), record.get("model_bytes")) if ok else None
     acc, bacc = record.get("accuracy"), b.get("accuracy")

@@ -22,9 +22,10 @@ from typing import Any
 # Imported at module level so a forkserver that preloads this module pays for torch once.
 import torch
 
-from harness.measure import fidelity, memory, model_stats
+from harness.measure import fidelity, memory, model_stats, pairing
 from harness.measure.host_load import OtherCPU
-from harness.measure.timing import Budget
+from harness.measure.inputs import call_model
+from harness.measure.timing import Budget, precise_enough
 from harness.plugin.types import (
     TRAINING_FIELDS,
     BackendSession,
@@ -198,9 +199,19 @@ def measure_cell(payload: dict) -> dict:
         log(f"model {cell['model']['id']}: {source}")
         ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
                             batch_sizes=tuple(measure["batch_sizes"]))
-    reference = None
+    reference, pair_with, unpaired = None, None, "a training cell has no trained baseline to pair with"
+    pair_bytes = 0
     if cell.get("train") is None:  # a compression cell: the trained baseline's outputs, before the method
-        reference = _reference_outputs(model, data, session, measure.get("fidelity_samples", 512))
+        is_baseline = cell["method"]["name"] == "baseline"
+        want_pair = measure.get("paired", True) and not is_baseline
+        reference, pair_with = _reference_outputs(model, data, session, measure.get("fidelity_samples", 512),
+                                                  keep=want_pair)
+        unpaired = ("the baseline is the reference" if is_baseline
+                    else "measure.paired is false" if not measure.get("paired", True)
+                    else _pairing_unavailable(session, model, pair_with))
+        if unpaired is not None:
+            pair_with = None
+        pair_bytes = model_stats.tensor_bytes(pair_with) if pair_with is not None else 0
     t0 = time.perf_counter()
     with memory.PeakRSS() as setup_peak:  # the method's own peak (calibration, fine-tuning, compiling)
         model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
@@ -228,7 +239,7 @@ def measure_cell(payload: dict) -> dict:
         flops=flops,
         effective_flops=effective_flops,
         setup_s=setup_s,
-        setup_peak_mb=max(setup_peak.bytes - rss_before_model, 0) / 2**20,
+        setup_peak_mb=max(setup_peak.bytes - rss_before_model - pair_bytes, 0) / 2**20,
         compile_s=ctx.facts.get("compile_s"),
         finetuned=finetuned,
         accuracy=None,
@@ -250,18 +261,27 @@ def measure_cell(payload: dict) -> dict:
 
     warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
     per_batch, samples = {}, {}
+    if cell.get("train") is None and unpaired is not None and cell["method"]["name"] != "baseline":
+        log(f"timing: not paired with the baseline ({unpaired}); the speedup is the ratio of the two cells' medians")
     for bs in measure["batch_sizes"]:
         x = session.prepare_input(data.test.example(bs))  # real test inputs (the split repeated if short)
-        with torch.inference_mode():
-            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
-                ns = session.time_model(model, x, warmup, repeat)
+        if pair_with is None:
+            with torch.inference_mode():
+                with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
+                    ns = session.time_model(model, x, warmup, repeat)
+            fields = {"host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20, "host_other_cpu": other.cores,
+                      **dev_mem.fields, "paired": False, "unpaired_reason": unpaired,
+                      "precision_reached": None if repeat.target_rel_ci is None
+                      else precise_enough(ns, repeat.target_rel_ci)}
+        else:
+            ns, fields = _time_paired(session, model, pair_with, x, bs, warmup, repeat, rss_before_model + pair_bytes,
+                                      seed)
         samples[str(bs)] = ns
-        per_batch[str(bs)] = {
-            "host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20,
-            "host_other_cpu": other.cores,
-            **dev_mem.fields,
-        }
-        log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms")
+        per_batch[str(bs)] = fields
+        log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms"
+            + (f"; paired with the baseline: speedup {fields['paired_speedup']:.3f} "
+               f"[{fields['speedup_ci_low']:.3f}, {fields['speedup_ci_high']:.3f}] over {fields['pair_blocks']} "
+               f"block pairs in {fields['timing_s']:.1f}s" if fields.get("paired") else ""))
     return {"facts": {k: _finite(v) for k, v in facts.items()}, "per_batch": per_batch, "samples": samples,
             "curves": curves}
 
@@ -274,24 +294,78 @@ def _model_view(pm: PluginManager, model_ref: dict, data: DatasetSplits) -> Data
     return data.with_preprocess(spec.preprocess(spec.params.model_validate(model_ref["params"]), data))
 
 
-def _reference_outputs(model: Any, data: Any, session: Any, samples: int) -> Any:
-    """The baseline's outputs on the first ``samples`` test inputs, on this backend, from a copy of
-    the model (the method gets the original). Every compression cell makes the copy, the baseline's
-    included, so their memory figures see the same work. None when fidelity is off or the copy
-    cannot be made (logged; the cell goes on)."""
+def _reference_outputs(model: Any, data: Any, session: Any, samples: int, keep: bool = False) -> tuple[Any, Any]:
+    """(outputs, copy): the baseline's outputs on the first ``samples`` test inputs, on this backend,
+    from a copy of the model (the method gets the original), and that copy when ``keep`` (to time the
+    method against it), else None. Every compression cell makes the copy, the baseline's included, so
+    their memory figures see the same work. Outputs are None when fidelity is off or the copy cannot
+    be made (logged; the cell goes on)."""
     n = min(samples, len(data.test))
-    if n <= 0:
-        return None
+    if n <= 0 and not keep:
+        return None, None
+    copy_of = None
     try:
         copy_of = session.prepare_model(copy.deepcopy(model))
-        out = fidelity.outputs(copy_of, (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n)),
-                               session.prepare_input)
-    except Exception as exc:  # noqa: BLE001 - fidelity must never cost the cell its other figures
-        log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
-        return None
-    finally:
-        copy_of = None  # noqa: F841 - free the copy before the method runs
-    return out
+    except Exception as exc:  # noqa: BLE001 - fidelity and pairing must never cost the cell its other figures
+        log(f"no copy of the baseline ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null and the "
+            "timing is not paired")
+        return None, None
+    out = None
+    if n > 0:
+        try:
+            out = fidelity.outputs(copy_of, (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n)),
+                                   session.prepare_input)
+        except Exception as exc:  # noqa: BLE001
+            log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
+    return out, (copy_of if keep else None)
+
+
+#: Pair only when two copies of the model fit in this share of the memory the system has free.
+PAIR_MEMORY_SHARE = 0.5
+
+
+def _pairing_unavailable(session: Any, model: Any, copy_of: Any) -> str | None:
+    """Why this cell's timing cannot be paired with the baseline, or None when it can."""
+    if copy_of is None:
+        return "no copy of the baseline could be made"
+    reason = session.pairing_unavailable()
+    if reason:
+        return reason
+    need = model_stats.tensor_bytes(copy_of)
+    free = memory.available_bytes()
+    if free is not None and need > PAIR_MEMORY_SHARE * free:
+        return (f"the baseline's copy ({need / 2**20:.0f} MB) is held beside the model only when it takes at most "
+                f"half of the free memory ({free / 2**20:.0f} MB)")
+    return None
+
+
+def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: Budget, repeat: Budget,
+                 rss_floor: int, seed: int) -> tuple[list[int], dict[str, Any]]:
+    """Memory from a short window of the method's model alone, then the paired blocks (the method's
+    latency samples and the speedup with its interval)."""
+    short = Budget(min(repeat.min_iters, 10), 0.0)
+    with torch.inference_mode():
+        with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
+            session.time_model(model, x, warmup, short)
+        with OtherCPU() as other:
+            paired = pairing.time_paired(session.time_calls, lambda: call_model(model, x), lambda: call_model(base, x),
+                                         warmup, repeat, target_rel_ci=repeat.target_rel_ci,
+                                         max_seconds=repeat.max_seconds, seed=seed)
+    base_med = sorted(paired.baseline_ns)[len(paired.baseline_ns) // 2] / 1e6
+    return paired.method_ns, {
+        "host_peak_mb": max(peak.bytes - rss_floor, 0) / 2**20,  # the baseline's resident copy left out
+        "host_other_cpu": other.cores,
+        **dev_mem.fields,
+        "paired": True,
+        "unpaired_reason": None,
+        "paired_speedup": paired.speedup,
+        "speedup_ci_low": paired.ci_low,
+        "speedup_ci_high": paired.ci_high,
+        "baseline_p50_ms": base_med,
+        "pair_blocks": paired.blocks,
+        "precision_reached": paired.precision_reached,
+        "timing_s": paired.seconds,
+    }
 
 
 def _fidelity(model: Any, reference: Any, data: Any, session: Any, exact: bool) -> dict[str, Any]:

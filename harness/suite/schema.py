@@ -107,12 +107,33 @@ class Budget(_Strict):
     min_seconds: float = Field(ge=0.0, le=3600.0, description="and at least this long, in seconds")
 
 
+class Repeat(Budget):
+    target_rel_ci: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="then go on until the 95% interval of the median (of the paired speedup, in a compression "
+                    "cell) is within this share of it, e.g. 0.02; null: stop at the minimums")
+    max_seconds: float | None = Field(None, gt=0.0, le=3600.0,
+                                      description="never time longer than this (the record says whether the target "
+                                                  "was reached); needed with target_rel_ci")
+
+    @model_validator(mode="after")
+    def _capped(self) -> Repeat:
+        if self.target_rel_ci is not None and self.max_seconds is None:
+            raise ValueError("target_rel_ci needs max_seconds, the most time a measurement may take")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
+        return self
+
+
 class Measure(_Strict):
     batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [1], min_length=1, description="one record per batch size"
     )
     warmup: Budget = Field(default_factory=lambda: Budget(min_iters=10, min_seconds=0.5))
-    repeat: Budget = Field(default_factory=lambda: Budget(min_iters=30, min_seconds=2.0))
+    repeat: Repeat = Field(default_factory=lambda: Repeat(min_iters=30, min_seconds=2.0))
+    paired: bool = Field(True, description="time each compression cell's model against the baseline's in "
+                                           "alternating blocks in one process: the speedup and its 95% interval "
+                                           "come from those pairs (CPU backends)")
     accuracy: bool = Field(True, description="evaluate top-1 (and top-5) accuracy on the held-out split")
     fidelity_samples: int = Field(
         512, ge=0, le=1_000_000,
