@@ -206,6 +206,21 @@ class Visit:
     dialogs: list[str] = field(default_factory=list)
 
 
+def wait_until(page: Any, expression: str, timeout: int = 30_000) -> None:
+    """Poll a JavaScript expression until it is truthy. Playwright's own wait_for_function turns its
+    predicate into a function with eval inside the page, which the pages' Content-Security-Policy
+    (rightly) refuses; page.evaluate goes through the debugger protocol, which a page's CSP does not govern."""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        if page.evaluate(expression):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} ms: {expression}")
+        page.wait_for_timeout(50)
+
+
 def visit(browser: Any, url: str, *, width: int = 1400, height: int = 1000, wait_figures: bool = False) -> Visit:
     page = browser.new_page(viewport={"width": width, "height": height})
     v = Visit(page)
@@ -219,5 +234,5 @@ def visit(browser: Any, url: str, *, width: int = 1400, height: int = 1000, wait
     page.on("dialog", on_dialog)
     page.goto(url, wait_until="load")
     if wait_figures:
-        page.wait_for_function("document.body.dataset.figures !== undefined", timeout=60_000)
+        wait_until(page, "document.body.dataset.figures !== undefined", timeout=60_000)
     return v

@@ -176,6 +176,22 @@ def test_a_hostile_model_id_renders_as_text_and_never_runs(browser: Any, site: P
     clean(r)
 
 
+def test_the_content_security_policy_stops_a_script_that_got_into_a_page(browser: Any, site: Path,
+                                                                          tmp_path: Path) -> None:
+    """Defence in depth: were an escaping bug ever to let a script into a page, the page's own
+    Content-Security-Policy would still refuse to run it, while the page's figures still draw."""
+    for page in (page_of(site, "tiny"), next(site.glob("runs/*/*/report.html"))):
+        text = page.read_text()
+        assert '<meta http-equiv="Content-Security-Policy" content="default-src &#x27;none&#x27;' in text
+        planted = page.with_name("planted-" + page.name)
+        planted.write_text(text.replace("<body>", "<body><script>window.planted = 1</script>"
+                                        "<img src=x onerror=\"window.planted = 2\">", 1))
+        v = bs.visit(browser, planted.as_uri(), wait_figures=page.name != "report.html")
+        assert v.page.evaluate("window.planted") is None
+        assert any("Content Security Policy" in e for e in v.errors), v.errors
+        planted.unlink()
+
+
 def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, runs: Any) -> None:
     records = []
     for run_dir in (runs.other_machine, runs.compression, runs.hostile):  # newest first, as the page breaks ties
@@ -263,12 +279,12 @@ def test_every_row_links_to_a_run_report_that_opens_and_draws(browser: Any, site
         v.page.click("#board tbody tr >> nth=0 >> a.run-link")
     report = v.page
     assert report.url.endswith("/report.html") and report.title().startswith("optbench · tiny")
-    report.wait_for_function(ALL_DRAWN, timeout=30_000)
+    bs.wait_until(report, ALL_DRAWN, timeout=30_000)
     assert report.evaluate("document.querySelectorAll('div.plot .scatterlayer .point').length") > 0
     clean(v)
     training = bs.visit(browser, (site / "runs" / "tiny-training").as_uri() + "/"
                         + next(p.name for p in (site / "runs" / "tiny-training").iterdir()) + "/report.html")
-    training.page.wait_for_function(ALL_DRAWN, timeout=30_000)
+    bs.wait_until(training.page, ALL_DRAWN, timeout=30_000)
     # accuracy vs latency, then training curves against time and epoch, time-to-target bars
     assert training.page.evaluate("document.querySelectorAll('div.plot').length") == 4
     clean(training)
@@ -287,10 +303,10 @@ def test_the_site_works_from_a_static_http_server(browser: Any, site: Path) -> N
         bad: list[str] = []
         v.page.on("response", lambda resp: bad.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None)
         v.page.click('a.suite-link >> text="tiny"')
-        v.page.wait_for_function("document.body.dataset.figures === 'done'", timeout=60_000)
+        bs.wait_until(v.page, "document.body.dataset.figures === 'done'", timeout=60_000)
         with v.page.expect_navigation():
             v.page.click("#board tbody tr >> nth=0 >> a.run-link")
-        v.page.wait_for_function("document.querySelectorAll('div.plot .main-svg').length > 0", timeout=30_000)
+        bs.wait_until(v.page, "document.querySelectorAll('div.plot .main-svg').length > 0", timeout=30_000)
         assert bad == []
         clean(v)
     finally:

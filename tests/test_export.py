@@ -108,7 +108,13 @@ def test_the_latest_record_wins_and_relative_figures_follow_it(run, tmp_path):
     base = df[(df["method"] == "baseline") & (df["batch_size"] == 1)]
     assert base["latency_p50_ms"].tolist() == [123.0]
     pruned = df[(df["method"] == "prune.magnitude") & (df["batch_size"] == 1)].iloc[0]
-    assert pruned["speedup"] == pytest.approx(123.0 / pruned["latency_p50_ms"])
+    # timed paired with its own copy of the baseline: the pairs' ratio stands, whatever the baseline cell reads
+    assert pruned["paired"] and pruned["speedup"] == pytest.approx(pruned["paired_speedup"])
+    unpaired = [{**r, "paired": False, "paired_speedup": None} for r in read_records(rerun)]
+    (rerun / RECORDS_FILE).unlink()
+    append_records(rerun / RECORDS_FILE, unpaired)  # as a run without pairing (measure.paired: false) writes them
+    pruned = (df := load(rerun))[(df["method"] == "prune.magnitude") & (df["batch_size"] == 1)].iloc[0]
+    assert pruned["speedup"] == pytest.approx(123.0 / pruned["latency_p50_ms"])  # follows the latest baseline
 
 
 def test_a_folder_of_runs_is_concatenated(run, tmp_path):

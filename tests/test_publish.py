@@ -112,18 +112,18 @@ def test_publish_writes_an_index_a_page_per_suite_and_every_run(results: Path, t
     site = done.site
     assert (done.runs, done.suites, done.records) == (3, 2, 12)
     assert sorted(done.pages) == ["index.html", "suites/other.html", "suites/quick.html"]
-    assert done.reports == {"copied": 1, "regenerated": 2}
+    assert done.reports == {"rendered": 3}  # from the records, never copied
     for run in ("quick/run-a", "quick/run-b", "other/run-c"):
         for name in (REPORT_FILE, "env.json", "run.json", "suite.yaml"):
             assert (site / "runs" / run / name).is_file(), (run, name)
     original = results / "quick" / "run-a" / REPORT_FILE
-    # fresh: copied, except that it loads the site's one plotly.js instead of its own inline copy
+    # rendered again, loading the site's one plotly.js instead of an inline copy of its own
     from harness.report.markup import plotly_script
 
-    copied = (site / "runs/quick/run-a" / REPORT_FILE).read_text()
+    rendered = (site / "runs/quick/run-a" / REPORT_FILE).read_text()
     shared = '<script charset="utf-8" src="../../../assets/plotly.min.js"></script>'
-    assert copied == original.read_text().replace(plotly_script("inline"), shared)
-    assert shared in copied and len(copied) < 1_000_000 < original.stat().st_size
+    assert plotly_script("inline") not in rendered and original.read_text() != rendered
+    assert shared in rendered and len(rendered) < 1_000_000 < original.stat().st_size
     assert (site / "assets/plotly.min.js").stat().st_size > 3_000_000
     assert (site / SITE_MARKER).is_file()
     index = (site / "index.html").read_text()
@@ -210,7 +210,7 @@ def test_inline_pages_load_nothing_remote_and_carry_plotly_packed(results: Path,
 
 def test_cdn_mode_references_the_cdn_everywhere_it_regenerates(results: Path, tmp_path: Path) -> None:
     done = publish(results, tmp_path / "site", plotly="cdn")
-    assert done.reports == {"regenerated": 3}  # reports follow --plotly too
+    assert done.reports == {"rendered": 3}  # reports follow --plotly too
     cdn = re.compile(r'<script charset="utf-8" src="https://cdn\.plot\.ly/plotly-[\d.]+\.min\.js" '
                      r'integrity="sha256-[A-Za-z0-9+/=]+" crossorigin="anonymous"></script>')
     for page in ("suites/quick.html", "runs/quick/run-a/report.html"):
@@ -383,7 +383,7 @@ def test_the_suite_page_stays_compact(tmp_path: Path) -> None:
 
 def test_process_run_reads_one_run_into_rows(results: Path, tmp_path: Path) -> None:
     out = process_run(Task(str(results / "quick" / "run-b"), str(tmp_path / "t"), "inline"))
-    assert out["report"] == "regenerated" and len(out["rows"]) == 3
+    assert out["report"] == "rendered" and len(out["rows"]) == 3
     config, status, error, p50, *_ = out["rows"][0]
     assert config[:3] == ("mlp", "digits", "baseline") and status == "ok" and error is None and p50 == 1
 
@@ -417,3 +417,23 @@ def test_the_sweeping_pareto_front_matches_its_definition() -> None:
     for _ in range(500):  # coarse grids, so ties in x, in y and whole duplicates are common
         pts = [(int(rng.integers(0, 6)) / 2, int(rng.integers(0, 6)) / 3, k) for k in range(int(rng.integers(0, 25)))]
         assert pareto_front(pts) == by_definition(pts)
+
+
+def test_a_planted_report_and_linked_files_never_reach_the_site(results: Path, tmp_path: Path) -> None:
+    """A report.html newer than the records used to be copied verbatim (its script then ran on the
+    site), and env.json / run.json / suite.yaml were copied following symlinks (/etc/passwd)."""
+    run = results / "quick" / "run-b"
+    (run / REPORT_FILE).write_text("<html><script>alert('planted')</script></html>")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    (run / "suite.yaml").unlink()
+    (run / "suite.yaml").symlink_to(secret)
+    (run / "env.json").unlink()
+    (run / "env.json").symlink_to(secret)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        done = publish(results, tmp_path / "site")
+    out = done.site / "runs/quick/run-b"
+    assert "planted" not in (out / REPORT_FILE).read_text()
+    assert not (out / "suite.yaml").exists() and not (out / "env.json").exists()
+    assert not [p for p in done.site.rglob("*") if p.is_file() and "root:x:0:0" in p.read_text(errors="replace")]
+    assert json.loads((out / "run.json").read_text())  # its own run.json, re-serialised, is still there

@@ -8,6 +8,7 @@ control, so every one of them goes through ``esc`` (text, attributes) or ``scrip
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import os
@@ -80,6 +81,37 @@ def plotly_script(mode: str = "inline") -> str:
     digest = base64.b64encode(hashlib.sha256(get_plotlyjs().encode("utf-8")).digest()).decode("ascii")
     return (f'<script charset="utf-8" src="{esc(plotly_cdn_url())}" integrity="sha256-{digest}" '
             f'crossorigin="anonymous"></script>')
+
+
+def script_hash(code: str) -> str:
+    """A CSP hash-source for an inline script whose text is exactly ``code``."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+@functools.lru_cache(maxsize=1)
+def plotly_hash() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return script_hash(get_plotlyjs())
+
+
+def content_security_policy(scripts: list[str], *, plotly: str | None = None) -> str:
+    """The page's Content-Security-Policy as a <meta> tag: it runs only its own inline ``scripts`` (by
+    hash), plotly.js (inline by hash, the site's local copy, or plotly's CDN when ``plotly`` says so),
+    and loads nothing else: no connections, frames, objects, or forms that leave the page. Styles may be
+    inline (the page's own stylesheet, and plotly sets styles as it draws); images only from data: and
+    blob: URLs (plotly's "download as png")."""
+    sources = [script_hash(code) for code in scripts]
+    if plotly is not None:
+        sources.append(plotly_hash())  # inline, or unpacked from the page and inserted as a script
+        sources.append("'self'")  # a run report inside a site loads the site's one plotly.min.js
+        if plotly == "cdn":
+            from plotly.io._utils import plotly_cdn_url
+
+            sources.append(plotly_cdn_url())
+    policy = ("default-src 'none'; script-src " + " ".join(sources) + "; style-src 'unsafe-inline'; "
+              "img-src data: blob:; font-src data:; base-uri 'none'; form-action 'none'; object-src 'none'")
+    return f'<meta http-equiv="Content-Security-Policy" content="{esc(policy)}">'
 
 
 def write_atomic(target: Path, text: str) -> Path:

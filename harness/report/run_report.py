@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from harness.report.markup import (
     CSS,
     FIGURES_JS,
+    content_security_policy,
     esc,
     plotly_script,
     script_json,
@@ -343,8 +344,10 @@ def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None
     plotly_js = plotly_script(plotly) if n_figs else ""
     suite, run_id = _names(records, run)
     title = f"optbench · {suite or 'unnamed suite'} · {run_id or ''}"
+    page_js = f"{SORT_JS}{FIGURES_JS}drawJsonFigures();"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+{content_security_policy([page_js], plotly=plotly if n_figs else None)}
 <link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}</style>{plotly_js}</head>
 <body>
 {_header(records, run, env)}
@@ -360,7 +363,7 @@ of the baseline's softmax from this row's. Baseline rows are shaded. Click a col
 <h2>Accuracy vs latency</h2>
 {figures}
 {training}
-<script>{SORT_JS}{FIGURES_JS}drawJsonFigures();</script>
+<script>{page_js}</script>
 </body></html>
 """
 

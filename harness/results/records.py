@@ -174,6 +174,22 @@ def cell_folder(run_dir: Path, cell_id: Any) -> Path | None:
     return Path(run_dir) / "cells" / cell_id
 
 
+def own_file(run_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file of the run folder itself: neither it nor a folder between it
+    and ``run_dir`` is a symbolic link (a link planted in a run folder is never followed by a reader)."""
+    run_dir, path = Path(run_dir), Path(path)
+    try:
+        rel = path.relative_to(run_dir)
+    except ValueError:
+        return False
+    here = run_dir
+    for part in rel.parts:
+        here = here / part
+        if here.is_symlink():
+            return False
+    return path.is_file()
+
+
 def latency_samples(values: Any) -> list[float] | None:
     """A batch size's raw per-call latencies (ns) from a cell's samples.json, or None unless they are a
     non-empty list of finite numbers (a hand-edited or truncated file is not judged on)."""
@@ -357,6 +373,9 @@ def parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | 
     ``validate_record`` judges it (``record`` None: the line is unusable). A torn last line (no
     newline: a killed writer) is not yielded. Raises OptbenchError when the file cannot be read."""
     path = Path(path)
+    if path.is_symlink():
+        raise OptbenchError(f"{printable(path)}: is a symbolic link; a run's records are read only from its own "
+                            "folder, never through a link")
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for number, line in enumerate(f, 1):

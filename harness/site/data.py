@@ -10,7 +10,7 @@ import functools
 import json
 import math
 import os
-import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,15 @@ from harness.report.run_report import (
     render_run_report,
     row_order,
 )
-from harness.results.labels import finite, fmt_params, variant_label
+from harness.results.labels import finite, fmt_params, printable, variant_label
 from harness.results.records import (
     RECORDS_FILE,
     baseline_key,
     cell_folder,
     fill_relative_figures,
+    RecordWarning,
     latency_samples,
+    own_file,
     read_records,
 )
 from harness.results.seeds import is_training
@@ -66,7 +68,9 @@ def median_interval(samples_ns: Any) -> tuple[float, float] | None:
 
 
 def _read_samples(path: Path) -> dict[str, Any]:
-    """samples.json ({"<batch size>": [ns, ...]}) or {} when missing or unreadable."""
+    """samples.json ({"<batch size>": [ns, ...]}) or {} when missing, unreadable or a link."""
+    if path.is_symlink() or path.parent.is_symlink() or path.parent.parent.is_symlink():
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -96,6 +100,10 @@ def _speedup_intervals(run_dir: Path, records: list[dict]) -> dict[int, tuple[fl
     for i, r in enumerate(records):
         base = baselines.get(baseline_key(r))
         if r.get("method") == "baseline" or r.get("status") != "ok" or base is None or r.get("speedup") is None:
+            continue
+        low, high = finite(r.get("speedup_ci_low")), finite(r.get("speedup_ci_high"))
+        if r.get("paired") and low is not None and high is not None:  # timed paired: the pairs' own interval
+            out[i] = (low, high)
             continue
         mine, theirs = interval(r), interval(base)
         if mine and theirs and mine[0] > 0:
@@ -158,17 +166,41 @@ def process_run(task: Task) -> dict[str, Any]:
         if first:
             seen.add(r.get("cell_id"))
         rows.append(_row(r, intervals.get(i), first))
-    report = run_dir / REPORT_FILE
-    fresh = (task.plotly == "inline" and report.is_file()
-             and report.stat().st_mtime >= (run_dir / RECORDS_FILE).stat().st_mtime)
-    html = report.read_text(encoding="utf-8") if fresh else render_run_report(run_dir, task.plotly)
+    # Rendered from the records every time, never copied: a report.html in a run folder is only a file
+    # someone could have written (a planted page would run its script on the site's origin).
+    html = render_run_report(run_dir, task.plotly)
     if task.plotly == "inline":
         html = _shared_plotly(html, "../../../")  # runs/<suite>/<run>/report.html -> the site's root
     (target / REPORT_FILE).write_text(html, encoding="utf-8")
     for name in COPIED_FILES:
-        if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, target / name)
-    return {"rows": rows, "report": "copied" if fresh else "regenerated"}
+        _copy_meta(run_dir, name, target)
+    return {"rows": rows, "report": "rendered"}
+
+
+#: A run's env.json, run.json or suite.yaml larger than this is not put in the site.
+MAX_COPIED_BYTES = 4 * 2**20
+
+
+def _copy_meta(run_dir: Path, name: str, target: Path) -> None:
+    """A run's env.json / run.json (re-serialised: valid JSON only) or suite.yaml (UTF-8 text) beside its
+    report, when it is a file of the run folder itself (never through a link) of sensible size."""
+    source = run_dir / name
+    if not own_file(run_dir, source):
+        if source.is_symlink():
+            warnings.warn(f"{printable(source)}: not published (a symbolic link)", RecordWarning, stacklevel=2)
+        return
+    if source.stat().st_size > MAX_COPIED_BYTES:
+        warnings.warn(f"{printable(source)}: not published (over {MAX_COPIED_BYTES // 2**20} MB)", RecordWarning,
+                      stacklevel=2)
+        return
+    try:
+        text = source.read_text(encoding="utf-8")
+        if name.endswith(".json"):
+            text = json.dumps(json.loads(text), indent=2) + "\n"
+    except (OSError, ValueError, RecursionError):
+        warnings.warn(f"{printable(source)}: not published (unreadable or not JSON)", RecordWarning, stacklevel=2)
+        return
+    (target / name).write_text(text, encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)

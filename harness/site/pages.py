@@ -12,7 +12,7 @@ from collections import Counter
 from importlib import resources
 from typing import Any
 
-from harness.report.markup import CSS, FIGURES_JS, esc, plotly_script, script_json
+from harness.report.markup import CSS, FIGURES_JS, content_security_policy, esc, plotly_script, script_json
 from harness.report.run_report import REPORT_FILE
 from harness.results.labels import NULL
 from harness.results.load import gpu_names
@@ -48,9 +48,12 @@ def _when(value: Any) -> str:
     return f"{m.group(1)} {m.group(2)}" if m else (s or NULL)
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, scripts: tuple[str, ...] = (), plotly: str | None = None) -> str:
+    """A page of the site: ``scripts`` are the texts of its inline scripts (the only ones its
+    Content-Security-Policy lets run), ``plotly`` how it brings plotly.js, if it does."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+{content_security_policy(list(scripts), plotly=plotly)}
 <link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}{_asset("site.css")}</style></head>
 <body>
 {body}
@@ -280,6 +283,7 @@ def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: s
              f'within one machine: figures keep one colour and one Pareto front per machine, and the table says when '
              f'the rows it ranks mix machines (filter by machine to rank within one).</p>' if len(used) > 1 else "")
     plotly_js = _plotly_tag(plotly) if n_figs + n_training else ""
+    page_js = FIGURES_JS + _asset("leaderboard.js")
     body = f"""<p class="crumbs"><a href="../index.html">← all suites</a></p>
 <h1>optbench leaderboard: {esc(suite)}</h1>
 <p class="meta">{len(runs)} run{"s" * (len(runs) != 1)} · {n_records} records · {len(used)}
@@ -296,7 +300,7 @@ Click a column header to sort (empty values always sort last).</p>
 <div id="filters" class="filters"></div>
 <p id="machine-warning" class="warn" hidden></p>
 <details id="best" class="best" open><summary>Best under constraints</summary>
-<form id="best-form" class="filters" onsubmit="return false">
+<form id="best-form" class="filters">
 <label>maximise <select id="best-objective">
 <option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
 <option value="speedup">speedup</option><option value="size">size ratio (smallest model)</option>
@@ -329,5 +333,5 @@ out rows without that figure. With several machines there is one answer per mach
 <script type="application/json" id="board-data">{script_json(json.dumps(data, separators=(",", ":"),
                                                                          allow_nan=False))}</script>
 {plotly_js}
-<script>{FIGURES_JS}{_asset("leaderboard.js")}</script>"""
-    return _page(f"optbench leaderboard · {suite}", body), data
+<script>{page_js}</script>"""
+    return _page(f"optbench leaderboard · {suite}", body, (page_js,), plotly if plotly_js else None), data

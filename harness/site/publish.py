@@ -5,9 +5,11 @@ The site, written to SITE_DIR:
 - ``index.html``: every suite, run and machine, with dates;
 - ``suites/<suite>.html``: one page per suite, the leaderboard across its runs (sortable,
   filterable, "best under constraints") and its figures, each row linked to its run;
-- ``runs/<suite>/<run>/``: each run's ``report.html`` (copied when it is newer than the
-  run's records, regenerated otherwise) beside its ``env.json``, ``run.json`` and
-  ``suite.yaml``, so the machine and software behind a row are one click away.
+- ``runs/<suite>/<run>/``: each run's ``report.html``, rendered from its records (a report
+  file in a run folder is never copied: it could be anyone's page), beside its ``env.json``
+  and ``run.json`` (re-serialised) and ``suite.yaml``, each taken only when it is a file of
+  the run folder itself (never through a symbolic link), so the machine and software behind a
+  row are one click away.
 
 It opens from disk and from any static host: nothing is fetched unless ``--plotly cdn``.
 With ``--plotly inline`` plotly.js travels inside each suite page gzip-compressed and

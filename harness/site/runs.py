@@ -91,7 +91,7 @@ class Run:
     machine: str = ""
     href: str = ""  # the run's folder in the site, relative to the site root
     records: list[tuple] = field(default_factory=list)
-    report: str = ""  # "copied" or "regenerated"
+    report: str = ""  # "rendered"
     training: bool = False
 
 
@@ -114,6 +114,10 @@ def _first_record(path: Path) -> tuple[dict | None, str | None]:
 
 def _read_meta(path: Path) -> dict:
     """run.json or env.json as a dict; {} when missing, and with a warning when unreadable or not an object."""
+    if path.is_symlink():
+        warnings.warn(f"{printable(path)}: ignored (a symbolic link: a run's files are read only from its own "
+                      "folder)", RecordWarning, stacklevel=3)
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

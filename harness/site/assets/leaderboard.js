@@ -301,6 +301,7 @@
       a.href = "../" + RUNS.href[R.run[r]] + "/report.html";
     });
   }
+  document.getElementById("best-form").addEventListener("submit", function (e) { e.preventDefault(); });
   document.getElementById("best-form").addEventListener("input", function () { update(); });
   document.getElementById("best-form").addEventListener("change", function () { update(); });
 
