@@ -107,7 +107,8 @@ def main() -> int:
             dp = rb["speedup"] / rq["speedup"] - 1
             du = bu[k] / qu[k] - 1
             within.append(abs(dp) <= 0.15)
-            label = k[1] + ("" if k[1] == "quantize.dynamic_int8" else f" {json.loads(k[2]).popitem()[1]}")
+            first = next(iter(json.loads(k[2]).items()), None)  # the method's first param: sparsity, rank_ratio
+            label = k[1] + ("" if first is None or k[1] == "quantize.dynamic_int8" else f" {first[1]}")
             print(f"{k[0]:10} {label:22} {k[3]:>3} | "
                   f"{rq['speedup']:6.3f} [{rq['speedup_ci_low']:.2f},{rq['speedup_ci_high']:.2f}] "
                   f"{rb['speedup']:6.3f} [{rb['speedup_ci_low']:.2f},{rb['speedup_ci_high']:.2f}] {dp:+6.1%} | "
