@@ -22,3 +22,16 @@ def test_the_bar_names_the_cells_in_flight_even_when_several_run_at_once():
         assert progress.bar.tasks[0].description == "" and progress.bar.tasks[0].completed == 2
     finally:
         progress.close()
+
+
+def test_a_cells_error_cannot_drive_the_terminal():
+    import io
+
+    from harness.run.progress import Progress
+
+    out = io.StringIO()
+    progress = Progress(stream=out)
+    progress.total = 1
+    progress.cell_finished("mlp\x1b]0;owned\x07", "failed", 1.0, "RuntimeError: \x1b[2Jcleared")
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "\\x1b[2Jcleared" in out.getvalue()

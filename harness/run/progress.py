@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from harness.results.labels import printable
+
 
 class Progress:
     """Plain log lines, one per cell; the base for the others."""
@@ -23,7 +25,8 @@ class Progress:
 
     def cell_finished(self, label: str, status: str, seconds: float, error: str | None) -> None:
         self.done += 1
-        tail = f": {error.splitlines()[0][:160]}" if error and status != "ok" else ""
+        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != "ok" else ""
+        label = printable(label)  # a plugin's error or a suite's id must not drive the terminal
         self.line(f"[{self.done}/{self.total}] {status:<7} {label} ({seconds:.1f}s){tail}")
 
     def line(self, text: str) -> None:
@@ -87,7 +90,8 @@ class RichProgress(Progress):
     def cell_finished(self, label: str, status: str, seconds: float, error: str | None) -> None:
         self.done += 1
         colour = {"ok": "green", "skipped": "yellow"}.get(status, "red")
-        tail = f": {error.splitlines()[0][:160]}" if error and status != "ok" else ""
+        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != "ok" else ""
+        label = printable(label)  # a plugin's error or a suite's id must not drive the terminal
         from rich.text import Text
 
         self.console.print(Text.assemble((f"{status:<7} ", colour), f"{label} ({seconds:.1f}s){tail}"))
