@@ -3,7 +3,8 @@
 A speedup measured as the ratio of two medians taken in different processes minutes apart moves
 with whatever else the machine did in between; a busy neighbour can turn 3.9x into 19.6x. Here the
 two models take turns: block after block, in the order method, baseline, baseline, method, ...
-(ABBA, so a slow drift of the machine weighs on both alike), each block at least ``block_s`` long.
+(ABBA, so a slow drift of the machine weighs on both alike), each block ``block_s`` long (less when
+``min_seconds`` is small: a tenth of it over ``min_blocks`` pairs, and ``min_iters / min_blocks`` calls).
 Each block gives one median; the speedup is the median of the baseline's block medians over the
 median of the method's, and its 95% interval comes from a bootstrap over block pairs (resampled
 with their pairing kept), the way Google Benchmark's interleaved repetitions and asv's paired
@@ -94,7 +95,9 @@ def time_paired(
     none = Budget(0, 0.0)
     time_calls(method, warmup, Budget(1, 0.0))
     time_calls(baseline, warmup, Budget(1, 0.0))
-    block = Budget(1, block_s)
+    # A block is BLOCK_S long at most, and shorter when the whole budget is small: min_seconds 0 (a
+    # test's quick measure) makes blocks of min_iters / min_blocks calls, so pairing costs no fixed time.
+    block = Budget(max(1, repeat.min_iters // min_blocks), min(block_s, repeat.min_seconds / (2 * min_blocks)))
     method_ns: list[int] = []
     baseline_ns: list[int] = []
     mb: list[float] = []
@@ -102,6 +105,7 @@ def time_paired(
     t0 = time.perf_counter()
     reached = False
     interval = (0.0, 0.0, 0.0)
+    next_check = min_blocks
     while True:
         arms = ((method, method_ns, mb), (baseline, baseline_ns, bb))
         for fn, all_ns, medians in (arms if len(mb) % 2 == 0 else arms[::-1]):
@@ -111,7 +115,8 @@ def time_paired(
         elapsed = time.perf_counter() - t0
         enough = (len(mb) >= min_blocks and len(method_ns) >= repeat.min_iters
                   and elapsed >= repeat.min_seconds)
-        if enough:
+        if enough and len(mb) >= next_check:
+            next_check = len(mb) + max(1, len(mb) // 4)  # the bootstrap is looked at as blocks grow by a quarter
             interval = ratio_interval(bb, mb, seed)
             point, low, high = interval
             if target_rel_ci is not None and point > 0 and (high - low) / 2 / point <= target_rel_ci:
@@ -121,8 +126,7 @@ def time_paired(
                 reached = True  # no target: the minimums are the rule, as for unpaired timing
                 break
         if max_seconds is not None and elapsed >= max_seconds:
-            if not enough:
-                interval = ratio_interval(bb, mb, seed)
+            interval = ratio_interval(bb, mb, seed)
             break
     point, low, high = interval
     return PairedTiming(method_ns, baseline_ns, mb, bb, point, low, high, reached, time.perf_counter() - t0)
