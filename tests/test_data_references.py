@@ -248,8 +248,7 @@ def test_exported_models_and_saved_data_through_the_cli(tmp_path, cli):
                         {"name": "exported", "id": "ts", "params": {"path": "net.torchscript"}},
                         {"name": "python", "id": "mine", "params": {"factory": "mymodel.py:build", "epochs": 2,
                                                                            "lr": 0.02}}],
-             "methods": [{"name": "quantize.half", "params": {"dtype": "bfloat16"}},
-                         {"name": "quantize.dynamic_int8"}],
+             "methods": [{"name": "quantize.dynamic_int8"}],  # casts on exported graphs: docs/your-model.md's test
              "backends": [{"name": "cpu", "params": {"threads": 1}}], "measure": quick}
     (tmp_path / "saved.yaml").write_text(yaml.safe_dump(suite))
     env = {"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")}
@@ -257,7 +256,7 @@ def test_exported_models_and_saved_data_through_the_cli(tmp_path, cli):
     assert done.returncode == 0, done.stderr
     (records_file,) = (tmp_path / "results").glob("saved/*/records.jsonl")
     records = [json.loads(line) for line in records_file.read_text().splitlines()]
-    assert len(records) == 2 * 3 * 3 * 2  # datasets x models x (baseline + 2 methods) x batch sizes
+    assert len(records) == 2 * 3 * 2 * 2  # datasets x models x (baseline + 1 method) x batch sizes
     assert {r["model"] for r in records} == {"pt2", "ts", "mine"} and {r["dataset"] for r in records} == {"npz", "mine"}
     for r in records:
         if r["model"] == "mine":  # the python model, trained by the harness on each dataset

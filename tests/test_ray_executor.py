@@ -37,7 +37,10 @@ def test_a_suite_runs_on_ray_with_relative_figures_and_a_report(optbench_run, ti
     assert run.records[0]["method"] == "baseline"  # a group's baseline is recorded before its other cells
     base = run.by_method("baseline")[0]
     for r in run.by_method("prune.magnitude"):
-        assert r["speedup"] == pytest.approx(base["latency_p50_ms"] / r["latency_p50_ms"])
+        # timed paired with its own copy of the baseline: the pairs' ratio, inside its interval
+        assert r["paired"] and r["speedup"] == r["paired_speedup"]
+        assert r["speedup_ci_low"] <= r["speedup"] <= r["speedup_ci_high"]
+        assert r["baseline_p50_ms"] > 0 and r["pair_blocks"] >= 5
         assert r["accuracy_delta"] == pytest.approx(r["accuracy"] - base["accuracy"])
         cell_dir = run.run_dir / "cells" / r["cell_id"]
         assert "method prune.magnitude applied" in (cell_dir / "log.txt").read_text()  # shipped back by the task

@@ -1,16 +1,35 @@
 """A run folder has one writer at a time, and optbench never writes through a link planted in it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.run.run_lock import RunLock
 
 
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory, optbench_cache_dir):
+    import yaml
+
+    from harness.testing import make_tiny_suite
+    from conftest import run_cli  # tests/ is on sys.path (rootdir conftest)
+
+    folder = tmp_path_factory.mktemp("one-run")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(make_tiny_suite()))
+    done = run_cli("run", str(folder / "tiny.yaml"), "--results", str(folder / "results"), "-q",
+                   env={"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (folder / "results").glob("tiny/*")
+    return run_dir
+
+
 @pytest.fixture
-def finished_run(optbench_run, tiny_suite):
-    run = optbench_run(tiny_suite())
-    assert run.exit_code == 0
-    return run.run_dir
+def finished_run(one_run, tmp_path):
+    """A copy of one finished run for each test (each plants its own trouble in it)."""
+    import shutil
+
+    return Path(shutil.copytree(one_run, tmp_path / "run", symlinks=True))
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(finished_run, cli, optbench_cache_dir):

@@ -37,7 +37,10 @@ def test_records_carry_every_field_with_consistent_figures(optbench_run, tiny_su
     base = {r["batch_size"]: r for r in run.by_method("baseline")}
     for r in run.by_method("prune.magnitude"):
         b = base[r["batch_size"]]
-        assert r["speedup"] == pytest.approx(b["latency_p50_ms"] / r["latency_p50_ms"])
+        # timed paired with its own copy of the baseline: the pairs' ratio, inside its interval
+        assert r["paired"] and r["speedup"] == r["paired_speedup"]
+        assert r["speedup_ci_low"] <= r["speedup"] <= r["speedup_ci_high"]
+        assert r["baseline_p50_ms"] > 0 and r["pair_blocks"] >= 5
         assert r["accuracy_delta"] == pytest.approx(r["accuracy"] - b["accuracy"])
         assert r["params_count"] == b["params_count"]
         assert r["nonzero_params"] < 0.6 * b["nonzero_params"]
@@ -171,7 +174,10 @@ def test_each_backend_variant_is_compared_with_its_own_baseline(optbench_run, ti
         rows = [r for r in run.records if r["backend_params"] == {"threads": threads}]
         base, pruned = sorted(rows, key=lambda r: r["method"] != "baseline")
         assert base["threads"] == pruned["threads"] == threads
-        assert pruned["speedup"] == pytest.approx(base["latency_p50_ms"] / pruned["latency_p50_ms"])
+        # timed paired with its own copy of the baseline: the pairs' ratio, inside its interval
+        assert pruned["paired"] and pruned["speedup"] == pruned["paired_speedup"]
+        assert pruned["speedup_ci_low"] <= pruned["speedup"] <= pruned["speedup_ci_high"]
+        assert pruned["baseline_p50_ms"] > 0 and pruned["pair_blocks"] >= 5
     assert "cpu(threads=1)" in (run.run_dir / "report.html").read_text()
 
 

@@ -89,11 +89,13 @@ def time_paired(
     block_s: float = BLOCK_S,
     min_blocks: int = MIN_BLOCKS,
     seed: int = 0,
+    warm_method: bool = True,
 ) -> PairedTiming:
-    """Warm both up, then time them in alternating blocks with the backend's own ``time_calls``
+    """Warm both up (the method only when ``warm_method``: a caller that just ran it need not), then time them in alternating blocks with the backend's own ``time_calls``
     (so its synchronisation rules hold) until the precision target or the caps say stop."""
     none = Budget(0, 0.0)
-    time_calls(method, warmup, Budget(1, 0.0))
+    if warm_method:
+        time_calls(method, warmup, Budget(1, 0.0))
     time_calls(baseline, warmup, Budget(1, 0.0))
     # A block is BLOCK_S long at most, and shorter when the whole budget is small: min_seconds 0 (a
     # test's quick measure) makes blocks of min_iters / min_blocks calls, so pairing costs no fixed time.

@@ -341,8 +341,8 @@ def _pairing_unavailable(session: Any, model: Any, copy_of: Any) -> str | None:
 
 def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: Budget, repeat: Budget,
                  rss_floor: int, seed: int) -> tuple[list[int], dict[str, Any]]:
-    """Memory from a short window of the method's model alone, then the paired blocks (the method's
-    latency samples and the speedup with its interval)."""
+    """Memory from a short window of the method's model alone (its warm-up included, as in an unpaired
+    window), then the paired blocks (the method's latency samples and the speedup with its interval)."""
     short = Budget(min(repeat.min_iters, 10), 0.0)
     with torch.inference_mode():
         with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
@@ -350,7 +350,7 @@ def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: B
         with OtherCPU() as other:
             paired = pairing.time_paired(session.time_calls, lambda: call_model(model, x), lambda: call_model(base, x),
                                          warmup, repeat, target_rel_ci=repeat.target_rel_ci,
-                                         max_seconds=repeat.max_seconds, seed=seed)
+                                         max_seconds=repeat.max_seconds, seed=seed, warm_method=False)
     base_med = sorted(paired.baseline_ns)[len(paired.baseline_ns) // 2] / 1e6
     return paired.method_ns, {
         "host_peak_mb": max(peak.bytes - rss_floor, 0) / 2**20,  # the baseline's resident copy left out
