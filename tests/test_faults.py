@@ -56,7 +56,7 @@ def records_of(run_dir: Path) -> list[dict]:
 
 def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_env, cli, tmp_path, optbench_cache_dir):
     env = {**faults_env, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)}
-    path = suite_file(tmp_path, execution={"timeout_s": 2.5, "memory_limit_mb": 2500, "log_limit_mb": 1})
+    path = suite_file(tmp_path, execution={"timeout_s": 5, "memory_limit_mb": 2000, "log_limit_mb": 1})
     t0 = time.monotonic()
     done = cli("run", str(path), "--results", str(tmp_path / "results"), cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr  # cells failed; the run did not
@@ -80,7 +80,7 @@ def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_e
         text = log(method)  # faulthandler: the Python stack of the crash, down to the plugin's line
         assert f"Fatal Python error: {fatal}" in text and "optbench_faults/__init__.py" in text, text[-2000:]
     assert got["faults.exit"]["status"] == "failed" and "exited with code 7" in got["faults.exit"]["error"]
-    assert got["faults.hang"]["status"] == "timeout" and "timeout_s=2.5" in got["faults.hang"]["error"]
+    assert got["faults.hang"]["status"] == "timeout" and "timeout_s=5" in got["faults.hang"]["error"]
     assert got["faults.children"]["status"] == "ok"
     assert "the cell left processes running; they were killed" in log("faults.children")
     flood = run_dir / "cells" / got["faults.flood"]["cell_id"] / "log.txt"
@@ -88,7 +88,7 @@ def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_e
     assert "log capped at execution.log_limit_mb=1:" in flood.read_text()[-300:]
     assert grown[0]["status"] == "ok" and grown[0]["setup_peak_mb"] > 300 > grown[0]["host_peak_mb"], grown[0]
     oom = grown[1]
-    assert oom["status"] == "oom" and "execution.memory_limit_mb=2500" in oom["error"], oom
+    assert oom["status"] == "oom" and "execution.memory_limit_mb=2000" in oom["error"], oom
     started = pids(tmp_path / "pids.txt")
     assert len(started) == 4 and not [p for p in started if alive(p)]  # hang's and children's sleepers
 

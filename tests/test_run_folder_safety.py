@@ -1,6 +1,9 @@
 """A run folder has one writer at a time, and optbench never writes through a link planted in it."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +16,11 @@ def one_run(tmp_path_factory, optbench_cache_dir):
     import yaml
 
     from harness.testing import make_tiny_suite
-    from conftest import run_cli  # tests/ is on sys.path (rootdir conftest)
-
     folder = tmp_path_factory.mktemp("one-run")
     (folder / "tiny.yaml").write_text(yaml.safe_dump(make_tiny_suite()))
-    done = run_cli("run", str(folder / "tiny.yaml"), "--results", str(folder / "results"), "-q",
-                   env={"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(folder / "tiny.yaml"), "--results",
+                           str(folder / "results"), "-q"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
     assert done.returncode == 0, done.stderr
     (run_dir,) = (folder / "results").glob("tiny/*")
     return run_dir

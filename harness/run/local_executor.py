@@ -89,7 +89,7 @@ class LocalExecutor:
         self._current = proc
         timed_out = False
         try:
-            proc.start()
+            _start_unbroken(proc)
             sender.close()
             timed_out = not _copy_output(proc, receiver, log, t0 + timeout_s)
         except BaseException:  # Ctrl-C while waiting: the cell must not outlive the run
@@ -151,6 +151,20 @@ class LocalExecutor:
             pass
         proc.join(10)
         return leftover
+
+
+def _start_unbroken(proc: Any) -> None:
+    """``proc.start()`` with Ctrl-C held back until the forkserver has the cell's whole payload: an
+    interrupt in the middle of the hand-over made the half-started child print an EOFError traceback
+    into the run's output. A Ctrl-C pressed meanwhile arrives right after, and the cell is then killed."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        proc.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class CappedLog:
