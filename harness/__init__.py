@@ -19,6 +19,7 @@ The core's own modules never import from here: they import the stage module that
 defines a name, so this file is only the front door.
 """
 from harness.measure.timing import Budget, time_calls
+from harness.plugin.data import files_fingerprint
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.types import (
     Backend,
@@ -60,6 +61,7 @@ __all__ = [
     "TrainableParams",
     "TrainingContext",
     "__version__",
+    "files_fingerprint",
     "hookimpl",
     "time_calls",
 ]

@@ -126,3 +126,19 @@ def source_hash(ref: str) -> str:
         except OSError:
             continue
     return digest.hexdigest()[:16]
+
+
+def call_factory(factory: Any, kwargs: dict[str, Any], offered: dict[str, Any]) -> Any:
+    """``factory(**kwargs)``, plus each of ``offered`` (num_classes, input_shape, data, seed) that its
+    signature names and ``kwargs`` does not give."""
+    import inspect
+
+    kwargs = dict(kwargs)
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    for name, value in offered.items():
+        if name in accepted and name not in kwargs:
+            kwargs[name] = value
+    return factory(**kwargs)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.plugin.data import Split
+from harness.plugin.data import Split, files_fingerprint
 from harness.plugin.types import Dataset, DatasetSplits, Params, SuitePath
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -173,20 +173,9 @@ def load_image_folder(params: ImageFolderParams, seed: int) -> DatasetSplits:
 def folder_fingerprint(params: ImageFolderParams) -> str:
     """Every file's path, size and time under ``root`` and ``test_root`` (no image is opened): a model
     trained on the folder is trained again when images are added, removed or replaced."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for root in (params.root, params.test_root):
-        if root is None:
-            continue
-        for path in sorted(Path(root).rglob("*")):
-            if path.suffix.lower() in EXTENSIONS:
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:16]
+    files = [(path, str(path.relative_to(root))) for root in (params.root, params.test_root) if root is not None
+             for path in sorted(Path(root).rglob("*")) if path.suffix.lower() in EXTENSIONS]
+    return files_fingerprint([f for f, _ in files], [name for _, name in files])
 
 
 IMAGE_FOLDER = Dataset(

@@ -18,12 +18,16 @@ trained on it.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from harness.builtin.factories import load_factory, resolve_factory, source_hash
+from harness.builtin.factories import (
+    call_factory,
+    load_factory,
+    resolve_factory,
+    source_hash,
+)
 from harness.builtin.image_folder import images_to_tensor
 from harness.plugin.data import Split, TensorSplit, stack
 from harness.plugin.types import Dataset, DatasetSplits, Params, SuiteRelative
@@ -128,16 +132,8 @@ def _classes(obj: Any) -> int | None:
 def load_python_dataset(params: PythonDatasetParams, seed: int) -> DatasetSplits:
     import torch
 
-    factory = load_factory(params.factory)
-    kwargs = dict(params.kwargs)
-    try:
-        accepted = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        accepted = {}
-    if "seed" in accepted and "seed" not in kwargs:
-        kwargs["seed"] = seed
     where = f"dataset factory {params.factory}"
-    out = factory(**kwargs)
+    out = call_factory(load_factory(params.factory), params.kwargs, {"seed": seed})
     if isinstance(out, DatasetSplits):
         if params.num_classes is not None:
             out = out.replace(num_classes=params.num_classes)

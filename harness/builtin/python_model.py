@@ -10,12 +10,16 @@ built: its own initial weights, weights it loaded itself, or the suite's ``check
 """
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from harness.builtin.factories import load_factory, resolve_factory, source_hash
+from harness.builtin.factories import (
+    call_factory,
+    load_factory,
+    resolve_factory,
+    source_hash,
+)
 from harness.plugin.types import DatasetSplits, Model, SuiteRelative, TrainableParams
 
 
@@ -34,16 +38,8 @@ class PythonModelParams(TrainableParams):
 
 
 def build_python(params: PythonModelParams, data: DatasetSplits) -> Any:
-    factory = load_factory(params.factory)
-    kwargs = dict(params.kwargs)
-    try:
-        accepted = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        accepted = {}
-    for name, value in (("num_classes", data.num_classes), ("input_shape", data.input_shape), ("data", data)):
-        if name in accepted and name not in kwargs:
-            kwargs[name] = value
-    return factory(**kwargs)
+    return call_factory(load_factory(params.factory), params.kwargs,
+                        {"num_classes": data.num_classes, "input_shape": data.input_shape, "data": data})
 
 
 PYTHON = Model(

@@ -16,13 +16,12 @@ read page by page as batches touch it; an ``.npz`` archive is decompressed into 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from harness.plugin.data import Split, TensorSplit
+from harness.plugin.data import Split, TensorSplit, files_fingerprint
 from harness.plugin.types import Dataset, DatasetSplits, Params, SuitePath
 
 SUFFIXES = (".pt", ".pth", ".npz")
@@ -242,24 +241,10 @@ def load_tensor_files(params: TensorFilesParams, seed: int) -> DatasetSplits:
     return DatasetSplits(train=train, test=test, num_classes=num_classes or 0)
 
 
-def files_fingerprint(*paths: str | None) -> str:
-    """What identifies data files for the weight cache without reading them: name, size and mtime."""
-    digest = hashlib.sha256()
-    for value in paths:
-        if value is None:
-            continue
-        try:
-            st = Path(value).stat()
-            digest.update(f"{value}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-        except OSError:
-            digest.update(f"{value}\0missing\0".encode())
-    return digest.hexdigest()[:16]
-
-
 TENSOR_FILES = Dataset(
     name="tensors",
     description="inputs and labels saved with torch.save (.pt, memory-mapped) or numpy.savez (.npz)",
     load=load_tensor_files,
     params=TensorFilesParams,
-    fingerprint=lambda params: files_fingerprint(params.path, params.test_path),
+    fingerprint=lambda params: files_fingerprint([params.path, params.test_path]),
 )

@@ -15,7 +15,7 @@ which ``DatasetSplits(x_train=..., ...)`` still builds.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -24,8 +24,8 @@ from harness.measure.inputs import batch_size, call_model, first_tensor, map_ten
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Batch", "Inputs", "Preprocess", "Split", "TensorSplit", "batch_size", "call_model", "first_tensor",
-           "map_tensors", "stack"]
+__all__ = ["Batch", "Inputs", "Preprocess", "Split", "TensorSplit", "batch_size", "call_model", "files_fingerprint",
+           "first_tensor", "map_tensors", "stack"]
 
 #: What a model is called with: ``model(x)`` for a tensor, ``model(**x)`` for a dict of tensors.
 Inputs = Union["torch.Tensor", dict[str, "torch.Tensor"]]
@@ -270,3 +270,21 @@ class TensorSplit(Split):
         out = TensorSplit(self.x, torch.as_tensor([fn(int(v)) for v in self.y], dtype=torch.int64))
         out.preprocess = self.preprocess
         return out
+
+
+def files_fingerprint(paths: Iterable[Any], names: Iterable[str] | None = None) -> str:
+    """What identifies data files for the weight cache without reading them: each file's name (``names``,
+    else its path), size and modification time; a missing file counts as missing. A dataset's
+    ``fingerprint`` returns it, so a model trained on the files is trained again when they change."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    paths = [p for p in paths if p is not None]
+    for path, name in zip(paths, names if names is not None else map(str, paths), strict=True):
+        try:
+            st = os.stat(path)
+            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        except OSError:
+            digest.update(f"{name}\0missing\0".encode())
+    return digest.hexdigest()[:16]

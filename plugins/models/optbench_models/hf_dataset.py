@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from harness import Dataset, DatasetSplits, Params, SuitePath
+from harness import Dataset, DatasetSplits, Params, SuitePath, files_fingerprint
 from harness.plugin.data import Split
 from optbench_models.requirements import hub_error, require
 
@@ -177,21 +177,10 @@ def fingerprint(params: HFDatasetParams) -> str:
     """Local data files' names, sizes and times (a hub dataset is named by its id and revision, already
     in the params): a model trained on edited files is trained again."""
     import glob
-    import hashlib
-    import os
 
     files = params.data_files.values() if isinstance(params.data_files, dict) else [params.data_files]
-    digest = hashlib.sha256()
-    for pattern in files:
-        for name in sorted(glob.glob(pattern) if pattern and any(c in pattern for c in "*?[") else [pattern]):
-            if name is None:
-                continue
-            try:
-                st = os.stat(name)
-                digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            except OSError:
-                digest.update(f"{name}\0missing\0".encode())
-    return digest.hexdigest()[:16]
+    return files_fingerprint([name for pattern in files if pattern
+                              for name in sorted(glob.glob(pattern) if any(c in pattern for c in "*?[") else [pattern])])
 
 
 HF = Dataset(
