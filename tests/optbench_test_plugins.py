@@ -74,6 +74,43 @@ def _busy_gpu(params):
     return BusySession(CPUParams())
 
 
+class ContendedParams(Params):
+    blocks: int = Field(-1, ge=-1, description="timed blocks that read contended, then quiet ones; -1: every block")
+
+
+def _contended(params):
+    from harness.builtin.cpu import CPUParams, CPUSession
+
+    class Load:
+        """What ``harness.measure.host_load.BlockLoad`` reads, scripted: the cell's threads waited for a
+        CPU half their time (another process had a core) while ``left`` blocks last."""
+
+        def __init__(self, session):
+            self.session, self.wait_share, self.other_cores, self.wall_s = session, None, None, 0.0
+
+        def __enter__(self):
+            self.t0 = time.perf_counter()
+            return self
+
+        def __exit__(self, *exc):
+            self.wall_s = time.perf_counter() - self.t0
+            busy = self.session.left != 0
+            self.session.left -= busy and self.session.left > 0
+            self.wait_share, self.other_cores = (0.5, 1.0) if busy else (0.0, 0.0)
+
+    class ContendedSession(CPUSession):
+        """The cpu backend, whose probe says the machine was busy for the first ``blocks`` timed blocks."""
+
+        def __init__(self):
+            super().__init__(CPUParams(threads=1))
+            self.left = params.blocks
+
+        def block_load(self):
+            return Load(self)
+
+    return ContendedSession()
+
+
 def _returns_none(model, params, ctx):
     model.eval()  # forgot the return
 
@@ -129,6 +166,8 @@ def register_backends(register):
     from harness import Backend
 
     register(Backend(name="test.busy-gpu", description="cpu, reporting a shared device", create=_busy_gpu))
+    register(Backend(name="test.contended", description="cpu, whose probe reports a busy machine",
+                     create=_contended, params=ContendedParams))
 
 
 @hookimpl

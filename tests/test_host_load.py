@@ -1,4 +1,5 @@
-"""host_other_cpu: the CPU other processes took while a cell was measured, and the run's warning."""
+"""host_other_cpu and contention: the CPU other processes took while a cell was measured, the
+record's contended flag and the run's warning."""
 from __future__ import annotations
 
 import subprocess
@@ -29,6 +30,19 @@ def burner():
     p.wait()
 
 
+@pytest.fixture
+def burners():
+    """A busy loop on every core: whatever its thread count, a cell's threads wait for a CPU."""
+    import os
+
+    ps = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(os.cpu_count() or 1)]
+    time.sleep(0.3)
+    yield ps
+    for p in ps:
+        p.kill()
+        p.wait()
+
+
 def test_a_busy_neighbour_shows_as_about_one_core(burner):
     with OtherCPU() as other:
         spin(1.0)  # our own work is not counted
@@ -43,7 +57,7 @@ def test_our_own_threads_and_reaped_children_are_not_counted():
     assert other.cores is not None and other.cores < 0.3
 
 
-def test_a_contended_cell_records_it_and_the_run_warns(burner, tmp_path, optbench_cache_dir, monkeypatch):
+def test_a_contended_cell_records_it_and_the_run_warns(burners, tmp_path, optbench_cache_dir, monkeypatch):
     import io
 
     import yaml
@@ -64,4 +78,7 @@ def test_a_contended_cell_records_it_and_the_run_warns(burner, tmp_path, optbenc
     assert result.exit_code == 0
     (record,) = records.read_records(result.run_dir)
     assert record["host_other_cpu"] > 0.5
-    assert "mlp · digits · baseline · cpu: other processes kept" in out.getvalue()
+    assert record["contended"] is True and record["host_run_wait"] > 0.05
+    assert record["contention_retries"] == 6  # the default re-measurements, all contended too
+    assert "timed blocks were contended" in record["contended_reason"]
+    assert "mlp · digits · baseline · cpu: contended at batch size 1: " in out.getvalue()

@@ -90,9 +90,12 @@ def time_paired(
     min_blocks: int = MIN_BLOCKS,
     seed: int = 0,
     warm_method: bool = True,
+    screen: Any = None,
 ) -> PairedTiming:
     """Warm both up (the method only when ``warm_method``: a caller that just ran it need not), then time them in alternating blocks with the backend's own ``time_calls``
-    (so its synchronisation rules hold) until the precision target or the caps say stop."""
+    (so its synchronisation rules hold) until the precision target or the caps say stop. ``screen``
+    (a ``harness.measure.contention.Screen``) runs each pair of blocks, measuring a contended pair
+    again; ``min_seconds`` then counts the kept pairs' time, ``max_seconds`` all of it."""
     none = Budget(0, 0.0)
     if warm_method:
         time_calls(method, warmup, Budget(1, 0.0))
@@ -110,13 +113,17 @@ def time_paired(
     next_check = min_blocks
     while True:
         arms = ((method, method_ns, mb), (baseline, baseline_ns, bb))
-        for fn, all_ns, medians in (arms if len(mb) % 2 == 0 else arms[::-1]):
-            ns = time_calls(fn, none, block)
+        order = arms if len(mb) % 2 == 0 else arms[::-1]
+
+        def pair(order: tuple = order) -> list[list[int]]:
+            return [time_calls(fn, none, block) for fn, _, _ in order]
+
+        for (_, all_ns, medians), ns in zip(order, pair() if screen is None else screen.run(pair)):
             all_ns.extend(ns)
             medians.append(_median(ns))
         elapsed = time.perf_counter() - t0
         enough = (len(mb) >= min_blocks and len(method_ns) >= repeat.min_iters
-                  and elapsed >= repeat.min_seconds)
+                  and (elapsed if screen is None else screen.kept_s) >= repeat.min_seconds)
         if enough and len(mb) >= next_check:
             next_check = len(mb) + max(1, len(mb) // 4)  # the bootstrap is looked at as blocks grow by a quarter
             interval = ratio_interval(bb, mb, seed)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.measure.host_load import BlockLoad
 from harness.measure.inputs import call_model, map_tensors
 from harness.plugin.data import Preprocess, Split, TensorSplit
 
@@ -405,6 +406,14 @@ class BackendSession(abc.ABC):
         if getattr(self.device, "type", "cpu") != "cpu":
             return f"paired timing is implemented for CPU backends; on {self.device} both models would share the device"
         return None
+
+    def block_load(self) -> Any:
+        """A probe around one timed block (a context manager; after it, ``wait_share``, ``other_cores``
+        and ``wall_s``, as ``harness.measure.host_load.BlockLoad`` reads them): how contended the
+        machine was while it ran. A contended block is measured again (``harness.measure.contention``).
+        A backend whose work runs elsewhere (another host, a device the host cannot see) may read
+        its own."""
+        return BlockLoad()
 
     @contextmanager
     def memory_window(self, batch_size: int | None = None) -> Iterator[MemoryReading]:

@@ -46,6 +46,9 @@ td.null{color:#aaa}td.worse,.worse-text{color:#c62828;font-weight:600}td.err{col
 .gate-fail{background:#fdecea;color:#c62828;padding:0 5px;border-radius:4px;font-weight:600}
 .gate-pass{color:#2e7d32}
 .noisy{background:#fff3cd;color:#8a6d00;padding:0 5px;border-radius:4px;font-size:11.5px}
+.contended{background:#fde2e1;color:#9b1c1c;padding:0 5px;border-radius:4px;font-size:11.5px}
+.imprecise{background:#e8eaf6;color:#3949ab;padding:0 5px;border-radius:4px;font-size:11.5px}
+.ci{color:#666;font-size:11.5px}
 .plot{width:100%;max-width:900px;height:420px}
 table.training td{vertical-align:top}.params{white-space:normal;max-width:48em;color:#888;font-size:11px}
 .arrow{margin-left:4px;color:#555}

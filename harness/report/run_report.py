@@ -99,13 +99,34 @@ def _status(r: dict) -> Cell:
     return f'<span class="pill st-{cls}">{esc(s or "?")}</span>', s or None, ""
 
 
-def _noisy(r: dict) -> Cell:
-    n = r.get("noisy")
-    if n is None:
+def _timing(r: dict) -> Cell:
+    """The timing's flags: noisy (IQR over 10% of the median), contended (other processes took the
+    CPU while it was measured, even after re-measuring; left out of the Pareto fronts), imprecise
+    (the precision target was not reached within max_seconds)."""
+    flags = []
+    if r.get("noisy"):
+        flags.append('<span class="noisy" title="timing spread (IQR) is large for its median">noisy</span>')
+    if r.get("contended"):
+        why = str(r.get("contended_reason") or "other processes used the CPU while it was timed")
+        flags.append(f'<span class="contended" title="{esc(why)}">contended</span>')
+    if r.get("precision_reached") is False:
+        flags.append('<span class="imprecise" title="the 95% interval did not reach measure.repeat.target_rel_ci '
+                     'within max_seconds">imprecise</span>')
+    if not flags and r.get("noisy") is None and r.get("contended") is None:
         return NULL, None, "null"
-    if n:
-        return '<span class="noisy" title="timing spread (IQR) is large for its median">noisy</span>', 1, ""
-    return "", 0, ""
+    return " ".join(flags), len(flags), ""
+
+
+def _speedup(r: dict) -> Cell:
+    """The speedup, with its 95% interval where it was timed paired with the baseline."""
+    v = finite(r.get("speedup"))
+    if v is None:
+        return NULL, None, "null"
+    lo, hi = finite(r.get("speedup_ci_low")), finite(r.get("speedup_ci_high"))
+    text = f"{v:.2f}×"
+    if lo is not None and hi is not None and r.get("method") != "baseline":
+        text += f' <span class="ci" title="95% interval from paired blocks">[{lo:.2f}, {hi:.2f}]</span>'
+    return text, v, "worse" if v < 1.0 - 1e-9 else ""
 
 
 def _error(r: dict) -> Cell:
@@ -147,7 +168,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("p50 ms", True, _number("latency_p50_ms")),
     ("p99 ms", True, _number("latency_p99_ms")),
     ("IQR ms", True, _number("latency_iqr_ms")),
-    ("noisy", True, _noisy),
+    ("timing", True, _timing),
     ("throughput/s", True, _number("throughput_per_s", lambda v: f"{v:,.1f}")),
     ("accuracy", True, _number("accuracy", lambda v: f"{v:.4f}")),
     ("Δ accuracy", True, _number("accuracy_delta", lambda v: f"{v:+.4f}", worse_below=0.0)),
@@ -155,7 +176,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("agreement", True, _number("agreement", lambda v: f"{v:.4f}", worse_below=1.0)),
     ("cosine", True, _number("cosine", lambda v: f"{v:.4f}", worse_below=1.0)),
     ("KL", True, _number("kl_div", lambda v: f"{v:.3g}")),
-    ("speedup (×)", True, _number("speedup", lambda v: f"{v:.2f}×", worse_below=1.0)),
+    ("speedup (×) [95% CI]", True, _speedup),
     ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
     ("gate", True, _gate),
     ("size ratio (×)", True, _number("size_ratio", lambda v: f"{v:.2f}×", worse_below=1.0)),
@@ -182,7 +203,8 @@ def _table(records: list[dict]) -> str:
     for r in sorted(records, key=row_order):
         classes = [c for c, on in (("baseline", r.get("method") == "baseline"),
                                    ("not-ok", r.get("status") != "ok"),
-                                   ("is-noisy", bool(r.get("noisy")))) if on]
+                                   ("is-noisy", bool(r.get("noisy"))),
+                                   ("is-contended", bool(r.get("contended")))) if on]
         tds = []
         for _, numeric, fn in COLUMNS:
             inner, raw, cls = fn(r)
@@ -215,13 +237,15 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         group = esc(f"batch {batch}")
         hover = [esc(f"{r.get('method')} {fmt_params(r.get('params'))}".strip())
-                 + esc(f" · batch {batch} · p50 {fmt_float(x)} ms · acc {y:.4f}") for x, y, r in pts]
+                 + esc(f" · batch {batch} · p50 {fmt_float(x)} ms · acc {y:.4f}")
+                 + (" · contended: not on the front" if r.get("contended") else "") for x, y, r in pts]
         fig.add_scatter(
             x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=group, legendgroup=group,
             text=hover, hoverinfo="text", marker=dict(
                 color=colour, size=10,
-                symbol=["star" if r.get("method") == "baseline" else "circle" for _, _, r in pts]))
-        front = pareto_front(pts)
+                symbol=["star" if r.get("method") == "baseline" else "x" if r.get("contended") else "circle"
+                        for _, _, r in pts]))
+        front = pareto_front([p for p in pts if not p[2].get("contended")])
         fig.add_scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
                         line=dict(shape="hv", dash="dash", color=colour), name=f"{group} Pareto front",
                         legendgroup=group, hoverinfo="skip")
@@ -238,7 +262,9 @@ def _caption(model: str, dataset: str, backend: str) -> str:
             f'the {esc(backend)} backend; y is top-1 accuracy on the held-out test split after the method '
             f'was applied. Stars are the baseline. The dashed step line is the Pareto front of each batch '
             f'size: a point is on it when no other point of that batch size is at least as fast and as '
-            f'accurate and strictly better in one. Only records with status ok and both figures are shown.</p>')
+            f'accurate and strictly better in one. Only records with status ok and both figures are shown; '
+            f'a cross is a record timed under contention (other processes took the CPU), which is left out '
+            f'of the front.</p>')
 
 
 def _figures(records: list[dict]) -> tuple[str, int]:

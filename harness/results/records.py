@@ -52,6 +52,7 @@ FIELDS: tuple[str, ...] = (
     "throughput_per_s",
     "host_peak_mb",
     "host_other_cpu",
+    "host_run_wait",
     "device_peak_allocated_mb",
     "device_peak_reserved_mb",
     "device_used_mb",
@@ -86,6 +87,9 @@ FIELDS: tuple[str, ...] = (
     "paired_speedup",
     "pair_blocks",
     "precision_reached",
+    "contended",
+    "contended_reason",
+    "contention_retries",
     "timing_s",
     "theoretical_speedup",
     "size_ratio",
@@ -133,8 +137,10 @@ RELATIVE_FIELDS = ("speedup", "theoretical_speedup", "size_ratio", "accuracy_del
 REQUIRED_TEXT = ("cell_id", "model", "dataset", "method", "backend", "status")
 #: Text or null (``model_name`` and ``dataset_name`` are written too, though not in FIELDS).
 TEXT_FIELDS = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method",
-               "method_kind", "method_id", "backend", "status", "error", "started_at", "unpaired_reason")
-BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed", "paired", "precision_reached")
+               "method_kind", "method_id", "backend", "status", "error", "started_at", "unpaired_reason",
+               "contended_reason")
+BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed", "paired", "precision_reached",
+               "contended")
 #: Objects (params) or null.
 DICT_FIELDS = ("dataset_params", "params", "train", "backend_params")
 #: Lists or null.

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness.errors import Interrupted, OptbenchError, SuiteError
-from harness.measure.host_load import CONTENDED_CORES
 from harness.measure.stats import summarize
 from harness.registry.manager import PluginManager
 from harness.results import records as rec
@@ -265,12 +264,12 @@ class Runner:
                 self.progress.line(f"warning: {cell.label}: another process used the GPU while it was measured "
                                    f"(batch sizes {', '.join(str(r['batch_size']) for r in busy)}); "
                                    "its latency and energy may be off")
-            contended = [r for r in new if (r.get("host_other_cpu") or 0) > CONTENDED_CORES]
+            contended = [r for r in new if r.get("contended")]
             if contended:
-                worst = max(r["host_other_cpu"] for r in contended)
-                self.progress.line(f"warning: {cell.label}: other processes kept {worst:.2f} cores busy on average "
-                                   f"while it was measured (batch sizes "
-                                   f"{', '.join(str(r['batch_size']) for r in contended)}); its latency may be off")
+                self.progress.line(f"warning: {cell.label}: contended at batch size"
+                                   f"{'s' * (len(contended) > 1)} {', '.join(str(r['batch_size']) for r in contended)}"
+                                   f": {contended[0].get('contended_reason')}; its latency is marked contended "
+                                   "and left out of rankings")
             if outcome.overhead_s is not None:
                 overheads.append(outcome.overhead_s)
             self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,

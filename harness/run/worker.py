@@ -22,7 +22,7 @@ from typing import Any
 # Imported at module level so a forkserver that preloads this module pays for torch once.
 import torch
 
-from harness.measure import fidelity, memory, model_stats, pairing
+from harness.measure import contention, fidelity, memory, model_stats, pairing
 from harness.measure.host_load import OtherCPU
 from harness.measure.inputs import call_model
 from harness.measure.timing import Budget, precise_enough
@@ -265,17 +265,30 @@ def measure_cell(payload: dict) -> dict:
         log(f"timing: not paired with the baseline ({unpaired}); the speedup is the ratio of the two cells' medians")
     for bs in measure["batch_sizes"]:
         x = session.prepare_input(data.test.example(bs))  # real test inputs (the split repeated if short)
+        screen = contention.Screen(retries=measure.get("remeasure_contended", contention.RETRIES),
+                                   probe=session.block_load)
         if pair_with is None:
             with torch.inference_mode():
                 with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem, OtherCPU() as other:
-                    ns = session.time_model(model, x, warmup, repeat)
+                    if type(session).time_model is BackendSession.time_model:  # cut into screened blocks
+                        ns = contention.time_screened(session.time_calls, lambda x=x: call_model(model, x), warmup,
+                                                      repeat, screen)
+                        verdict = screen.verdict(torch.get_num_threads())
+                    else:  # the backend's own timing, one window: judged, not re-measured
+                        with session.block_load() as load:
+                            ns = session.time_model(model, x, warmup, repeat)
+                        verdict = contention.judge_window(load, torch.get_num_threads())
             fields = {"host_peak_mb": max(peak.bytes - rss_before_model, 0) / 2**20, "host_other_cpu": other.cores,
                       **dev_mem.fields, "paired": False, "unpaired_reason": unpaired,
                       "precision_reached": None if repeat.target_rel_ci is None
-                      else precise_enough(ns, repeat.target_rel_ci)}
+                      else precise_enough(ns, repeat.target_rel_ci), **verdict}
         else:
             ns, fields = _time_paired(session, model, pair_with, x, bs, warmup, repeat, rss_before_model + pair_bytes,
-                                      seed)
+                                      seed, screen)
+        if fields.get("contended"):
+            log(f"batch {bs}: contended: {fields['contended_reason']}")
+        elif fields.get("contention_retries"):
+            log(f"batch {bs}: {fields['contention_retries']} contended blocks measured again")
         samples[str(bs)] = ns
         per_batch[str(bs)] = fields
         log(f"batch {bs}: {len(ns)} timed calls, median {sorted(ns)[len(ns) // 2] / 1e6:.4f} ms"
@@ -340,7 +353,7 @@ def _pairing_unavailable(session: Any, model: Any, copy_of: Any) -> str | None:
 
 
 def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: Budget, repeat: Budget,
-                 rss_floor: int, seed: int) -> tuple[list[int], dict[str, Any]]:
+                 rss_floor: int, seed: int, screen: contention.Screen) -> tuple[list[int], dict[str, Any]]:
     """Memory from a short window of the method's model alone (its warm-up included, as in an unpaired
     window), then the paired blocks (the method's latency samples and the speedup with its interval)."""
     short = Budget(min(repeat.min_iters, 10), 0.0)
@@ -350,7 +363,8 @@ def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: B
         with OtherCPU() as other:
             paired = pairing.time_paired(session.time_calls, lambda: call_model(model, x), lambda: call_model(base, x),
                                          warmup, repeat, target_rel_ci=repeat.target_rel_ci,
-                                         max_seconds=repeat.max_seconds, seed=seed, warm_method=False)
+                                         max_seconds=repeat.max_seconds, seed=seed, warm_method=False,
+                                         screen=screen)
     base_med = sorted(paired.baseline_ns)[len(paired.baseline_ns) // 2] / 1e6
     return paired.method_ns, {
         "host_peak_mb": max(peak.bytes - rss_floor, 0) / 2**20,  # the baseline's resident copy left out
@@ -365,6 +379,7 @@ def _time_paired(session: Any, model: Any, base: Any, x: Any, bs: int, warmup: B
         "pair_blocks": paired.blocks,
         "precision_reached": paired.precision_reached,
         "timing_s": paired.seconds,
+        **screen.verdict(torch.get_num_threads()),
     }
 
 

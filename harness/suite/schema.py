@@ -134,6 +134,11 @@ class Measure(_Strict):
     paired: bool = Field(True, description="time each compression cell's model against the baseline's in "
                                            "alternating blocks in one process: the speedup and its 95% interval "
                                            "come from those pairs (CPU backends)")
+    remeasure_contended: int = Field(
+        6, ge=0, le=1000,
+        description="timed blocks measured again, per batch size, when the cell's threads waited for a CPU "
+                    "(another process was busy); past that, a record mostly measured under contention is "
+                    "marked contended. 0: mark only")
     accuracy: bool = Field(True, description="evaluate top-1 (and top-5) accuracy on the held-out split")
     fidelity_samples: int = Field(
         512, ge=0, le=1_000_000,
