@@ -17,8 +17,10 @@ none; else MLPerf's 99% tier, ``relative: 0.01``) is reported as dropped or impr
 A regression, for ``--fail-on regression``, is a slower cell, a cell that was ok and no
 longer is, or an accuracy drop beyond the gate.
 
-Runs from different machines (hostname, CPU, cores, GPUs in env.json) are refused unless
-``--allow-different-machines``, and then the output says so.
+Runs from different machines (hostname, CPU, cores, GPUs in env.json, and the kernel-selecting
+machine facts: CPU family / model / stepping / flags, torch's CPU capability and BLAS) are
+refused unless ``--allow-different-machines``, and then the output says so; a run whose
+env.json predates the machine facts is compared on what both runs recorded, with a note.
 
 Every piece of text from a record or an env.json (names, errors, versions) goes through
 ``harness.results.labels.printable`` before any output, terminal, plain or markdown, so none
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -234,8 +237,43 @@ class Samples:
         return latency_samples(self._cache[cell_id].get(str(batch_size)))
 
 
+#: How a machine difference names the keys of the machine facts (the first four keep their names).
+FACT_NAMES = {"cpu_vendor": "cpu vendor", "cpu_family": "cpu family", "cpu_model_number": "cpu model number",
+              "cpu_stepping": "cpu stepping", "cpu_flags": "cpu flags", "cpu_capability": "torch cpu capability",
+              "blas": "torch BLAS", "onednn": "torch oneDNN"}
+
+
 def _differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f"{k} {_show(base.get(k))} → {_show(new.get(k))}" for k in base if base.get(k) != new.get(k)]
+    """What differs between two machine fingerprints, on the keys both have: a run whose env.json
+    predates the machine facts is compared on hostname, CPU model, cores and GPUs alone (the
+    header says so, ``_facts_missing``). GPUs known only by index ("GPU 0") are compared by count;
+    flag sets by what one side has and the other lacks."""
+    out = []
+    for k in (k for k in base if k in new and base[k] != new[k]):
+        b, n = base[k], new[k]
+        if k == "gpus" and isinstance(b, list) and isinstance(n, list) and len(b) == len(n) \
+                and any(all(re.fullmatch(r"GPU \S*", str(g)) for g in side) for side in (b, n)):
+            continue  # one run named its GPUs, the other only counted them: the same count
+        if isinstance(b, list) and isinstance(n, list) and k != "gpus":
+            only_base, only_new = [str(f) for f in b if f not in n], [str(f) for f in n if f not in b]
+            parts = [f"{side} has {', '.join(flags)}; {other} lacks {'them' if len(flags) > 1 else 'it'}"
+                     for side, other, flags in (("base", "new", only_base), ("new", "base", only_new)) if flags]
+            out.append(printable(f"{FACT_NAMES.get(k, k)}: {'; '.join(parts)}"))
+            continue
+        out.append(f"{FACT_NAMES.get(k, k)} {_show(b)} → {_show(n)}")
+    return out
+
+
+def _facts_missing(cmp: Comparison) -> tuple[str, list[str]] | None:
+    """("base"|"new", names) when one run's env.json lacks machine facts the other's has."""
+    bf, nf = machine_fingerprint(cmp.base_env), machine_fingerprint(cmp.new_env)
+    if not bf or not nf:
+        return None
+    for side, has, lacks in (("base", nf, bf), ("new", bf, nf)):
+        names = [FACT_NAMES.get(k, k) for k in has if k not in lacks]
+        if names:
+            return side, names
+    return None
 
 
 def _show(v: Any) -> str:
@@ -432,7 +470,14 @@ def header_lines(cmp: Comparison) -> list[str]:
     lines = [run_line("base:", cmp.base_dir, [r.base for r in cmp.rows]),
              run_line("new: ", cmp.new_dir, [r.new for r in cmp.rows])]
     if cmp.same_machine:
-        lines.append(f"machine: {machine_label(cmp.base_env)} (both runs)")
+        missing = _facts_missing(cmp)
+        richer = cmp.new_env if missing and missing[0] == "base" else cmp.base_env
+        lines.append(f"machine: {printable(machine_label(richer))} (both runs)")
+        if missing:
+            what = "CPU family, model, stepping and flags, torch's CPU capability and BLAS" \
+                if len(missing[1]) == len(FACT_NAMES) else ", ".join(missing[1])
+            lines.append(f"note: machine facts missing in the {missing[0]} run (its env.json, from an older optbench, "
+                         f"has no {what}): compared on what both runs recorded")
     elif cmp.same_machine is None:
         missing = " and ".join(str(d / "env.json") for d, e in ((cmp.base_dir, cmp.base_env), (cmp.new_dir, cmp.new_env))
                                if not e)

@@ -106,7 +106,8 @@ def read_env(run_dir: Path) -> dict[str, Any] | None:
 
 
 def gpu_names(env: dict[str, Any]) -> list[str]:
-    """GPU names from the backends' hardware details (cuda backend), else one "GPU i" per visible index."""
+    """GPU names from the backends' hardware details (cuda backend), else from env.json's ``gpus``
+    (named through NVML since the machine facts), else one "GPU i" per visible index."""
     names: list[str] = []
     backends = env.get("backends")
     for info in backends.values() if isinstance(backends, dict) else ():
@@ -114,28 +115,67 @@ def gpu_names(env: dict[str, Any]) -> list[str]:
         names += [str(g["name"]) for g in gpus if isinstance(g, dict) and g.get("name")] if isinstance(gpus, list) else []
     if names:
         return sorted(names)
-    gpus = env.get("gpus")
-    return [f"GPU {g.get('index')}" for g in gpus if isinstance(g, dict)] if isinstance(gpus, list) else []
+    gpus = env.get("gpus") if isinstance(env.get("gpus"), list) else []
+    names = [str(g["name"]) if g.get("name") else f"GPU {g.get('index')}" for g in gpus if isinstance(g, dict)]
+    return sorted(names) if any(isinstance(g, dict) and g.get("name") for g in gpus) else names
+
+
+#: Fingerprint keys made from env.json's ``cpu`` (the machine facts), and from its ``torch_build``.
+CPU_FACT_KEYS = {"cpu_vendor": "vendor_id", "cpu_family": "family", "cpu_model_number": "model",
+                 "cpu_stepping": "stepping", "cpu_flags": "flags"}
+TORCH_FACT_KEYS = {"cpu_capability": "cpu_capability", "blas": "blas"}
 
 
 def machine_fingerprint(env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a latency depends on in hardware: host, CPU model, logical cores, GPUs. Software
-    versions are not part of it: comparing torch 2.4 with 2.5 on one machine is a normal use."""
+    """What a latency depends on in hardware: host, CPU model, logical cores, GPUs, and, where
+    env.json has the machine facts, what selects kernels: the CPU's vendor, family, model,
+    stepping and kernel-selecting flags, the CPU capability torch dispatches to, its BLAS and
+    whether it has oneDNN. Versions are not part of it (comparing torch 2.4 with 2.5, or two
+    drivers, on one machine is a normal use), but a torch that dispatches to other kernels on
+    the same CPU (ATEN_CPU_CAPABILITY, another BLAS) is measuring another machine.
+
+    A key is present only when env.json has its facts: an env.json written before them gives
+    the four first keys, exactly as before, so its run keeps its machine id; ``optbench
+    compare`` compares two fingerprints on the keys both have."""
     if not env:
         return None
-    return {"hostname": env.get("hostname"), "cpu_model": env.get("cpu_model"), "cores": env.get("cores"),
-            "gpus": gpu_names(env)}
+    fp: dict[str, Any] = {"hostname": env.get("hostname"), "cpu_model": env.get("cpu_model"),
+                          "cores": env.get("cores"), "gpus": gpu_names(env)}
+    cpu, build = env.get("cpu"), env.get("torch_build")
+    if isinstance(cpu, dict):
+        fp.update({k: cpu.get(v) for k, v in CPU_FACT_KEYS.items()})
+        if isinstance(fp["cpu_flags"], list):
+            fp["cpu_flags"] = sorted(map(str, fp["cpu_flags"]))
+    if isinstance(build, dict):
+        fp.update({k: build.get(v) for k, v in TORCH_FACT_KEYS.items()})
+        fp["onednn"] = None if "onednn" not in build else build["onednn"] is not None
+    return fp
+
+
+#: The flag a label names: the first of these the CPU has (the widest kernels it can run).
+LABEL_FLAGS = ("amx_tile", "avx512_fp16", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2",
+               "avx", "sme2", "sme", "sve2", "sve", "i8mm", "bf16", "asimd")
 
 
 def machine_label(env: dict[str, Any] | None) -> str | None:
-    """A one-line machine name: "vm · AMD EPYC · 2 cores · no GPU"."""
+    """A one-line machine name: "vm · AMD EPYC 9B45 (family 26 model 2) · avx512_bf16 · 2 cores · no GPU"
+    ("vm · AMD EPYC · 2 cores · no GPU" from an env.json without the machine facts)."""
     fp = machine_fingerprint(env)
     if fp is None:
         return None
     gpus = fp["gpus"]
     gpu = "no GPU" if not gpus else (f"{len(gpus)}x {gpus[0]}" if len(set(gpus)) == 1 else ", ".join(gpus))
     cores = f"{fp['cores']} cores" if fp.get("cores") else None
-    return " · ".join(str(p) for p in (fp.get("hostname"), fp.get("cpu_model"), cores, gpu) if p)
+    facts = env.get("cpu") if isinstance(env, dict) and isinstance(env.get("cpu"), dict) else {}
+    cpu = facts.get("model_name") or fp.get("cpu_model")  # on ARM only the facts name the core
+    family, model = fp.get("cpu_family"), fp.get("cpu_model_number")
+    if isinstance(model, str) and model.startswith("0x"):  # ARM: the part number says which core
+        cpu = f"{cpu} (part {model})" if cpu else f"part {model}"
+    elif family is not None and model is not None:
+        cpu = f"{cpu} (family {family} model {model})" if cpu else f"family {family} model {model}"
+    flags = fp.get("cpu_flags") if isinstance(fp.get("cpu_flags"), list) else []
+    top = next((f for f in LABEL_FLAGS if f in flags), None)
+    return " · ".join(str(p) for p in (fp.get("hostname"), cpu, top, cores, gpu) if p)
 
 
 # --- the DataFrame --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.builtin.cpu import cpu_model
 from harness.registry.manager import PluginManager
+from harness.run import machine_facts
 
 
 def physical_cores() -> int | None:
@@ -43,14 +44,10 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
 
 
 def gpus() -> list[dict[str, Any]]:
-    """Visible GPU indices. Only counted here: naming them would create a CUDA context
-    in the driver process; the cuda backend records per-GPU details itself."""
-    try:
-        import torch
-
-        return [{"index": i} for i in range(torch.cuda.device_count())]
-    except Exception:
-        return []
+    """Visible GPUs: ``{"index": i}``, with name and memory_total_mb where NVML names them.
+    Counted through torch, named through NVML: naming them through torch would create a CUDA
+    context in the driver process; the cuda backend records per-GPU details itself."""
+    return machine_facts.gpu_facts()[0]
 
 
 def collect(pm: PluginManager, suite_path: Path | None) -> dict[str, Any]:
@@ -59,6 +56,7 @@ def collect(pm: PluginManager, suite_path: Path | None) -> dict[str, Any]:
 
     from harness.version import __version__
 
+    visible_gpus, gpu_driver = machine_facts.gpu_facts()
     return {
         "harness_version": __version__,
         "plugins": {
@@ -75,7 +73,11 @@ def collect(pm: PluginManager, suite_path: Path | None) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "physical_cores": physical_cores(),
         "threads_default": torch.get_num_threads(),
-        "gpus": gpus(),
+        "gpus": visible_gpus,
+        "gpu_driver": gpu_driver,
+        # what selects kernels; harness.results.load.machine_fingerprint is made from these
+        "cpu": machine_facts.cpu_facts(),
+        "torch_build": machine_facts.torch_build_facts(),
         "hostname": socket.gethostname(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "suite_git": git_commit(suite_path.parent) if suite_path else None,

@@ -33,7 +33,9 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 def machine_fingerprint(env: dict) -> str:
     """A short id of the hardware a run's figures came from (``harness.results.load.machine_fingerprint``:
-    hostname, CPU model, logical cores, GPUs), the same rule ``optbench compare`` applies.
+    hostname, CPU model, logical cores, GPUs and, where env.json has them, the kernel-selecting
+    machine facts), the same rule ``optbench compare`` applies. A run recorded before the machine
+    facts keeps the id it had; a newer run on that host gets another, as its facts are unknown.
     Software (torch, plugins) is not part of it: it is shown beside every row, and two
     torch builds on one machine are what a comparison is for. No env.json gives "unknown".
     """
@@ -53,14 +55,27 @@ def env_facts(env: dict) -> list[tuple[str, str]]:
     git = env.get("suite_git") if isinstance(env.get("suite_git"), dict) else {}
     plugins = env.get("plugins") if isinstance(env.get("plugins"), dict) else {}
     backends = env.get("backends") if isinstance(env.get("backends"), dict) else {}
+    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
+    build = env.get("torch_build") if isinstance(env.get("torch_build"), dict) else {}
+    flags = cpu.get("flags") if isinstance(cpu.get("flags"), list) else None
     facts = [
         ("machine id", machine_fingerprint(env)),
         ("host", env.get("hostname")),
         ("CPU", env.get("cpu_model")),
+        ("CPU vendor / family / model / stepping",
+         " / ".join(str(cpu.get(k)) for k in ("vendor_id", "family", "model", "stepping")) if cpu else None),
+        ("CPU flags (kernel-selecting)", (" ".join(map(str, flags)) or "none of them") if flags is not None else None),
+        ("torch CPU capability", build.get("cpu_capability")),
+        ("torch BLAS / LAPACK", " / ".join(str(build.get(k)) for k in ("blas", "lapack")) if build else None),
+        ("MKL", build.get("mkl")),
+        ("oneDNN", build.get("onednn")),
+        ("torch parallel backend", build.get("parallel_backend")),
+        ("OpenMP", build.get("openmp")),
         ("cores", " / ".join(str(v) for v in (env.get("cores"), env.get("physical_cores")) if v)
          + (" (logical / physical)" if env.get("physical_cores") else "")),
         ("default threads", env.get("threads_default")),
         ("GPUs", ", ".join(load.gpu_names(env)) or "none recorded"),
+        ("GPU driver", env.get("gpu_driver")),
         ("torch", env.get("torch")),
         ("Python", " ".join(str(v) for v in (env.get("python_implementation"), env.get("python")) if v)),
         ("numpy", env.get("numpy")),
