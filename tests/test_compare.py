@@ -15,6 +15,7 @@ from harness.cli import main
 from harness.measure.stats import summarize
 from harness.results.compare import (
     BROKE,
+    CONTENDED,
     DROPPED,
     FASTER,
     FIXED,
@@ -71,6 +72,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> 
     first = run_suite(suite, root / "results", optbench_cache_dir)
     second = run_suite(suite, root / "results", optbench_cache_dir)
     assert first != second
+    for run in (first, second):  # these tests judge latencies: a busy test machine's contended flag is
+        clean = [{**r, "contended": False, "contended_reason": None} for r in read_records(run)]  # not theirs
+        (run / RECORDS_FILE).unlink()
+        append_records(run / RECORDS_FILE, clean)
     return first, second
 
 
@@ -324,6 +329,24 @@ def test_a_contended_measurement_is_pointed_out(runs, tmp_path):
     notes = {r.batch_size: r.note for r in compare_runs(quiet, busy).rows}
     assert notes[1] == "other processes busy while timed (cores: new 0.93)"
     assert notes[8] == ""  # 0.1 cores is under the warning level
+
+
+def test_a_contended_cell_is_not_called_a_change(runs, tmp_path):
+    base, new = copy_run(runs[0], tmp_path / "base"), copy_run(runs[0], tmp_path / "new")
+    scale_samples(new, 1.5)  # every cell 50% slower: a regression, unless it was timed under contention
+    quantized = cell_of(new, "quantize.dynamic_int8")
+    why = "6 of 6 timed blocks were contended (the cell's threads waited for a CPU 48% of their time)"
+    append_records(new / RECORDS_FILE, [{**r, "contended": r["cell_id"] == quantized,
+                                         "contended_reason": why if r["cell_id"] == quantized else None}
+                                        for r in read_records(new)])
+    rows = compare_runs(base, new).rows
+    assert {r.verdict for r in rows if r.cell_id == quantized} == {CONTENDED}
+    assert {r.verdict for r in rows if r.cell_id != quantized} == {SLOWER}
+    note = next(r.note for r in rows if r.cell_id == quantized)
+    assert note == f"timed under contention in the new run ({why}): not judged faster or slower"
+    code, out, _ = compare(base, new, "--fail-on", "regression")
+    assert code == 1 and "2 contended (not judged)" in out  # the other cells' regressions still count
+    assert not any(r.regression for r in rows if r.verdict == CONTENDED)
 
 
 def test_runs_from_different_machines_are_refused_unless_allowed(runs, tmp_path):

@@ -17,6 +17,10 @@ none; else MLPerf's 99% tier, ``relative: 0.01``) is reported as dropped or impr
 A regression, for ``--fail-on regression``, is a slower cell, a cell that was ok and no
 longer is, or an accuracy drop beyond the gate.
 
+A cell whose record says ``contended`` in either run (timed while other processes had the CPU,
+even after its blocks were measured again) is not judged faster or slower: its verdict is
+``contended`` and the note gives the reason.
+
 Runs from different machines (hostname, CPU, cores, GPUs in env.json, and the kernel-selecting
 machine facts: CPU family / model / stepping / flags, torch's CPU capability and BLAS) are
 refused unless ``--allow-different-machines``, and then the output says so; a run whose
@@ -60,6 +64,8 @@ SAMPLES_FILE = "samples.json"
 
 FASTER, SLOWER, UNCHANGED = "faster", "slower", "unchanged"
 BROKE, FIXED, NOT_MEASURED, NO_SAMPLES = "broke", "fixed", "not measured", "no samples"
+#: A cell timed under contention in either run (its record says ``contended``): not judged faster or slower.
+CONTENDED = "contended"
 ONLY_BASE, ONLY_NEW = "only in base", "only in new"
 DROPPED, IMPROVED = "dropped", "improved"
 
@@ -188,7 +194,8 @@ class Comparison:
         return [r for r in self.rows if r.regression]
 
     def counts(self) -> dict[str, int]:
-        out = {v: 0 for v in (FASTER, SLOWER, UNCHANGED, ONLY_BASE, ONLY_NEW, BROKE, FIXED, NOT_MEASURED, NO_SAMPLES)}
+        out = {v: 0 for v in (FASTER, SLOWER, UNCHANGED, ONLY_BASE, ONLY_NEW, BROKE, FIXED, NOT_MEASURED, NO_SAMPLES,
+                              CONTENDED)}
         for r in self.rows:
             out[r.verdict] += 1
         out["accuracy " + DROPPED] = sum(r.accuracy == DROPPED for r in self.rows)
@@ -201,7 +208,8 @@ class Comparison:
         parts = [f"{both} compared (cell x batch size): {c[FASTER]} faster, {c[SLOWER]} slower, {c[UNCHANGED]} unchanged",
                  f"{c[ONLY_BASE]} only in base, {c[ONLY_NEW]} only in new",
                  f"accuracy beyond the gate: {c['accuracy dropped']} dropped, {c['accuracy improved']} improved"]
-        extra = [f"{c[k]} {k}" for k in (BROKE, FIXED, NOT_MEASURED, NO_SAMPLES) if c[k]]
+        extra = [f"{c[k]} {k}" + (" (not judged)" if k == CONTENDED else "")
+                 for k in (BROKE, FIXED, NOT_MEASURED, NO_SAMPLES, CONTENDED) if c[k]]
         if extra:
             parts.append(", ".join(extra))
         return "; ".join(parts)
@@ -345,6 +353,12 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
         return Row(cell_id, bs, base, new, NO_SAMPLES, base_ms, new_ms, change, accuracy=acc,
                    note=f"no raw samples in the {missing} run (cells/{cell_id}/{SAMPLES_FILE}): not judged")
     verdict, change, p = judge_latency(b, n, threshold)
+    contended = [side for side, r in (("base", base), ("new", new)) if r.get("contended") is True]
+    if contended:  # its samples were taken while other processes had the CPU: no verdict on them
+        why = next(r.get("contended_reason") for side, r in (("base", base), ("new", new)) if side == contended[0])
+        note = (f"timed under contention in the {' and '.join(contended)} run"
+                + (f" ({printable(why)})" if why else "") + ": not judged faster or slower")
+        return Row(cell_id, bs, base, new, CONTENDED, base_ms, new_ms, change, p, accuracy=acc, note=note)
     noisy = [side for side, r in (("base", base), ("new", new)) if r.get("noisy")]
     notes = [f"noisy in the {' and '.join(noisy)} run (IQR/p50 > 10%)"] if noisy else []
     busy = [f"{side} {r['host_other_cpu']:.2f}" for side, r in (("base", base), ("new", new))
@@ -550,7 +564,7 @@ def render_rich(cmp: Comparison, console: Any = None) -> None:
         table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in RIGHT else "left",
                          overflow="fold", no_wrap=COLUMNS[i] in RIGHT)
     colour = {SLOWER: "red", BROKE: "red", FASTER: "green", FIXED: "green", ONLY_BASE: "yellow", ONLY_NEW: "yellow",
-              NO_SAMPLES: "yellow", UNCHANGED: "dim"}
+              NO_SAMPLES: "yellow", CONTENDED: "yellow", UNCHANGED: "dim"}
     for row, r in zip(rows, objs, strict=True):
         style = "red" if r.regression else colour.get(r.verdict, "")
         table.add_row(*[Text(row[i], style=style if COLUMNS[i] in ("result", "change") else
