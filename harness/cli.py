@@ -80,6 +80,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_summary(args: argparse.Namespace, run_dir: Path) -> None:
+    """The summary table of a run (harness.report.terminal_summary) on stdout. The run and its report
+    are done by then: a table that cannot be drawn is said on stderr, and the report's path still follows."""
+    from harness.report.terminal_summary import print_summary
+    from harness.results.labels import printable
+
+    sys.stdout.flush()
+    try:
+        print_summary(run_dir)
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # see above; --debug shows it
+        if args.debug:
+            raise
+        print(f"optbench: no summary table ({type(exc).__name__}: {printable(exc)})", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.run.progress import make_progress
     from harness.run.runner import Runner
@@ -95,7 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     if not args.quiet:
         print(f"cells: {counts or 'none to run'}", file=sys.stderr)
-    print(result.report)
+    if not (args.quiet or args.no_summary):
+        _print_summary(args, result.run_dir)
+    print(result.report)  # always the last line: scripts read the report's path from it
     return result.exit_code
 
 
@@ -105,7 +124,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "records.jsonl").exists():
         raise OptbenchError(f"{run_dir}: not a run directory (no records.jsonl in it)")
-    print(write_report(run_dir))
+    report = write_report(run_dir)
+    if args.summary:
+        _print_summary(args, run_dir)
+    print(report)
     return EXIT_OK
 
 
@@ -152,11 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", metavar="SUITE", nargs="?")
     p.add_argument("--results", default="results", metavar="DIR", help="results root (default: ./results)")
     p.add_argument("--resume", metavar="RUN_DIR", help="run only the cells of RUN_DIR without an ok record")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress output and no summary table: only the report's path")
+    p.add_argument("--no-summary", action="store_true",
+                   help="no summary table at the end (progress is still shown)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", parents=[common], help="rebuild a run's report.html")
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--summary", action="store_true",
+                   help="also print the summary table that `optbench run` ends with")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("publish", parents=[common], help="build a static leaderboard site from every run under a folder")

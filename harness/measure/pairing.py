@@ -12,7 +12,8 @@ comparisons judge a change.
 
 Blocks go on until the interval's half-width is within ``target_rel_ci`` of the speedup (the
 precision target), at least ``min_blocks`` pairs, ``min_iters`` calls of the method and
-``min_seconds`` have passed, or until ``max_seconds`` (then ``precision_reached`` is false).
+``min_seconds`` have passed, or until ``max_seconds`` (then ``precision_reached`` is false); the
+cap is looked at only once the minimums hold.
 """
 from __future__ import annotations
 
@@ -134,8 +135,8 @@ def time_paired(
             if target_rel_ci is None:
                 reached = True  # no target: the minimums are the rule, as for unpaired timing
                 break
-        if max_seconds is not None and elapsed >= max_seconds:
-            interval = ratio_interval(bb, mb, seed)
+        if enough and max_seconds is not None and elapsed >= max_seconds:  # the cap ends the search for
+            interval = ratio_interval(bb, mb, seed)  # precision, never the minimums (as in time_calls)
             break
     point, low, high = interval
     return PairedTiming(method_ns, baseline_ns, mb, bb, point, low, high, reached, time.perf_counter() - t0)

@@ -1,2 +1,3 @@
 """The run report: one self-contained HTML page per run (``run_report``), its training views
-(``training``) and the HTML helpers both use (``markup``)."""
+(``training``), the HTML helpers both use (``markup``) and the summary table a run ends with in
+the terminal (``terminal_summary``)."""
