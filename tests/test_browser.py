@@ -11,6 +11,7 @@ refreshes the committed one).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -25,7 +26,13 @@ import browser_support as bs  # tests/ is on sys.path (rootdir conftest)
 import pytest
 
 from harness.results.labels import fmt_params, variant_label
-from harness.results.records import fill_relative_figures, read_records
+from harness.results.records import (
+    FIELDS,
+    append_records,
+    fill_relative_figures,
+    read_records,
+)
+from harness.site.publish import publish
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +45,21 @@ def browser() -> Any:
 
 @pytest.fixture(scope="module")
 def runs(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return bs.real_runs(tmp_path_factory)
+    """The real runs, copied with their records' contended flags cleared: whether a record comes out
+    contended depends on what else the machine running the tests is doing, and a contended row is hidden
+    and never ranked, so these tests would see another table under load. Contended rows have their own
+    test (test_contended_rows_toggle_and_the_runs_behind_a_row_open)."""
+    made = bs.real_runs(tmp_path_factory)
+    results = tmp_path_factory.mktemp("uncontended") / "results"
+    shutil.copytree(made.results, results)
+    for path in results.rglob("records.jsonl"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for r in lines:
+            r.update(contended=False, contended_reason=None)
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    moved = {f.name: results / getattr(made, f.name).relative_to(made.results) for f in dataclasses.fields(made)
+             if f.name != "results"}
+    return dataclasses.replace(made, results=results, **moved)
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +143,14 @@ def test_suite_page_draws_every_figure(browser: Any, site: Path, suite: str, fig
 
 def test_sorting_a_column_changes_the_row_order(browser: Any, site: Path) -> None:
     v = bs.visit(browser, page_of(site, "tiny").as_uri())
-    before = [r["run"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
+    before = [r["runs"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
 
     def p50s() -> list[float | None]:
         return [None if r["p50 ms"] == "—" else float(r["p50 ms"].replace(",", "")) for r in rows(v.page)]
 
     v.page.click("#board th:has-text('p50 ms')")
     up = p50s()
-    after = [r["run"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
+    after = [r["runs"] + r["method"] + r["params"] + r["batch"] for r in rows(v.page)]
     assert after != before and sorted(after) == sorted(before)
     numbers = [x for x in up if x is not None]
     assert numbers == sorted(numbers) and up[len(numbers):] == [None] * (len(up) - len(numbers))
@@ -147,6 +168,7 @@ def test_sorting_a_column_changes_the_row_order(browser: Any, site: Path) -> Non
 def test_filtering_by_model_changes_the_visible_rows(browser: Any, site: Path, runs: Any) -> None:
     v = bs.visit(browser, page_of(site, "tiny").as_uri())
     everything = rows(v.page)
+    # every record is a row of its own here: no cell repeats on one machine (the hostile copy renames the model)
     n_records = sum(len(read_records(p)) for p in (runs.compression, runs.other_machine, runs.hostile))
     assert len(everything) == n_records and {r["model"] for r in everything} == {"mlp", bs.XSS}
     v.page.select_option("select[data-filter=model]", "mlp")
@@ -247,6 +269,92 @@ def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, ru
     # bounds nothing meets: said so, nothing picked
     v.page.fill("#best-max-p50", "0.000001")
     assert v.page.inner_text("#best-result").startswith("No row of the")
+    clean(v)
+
+
+# --- repeated runs and contended rows ---------------------------------------------------------
+
+REASON = "other processes used 1.3 cores during 4 of 6 timed blocks after 2 re-measurements"
+
+
+def _record(method: str, p50: float, **over: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {k: None for k in FIELDS}
+    r.update(suite="rep", model="mlp", dataset="digits", method=method, method_kind=method.split(".")[0], params={},
+             backend="cpu", seed=0, batch_size=1, status="ok", latency_p50_ms=p50, latency_p99_ms=p50 * 1.5,
+             noisy=False, model_bytes=400_000, accuracy=0.95, cell_id=f"cell-{method}")
+    r.update(over)
+    return r
+
+
+@pytest.fixture
+def repeated_site(tmp_path: Path) -> Path:
+    """Three runs on one machine: the quantizer's median over them (a fourth, contended run of it is left
+    out), and a pruner that was contended in every run, the fastest of all (so it would win and top the
+    front if it were ranked)."""
+    env = {"hostname": "alpha", "cpu_model": "CPU A", "cores": 8, "torch": "2.14.1"}
+    for k, (q, pr) in enumerate([(1.0, 0.25), (0.8, 0.35), (1.25, None), (0.2, None)]):
+        run_dir = tmp_path / "results" / "rep" / f"r{k + 1}"
+        run_dir.mkdir(parents=True)
+        records = [_record("baseline", 2.0), _record("quantize.int8", q, accuracy=0.948, model_bytes=100_000,
+                                                     contended=k == 3, contended_reason=REASON if k == 3 else None)]
+        if pr is not None:
+            records.append(_record("prune.magnitude", pr, accuracy=0.949, contended=True, contended_reason=REASON))
+        for r in records:
+            r["run_id"] = run_dir.name
+        append_records(run_dir / "records.jsonl", records)
+        started = f"2026-01-0{k + 1}T00:00:00+00:00"
+        (run_dir / "run.json").write_text(json.dumps({"run_id": run_dir.name, "suite": "rep", "started_at": started}))
+        (run_dir / "env.json").write_text(json.dumps({**env, "started_at": started}))
+    return publish(tmp_path / "results", tmp_path / "site", workers=1).site
+
+
+def test_contended_rows_toggle_and_the_runs_behind_a_row_open(browser: Any, repeated_site: Path) -> None:
+    page = repeated_site / "suites" / "rep.html"
+    v = bs.visit(browser, page.as_uri(), wait_figures=True)
+    p = v.page
+
+    def methods() -> list[str]:
+        return p.eval_on_selector_all("#board > tbody > tr[data-row] td:nth-child(4)", "els => els.map(e => e.textContent)")
+
+    def front() -> list[float]:  # the p50s on the accuracy-vs-latency figure's Pareto front
+        return p.evaluate("document.querySelector('div.plot[data-kind=fal]').data"
+                          ".filter(t => t.name.endsWith('Pareto front'))[0].x")
+
+    def answer() -> str:
+        return p.inner_text("#best-result li.answer")
+
+    p.select_option("#best-objective", "speedup")
+    # by default the contended pruner is neither shown, nor on the front, nor the answer
+    assert sorted(methods()) == ["baseline", "quantize.int8"]
+    assert "1 contended row is hidden" in p.inner_text("#row-count")
+    assert sorted(front()) == [1, 2] and answer().startswith("alpha: quantize.int8")
+    p.check("#show-contended")
+    bs.wait_until(p, "document.querySelector('div.plot[data-kind=fal]').dataset.contended === '1'")
+    assert sorted(methods()) == ["baseline", "prune.magnitude", "quantize.int8"]
+    badge = p.locator("#board tr.is-contended span.contended")
+    assert badge.count() == 1 and REASON in badge.get_attribute("title")
+    assert sorted(front()) == [0.3, 2] and answer().startswith("alpha: prune.magnitude")
+    assert p.locator("#best-result li.answer span.contended").count() == 1
+    p.uncheck("#show-contended")
+    bs.wait_until(p, "document.querySelector('div.plot[data-kind=fal]').dataset.contended === '0'")
+    assert sorted(methods()) == ["baseline", "quantize.int8"] and sorted(front()) == [1, 2]
+    # the quantizer's row: the median of its 3 clean runs, their range, and the 4 runs behind it one click away
+    quant = p.locator("#board > tbody > tr[data-row]", has_text="quantize.int8")
+    assert "4 runs" in quant.inner_text() and "1 contended left out" in quant.inner_text()
+    assert quant.locator("td").nth(7).inner_text().split() == ["1.00", "0.800\u20131.25"]
+    quant.locator("button.runs").click()
+    detail = p.locator("#board tr.runs-detail")
+    assert detail.count() == 1 and "median of the 3 clean runs; 1 contended left out" in detail.inner_text()
+    runs = detail.locator("tbody tr")
+    assert runs.count() == 4
+    assert [runs.nth(i).locator("td").nth(2).inner_text() for i in range(4)] == ["no: contended", "yes", "yes", "yes"]
+    assert runs.nth(0).locator("span.contended").get_attribute("title") == REASON
+    hrefs = detail.locator("a.run-link").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert [h.split("/")[-2] for h in hrefs] == ["r4", "r3", "r2", "r1"]
+    assert all(resolve(page, h).is_file() for h in hrefs)
+    with p.expect_navigation():
+        runs.nth(1).locator("a.run-link").click()
+    assert p.url.endswith("/runs/rep/r3/report.html")
     clean(v)
 
 

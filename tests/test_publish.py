@@ -166,12 +166,13 @@ def test_figures_group_by_model_backend_and_batch_with_one_front_per_machine(res
     # beta (index 0) is twice as fast as alpha; ranked together, alpha's points would all be dominated
     assert sorted(batch1["fronts"]) == ["0", "1"]
     for m, front in batch1["fronts"].items():
-        runs = {data["runs"]["machine"][data["rows"]["run"][i]] for i in front}
-        assert runs == {int(m)} and len(front) == 2  # the quantizer (fast) and the baseline (accurate)
+        machines = {full_rows(data)["machine"][i] for i in front}
+        assert machines == {int(m)} and len(front) == 2  # the quantizer (fast) and the baseline (accurate)
+    assert "frontsAll" not in batch1  # nothing contended: one front per machine only
     assert [s["key"] for s in data["figures"]["fre"]] == [["cpu"]]
     assert sum(1 for f in data["member"]["fsp"] if f) == 6  # every non-baseline ok record
     (sa,) = data["figures"]["fsa"]
-    assert sum(1 for f in data["member"]["fsa"] if f == sa["id"]) == 6  # one point per cell and run
+    assert sum(1 for f in data["member"]["fsa"] if f == sa["id"]) == 6  # one point per cell and machine
     page = (tmp_path / "site/suites/quick.html").read_text()
     assert page.count('<div class="plot"') == 2 + 2 + 1 + 1 and page.count('<p class="caption">') == 6
 
@@ -192,6 +193,150 @@ def test_republishing_replaces_the_site_and_keeps_nothing_stale(results: Path, t
     done = publish(results, site)
     assert done.runs == 2 and not (site / "stale.txt").exists() and not (site / "suites/other.html").exists()
     assert [p.name for p in site.parent.iterdir() if p.name.startswith(".")] == []  # no temp or old site left
+
+
+# --- repeated runs: one row per cell and machine -----------------------------------------------
+
+REASON = "other processes used 1.3 cores during 4 of 6 timed blocks after 2 re-measurements"
+
+
+def quant(p50: float, **over: Any) -> dict[str, Any]:
+    return record(method="quantize.dynamic_int8", method_kind="quantizer", latency_p50_ms=p50, model_bytes=100_000,
+                  accuracy=0.948, **over)
+
+
+def prune(p50: float, **over: Any) -> dict[str, Any]:
+    return record(method="prune.magnitude", method_kind="pruner", params={"sparsity": 0.5}, latency_p50_ms=p50,
+                  effective_flops=100_000, model_bytes=50_000, accuracy=0.949, **over)
+
+
+def full_rows(data: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every aggregated row, columnar, as the page's script makes them: those of several records are in
+    data["agg"]; a row of one record is that record (no figures unless it is ok)."""
+    R, several = data["rows"], data["agg"]
+    keys = [k for k in several if k != "at"]
+    out: dict[str, list[Any]] = {k: [None] * data["nAgg"] for k in ("cfg", "machine", *keys)}
+    for i, a in reversed(list(enumerate(R["agg"]))):  # the newest run's record last
+        ok = data["strings"][R["status"][i]] == "ok"
+        out["cfg"][a], out["machine"][a] = R["cfg"][i], data["runs"]["machine"][R["run"][i]]
+        for k in keys:
+            out[k][a] = R[k][i] if k in ("run", "status") else (R[k][i] if ok else None) if k in R else None
+        out["n"][a], out["out"][a], out["cont"][a] = int(ok), int(not ok), R["cont"][i] if ok else 0
+    for j, a in enumerate(several["at"]):
+        for k in keys:
+            out[k][a] = several[k][j]
+    return out
+
+
+def agg_rows(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The aggregated rows by (method, machine short name), each as {column: value} with its range of
+    speedup and p50 (None where the runs used agree or there is one), and the runs behind it."""
+    A, C, S = full_rows(data), data["configs"], data["strings"]
+    out = {}
+    for a in range(data["nAgg"]):
+        key = (S[C["method"][A["cfg"][a]]], data["machines"][A["machine"][a]]["short"])
+        assert key not in out, key  # one row per cell and machine
+        row = {k: v[a] for k, v in A.items()}
+        row.update({f"range_{k}": data["ranges"].get(k, {}).get(str(a)) for k in ("speedup", "p50", "acc")})
+        row["records"] = [i for i, x in enumerate(data["rows"]["agg"]) if x == a]
+        row["index"] = a
+        out[key] = row
+    return out
+
+
+@pytest.fixture
+def repeated(tmp_path: Path) -> Path:
+    """Four runs of one suite on alpha, one on beta. The quantizer's speedup is 2, 2.5 and 1.6 on alpha
+    (one more run of it, contended and 10x, must not count); the pruner ran contended every time it did
+    not fail (and is the fastest and smallest, so it would top both fronts)."""
+    res = tmp_path / "results"
+    make_run(res, "rep", "r1", [record(), quant(1.0), prune(0.25, contended=True, contended_reason=REASON)], ENV_A,
+             started="2026-01-01T00:00:00+00:00", samples=False)
+    make_run(res, "rep", "r2", [record(), quant(0.8), prune(0.35, contended=True, contended_reason=REASON)], ENV_A,
+             started="2026-01-02T00:00:00+00:00", samples=False)
+    make_run(res, "rep", "r3", [record(), quant(1.25), prune(0.3, status="failed", error="boom")], ENV_A,
+             started="2026-01-03T00:00:00+00:00", samples=False)
+    make_run(res, "rep", "r4", [record(), quant(0.2, contended=True, contended_reason=REASON)], ENV_A,
+             started="2026-01-04T00:00:00+00:00", samples=False)
+    make_run(res, "rep", "rb", [record(latency_p50_ms=1.0), quant(0.4)], ENV_B,
+             started="2026-01-05T00:00:00+00:00", samples=False)
+    return res
+
+
+def test_repeated_runs_give_one_row_per_cell_and_machine(repeated: Path, tmp_path: Path) -> None:
+    page = (publish(repeated, tmp_path / "site").site / "suites/rep.html").read_text()
+    data = board_data(page)
+    assert len(data["rows"]["run"]) == 13  # every record is still there, for the runs behind each row
+    rows = agg_rows(data)
+    assert sorted(rows) == [("baseline", "alpha"), ("baseline", "beta"), ("prune.magnitude", "alpha"),
+                            ("quantize.dynamic_int8", "alpha"), ("quantize.dynamic_int8", "beta")]
+    q = rows[("quantize.dynamic_int8", "alpha")]
+    # the median over its three clean runs, their range; the contended fourth is left out
+    assert (q["speedup"], q["range_speedup"], q["n"], q["out"], q["cont"]) == (2, [1.6, 2.5], 3, 1, 0)
+    assert (q["p50"], q["range_p50"]) == (1, [0.8, 1.25])
+    assert q["acc"] == 0.948 and q["range_acc"] is None  # the same in every run: no range
+    assert q["lo"] is None and q["status"] == data["strings"].index("ok")
+    assert data["runs"]["id"][q["run"]] == "r3"  # the latest run it is the median of
+    assert len(q["records"]) == 4 and sum(data["rows"]["cont"][i] for i in q["records"]) == 1
+    base = rows[("baseline", "alpha")]
+    assert (base["n"], base["out"], base["p50"], base["range_p50"], base["speedup"]) == (4, 0, 2, None, 1)
+    # another machine is another row, never pooled: one run there, so n=1 and no range
+    qb = rows[("quantize.dynamic_int8", "beta")]
+    assert (qb["speedup"], qb["range_speedup"], qb["n"], qb["out"]) == (2.5, None, 1, 0)
+
+
+def test_a_contended_record_is_left_out_marked_and_off_the_fronts(repeated: Path, tmp_path: Path) -> None:
+    page = (publish(repeated, tmp_path / "site").site / "suites/rep.html").read_text()
+    data = board_data(page)
+    rows = agg_rows(data)
+    # every ok run of the pruner was contended: the row is the median of those, marked, the failed run left out
+    pr = rows[("prune.magnitude", "alpha")]
+    assert (pr["cont"], pr["n"], pr["out"], pr["p50"], pr["range_p50"]) == (1, 2, 1, 0.3, [0.25, 0.35])
+    assert pr["status"] == data["strings"].index("ok")
+    contended = [i for i in pr["records"] if data["rows"]["cont"][i]]
+    assert len(contended) == 2 and all(data["reasons"][str(i)] == REASON for i in contended)
+    assert [data["errors"][str(i)] for i in pr["records"] if str(i) in data["errors"]] == ["boom"]
+    # the Pareto front of alpha leaves it out (it is the fastest and would be on it); "frontsAll" counts it in
+    (fal,) = data["figures"]["fal"]
+    alpha = str(data["machines"].index(next(m for m in data["machines"] if m["short"] == "alpha")))
+    q, base = rows[("quantize.dynamic_int8", "alpha")]["index"], rows[("baseline", "alpha")]["index"]
+    assert sorted(fal["fronts"][alpha]) == sorted([q, base])
+    assert pr["index"] in fal["frontsAll"][alpha] and q not in fal["frontsAll"][alpha]
+    assert data["member"]["fal"][pr["index"]] == fal["id"]  # drawn, when shown, as marked
+    (fsa,) = data["figures"]["fsa"]
+    assert pr["index"] not in fsa["front"] and pr["index"] in fsa["frontAll"]
+    # the page has the toggle, off by default
+    assert '<input id="show-contended" type="checkbox">' in page
+
+
+def test_the_page_gets_each_row_of_one_record_once(repeated: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row of one record is not repeated in data["agg"]: the page (full_rows here) takes it from the
+    record, and must end with exactly the rows the publisher aggregated."""
+    import harness.site.data as site_data
+
+    made: list[Any] = []
+    several = site_data._several
+    monkeypatch.setattr(site_data, "_several", lambda agg, members: made.append(agg) or several(agg, members))
+    data = board_data((publish(repeated, tmp_path / "site").site / "suites/rep.html").read_text())
+    (agg,) = made
+    rows = full_rows(data)
+    assert {k: rows[k] for k in agg.columns} == agg.columns
+    assert data["agg"]["at"] == [a for a in range(data["nAgg"]) if data["rows"]["agg"].count(a) > 1]
+    assert len(data["agg"]["at"]) == 3  # beta's two rows are one record each
+
+
+def test_old_records_without_contended_count_as_clean(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    recs = methods()
+    for r in recs:
+        r.pop("contended", None)
+        r.pop("contended_reason", None)
+    make_run(res, "old", "r1", recs, ENV_A, samples=False)
+    data = board_data((publish(res, tmp_path / "site").site / "suites/old.html").read_text())
+    rows = full_rows(data)
+    assert data["rows"]["cont"] == [0, 0, 0] and rows["cont"] == [0, 0, 0] and data["reasons"] == {}
+    assert rows["n"] == [1, 1, 1] and data["ranges"] == {} and data["agg"]["at"] == []  # each row is its record
 
 
 # --- what the pages load, and escaping ------------------------------------------------------------
@@ -225,6 +370,7 @@ def test_hostile_names_are_text_in_html_and_inert_in_json(tmp_path: Path) -> Non
     recs = methods(model=XSS)
     recs[1]["params"] = {"p": "<img src=x onerror=alert(1)>"}
     recs[2].update(status="failed", error=XSS)
+    recs[1].update(contended=True, contended_reason=XSS)
     make_run(res, XSS, "run-x", recs, {**ENV_A, "hostname": XSS, "cpu_model": "<b>cpu</b>"})
     site = publish(res, tmp_path / "site").site
     pages = [site / "index.html", *(site / "suites").iterdir()]
@@ -239,7 +385,7 @@ def test_hostile_names_are_text_in_html_and_inert_in_json(tmp_path: Path) -> Non
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text  # headings show it as text
     data = board_data(text)
     assert XSS in data["strings"] and "p=<img src=x onerror=alert(1)>" in data["strings"]
-    assert XSS in data["errors"].values()
+    assert XSS in data["errors"].values() and XSS in data["reasons"].values()
     assert XSS in json.dumps(data["envs"]) and XSS in data["machines"][0]["label"]
 
 
@@ -363,7 +509,8 @@ def test_a_run_without_samples_or_records_still_publishes(tmp_path: Path) -> Non
 
 
 def test_the_suite_page_stays_compact(tmp_path: Path) -> None:
-    """About 80 bytes of data per record (the scale benchmark checks the 20,000-record page)."""
+    """About 80 bytes of data per record, and under 200 per aggregated row (a cell on a machine, however
+    many runs it has; the scale benchmark checks the 20,000-record page)."""
     res = tmp_path / "results"
     rng = np.random.default_rng(2)
     for k in range(10):
@@ -376,8 +523,11 @@ def test_the_suite_page_stays_compact(tmp_path: Path) -> None:
         make_run(res, "big", f"run-{k:02d}", recs, {**ENV_A, "hostname": f"h{k % 3}"}, samples=False)
     done = publish(res, tmp_path / "site")
     page = (done.site / "suites/big.html").read_text()
-    data = re.search(r'id="board-data">(.*?)</script>', page, re.S).group(1)
-    assert len(data) / done.records < 110, len(data) / done.records
+    data = json.loads(re.search(r'id="board-data">(.*?)</script>', page, re.S).group(1))
+    size = {k: len(json.dumps(v, separators=(",", ":"))) for k, v in data.items()}
+    per_row = (size.pop("agg") + size.pop("ranges")) / data["nAgg"]
+    assert data["nAgg"] == len(data["agg"]["at"]) == 90 and per_row < 200, per_row  # 30 cells x 3 machines, 3-4 runs
+    assert sum(size.values()) / done.records < 110, sum(size.values()) / done.records
     assert os.path.getsize(done.site / "suites/big.html") < 2.6e6
 
 

@@ -2,6 +2,13 @@
 (``process_run``: its rows, speedup intervals from raw samples, its report placed in the site)
 and a suite's columnar JSON (``suite_data``), which its page draws its table and figures from.
 
+The page's table and figures show one row per cell, batch size and machine (``aggregate``):
+the median over that cell's clean runs there (status ok, not contended), with the range over
+them and how many runs were left out; every record of every run stays in the data too, so the
+runs behind a row are one click away on the page. A row whose runs were all contended takes the
+median of those and is marked: it is left out of the Pareto fronts (``fronts`` / ``front``;
+``frontsAll`` / ``frontAll`` count it in, for the page's "show contended rows").
+
 ``process_run`` runs in a spawn process pool, so it and ``Task`` stay module-level here.
 """
 from __future__ import annotations
@@ -10,6 +17,7 @@ import functools
 import json
 import math
 import os
+import statistics
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +139,25 @@ def _flag(value: Any) -> int | None:
 
 
 def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> tuple:
-    """A record as the site keeps it: its configuration, then the figures the page shows."""
+    """A record as the site keeps it: its configuration, status and error, the figures the page shows
+    (``ROW_COLUMNS``), then whether it is its cell's first ok record in the run, its cell id and why it
+    was contended. Old records have no ``contended``: they count as clean."""
     config = (str(r.get("model")), variant_label(r, "dataset"), str(r.get("method")), str(r.get("method_kind") or ""),
               fmt_params(r.get("params")), variant_label(r, "backend"), _round(r.get("batch_size")), _round(r.get("seed")),
               int(is_training(r)))
     status = str(r.get("status") or "")
     error = str(r.get("error"))[:500] if r.get("error") and status != "ok" else None
+    contended = r.get("contended") is True
+    reason = (str(r.get("contended_reason") or "other processes used the CPU while it was timed")[:500]
+              if contended else None)
+    cell = r.get("cell_id")
     return (config, status, error, _round(r.get("latency_p50_ms")), _round(r.get("latency_p99_ms")),
             _round(r.get("speedup")), _round(interval[0]) if interval else None,
             _round(interval[1]) if interval else None, _round(r.get("theoretical_speedup")), _round(r.get("accuracy")),
             _round(r.get("accuracy_delta")), _fidelity(r.get("agreement")), _fidelity(r.get("cosine")),
             _flag(r.get("passes_gate")), _flag(r.get("noisy")),
-            _round(r.get("size_ratio")), _round(r.get("model_bytes")), first_of_cell)
+            _round(r.get("size_ratio")), _round(r.get("model_bytes")), int(contended), first_of_cell,
+            None if cell is None else str(cell), reason)
 
 
 @dataclass
@@ -248,61 +263,117 @@ class _Strings:
         return self.index[s]
 
 
+#: A record's figures on the page, in the order ``_row`` gives them; an aggregated row has the same ones.
 ROW_COLUMNS = ("p50", "p99", "speedup", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy", "size",
-               "bytes")
+               "bytes", "cont")
 CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "batch", "seed", "training")
+#: The figures an aggregated row gives as the median over its runs, with their range where the runs differ.
+MEDIAN_COLUMNS = ("p50", "p99", "speedup", "theo", "acc", "dacc", "agree", "cos", "size", "bytes")
+#: Six decimals for these (see ``_fidelity``), four significant digits for the others.
+FIDELITY_COLUMNS = ("agree", "cos")
 
 
-def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
-    """The columnar JSON a suite page draws its table and figures from (runs newest first)."""
-    strings = _Strings()
-    configs: dict[tuple, int] = {}
-    cols: dict[str, list[Any]] = {k: [] for k in ("run", "cfg", "status", *ROW_COLUMNS)}
+@dataclass
+class Aggregated:
+    """The leaderboard's rows: one per cell, batch size and machine (and configuration, so two runs that
+    label one cell id differently are never merged), in order of first appearance (newest run first)."""
+
+    columns: dict[str, list[Any]]  # "cfg", "machine", "run", "status", "n", "out", then ROW_COLUMNS
+    ranges: dict[str, dict[str, list[Any]]]  # column -> {row: [min, max]}, only where the runs used differ
+    first: list[bool]  # the row holds its cell's first ok batch size (one size-vs-accuracy point per cell)
+
+
+def _median(values: list[Any], column: str) -> float | int | None:
+    vs = [v for v in values if v is not None]
+    if not vs:
+        return None
+    m = statistics.median(vs)
+    return _fidelity(m) if column in FIDELITY_COLUMNS else _round(m)
+
+
+def aggregate(records: dict[str, list[Any]], members: list[list[int]], keys: list[tuple[int, int]],
+              firsts: list[bool], statuses: list[str]) -> Aggregated:
+    """The rows of ``members`` (record indices, newest run first; ``keys``: their (config, machine)).
+
+    A row's figures are the median over its clean runs (status ok, not contended); when every ok run
+    was contended, over those, and the row is marked contended (``cont``); with no ok run at all the
+    row takes the newest run's status and has no figures. ``n`` is how many runs the medians are of,
+    ``out`` how many were left out (contended beside clean ones, or not ok). The speedup interval
+    (``lo``/``hi``, within one run) is kept for a row of one run; over several, their range says more.
+    The accuracy gate passes only when every run used passed; the row is noisy when any of them was.
+    """
+    cols: dict[str, list[Any]] = {k: [] for k in ("cfg", "machine", "run", "status", "n", "out", *ROW_COLUMNS)}
+    ranges: dict[str, dict[str, list[Any]]] = {}
+    first: list[bool] = []
+    for a, (rows, (cfg, machine)) in enumerate(zip(members, keys, strict=True)):
+        ok = [i for i in rows if statuses[i] == "ok"]
+        clean = [i for i in ok if not records["cont"][i]]
+        used = clean or ok
+        cols["cfg"].append(cfg)
+        cols["machine"].append(machine)
+        cols["run"].append(records["run"][used[0] if used else rows[0]])
+        cols["status"].append(records["status"][used[0] if used else rows[0]])
+        cols["n"].append(len(used))
+        cols["out"].append(len(rows) - len(used))
+        cols["cont"].append(int(bool(ok) and not clean))
+        for k in MEDIAN_COLUMNS:
+            values = [records[k][i] for i in used]
+            cols[k].append(_median(values, k))
+            present = [v for v in values if v is not None]
+            if len(present) > 1 and min(present) != max(present):
+                ranges.setdefault(k, {})[str(a)] = [min(present), max(present)]
+        one = len(used) == 1
+        cols["lo"].append(records["lo"][used[0]] if one else None)
+        cols["hi"].append(records["hi"][used[0]] if one else None)
+        gates = [records["gate"][i] for i in used if records["gate"][i] is not None]
+        noisy = [records["noisy"][i] for i in used if records["noisy"][i] is not None]
+        cols["gate"].append(min(gates) if gates else None)
+        cols["noisy"].append(max(noisy) if noisy else None)
+        first.append(any(firsts[i] for i in used))
+    return Aggregated(cols, ranges, first)
+
+
+def _fronts(points: list[tuple]) -> tuple[list[int], list[int] | None]:
+    """The Pareto front of clean ``points`` (x, y, row, contended, ...), and, when some are contended, the
+    front with them counted in (None otherwise: the same front)."""
+    clean = [p[2] for p in pareto_front([p for p in points if not p[3]])]
+    if not any(p[3] for p in points):
+        return clean, None
+    return clean, [p[2] for p in pareto_front(points)]
+
+
+def _figures(agg: Aggregated, configs: list[tuple], strings: _Strings) -> tuple[dict[str, list[int]], dict]:
+    """Which aggregated row goes into which figure (``member``: figure id, 0 for none) and the figures'
+    specs, with their Pareto fronts (one per machine for latency: machines are never ranked together)."""
+    A = agg.columns
     figs: dict[str, list[int]] = {"fal": [], "fsp": [], "fre": [], "fsa": [], "ffs": []}
-    errors: dict[int, str] = {}
     groups: dict[str, dict[tuple, int]] = {k: {} for k in figs}
     points: dict[str, dict[int, list[tuple]]] = {"fal": {}, "fsa": {}}
     compared: dict[str, set[int]] = {k: set() for k in figs}  # groups with a method besides the baseline
-    machine_ids = list(machines)
-    machine_index = {m: i for i, m in enumerate(machine_ids)}
-    for ri, run in enumerate(runs):
-        for config, status, error, *values, first in run.records:
-            i = len(cols["run"])
-            cfg = configs.setdefault(config, len(configs))
-            cols["run"].append(ri)
-            cols["cfg"].append(cfg)
-            cols["status"].append(strings(status))
-            for k, v in zip(ROW_COLUMNS, values, strict=True):
-                cols[k].append(v)
-            if error:
-                errors[i] = error
-            p50, _, speedup, _, _, theo, acc, _, _, cos, *_, size_bytes = values
-            model, dataset, method, _kind, _, backend, batch, _, training = config
-            ok = status == "ok" and not training
-            mi = machine_index[run.machine]
-            member = {
-                "fal": (model, dataset, backend, batch) if ok and p50 and acc is not None else None,
-                "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != "baseline" else None,
-                "fre": (backend,) if ok and speedup is not None and theo is not None and method != "baseline" else None,
-                "fsa": (model, dataset) if ok and first and size_bytes and acc is not None else None,
-                "ffs": (backend,) if ok and speedup is not None and cos is not None and method != "baseline" else None,
-            }
-            for k, key in member.items():
-                if key is None:
-                    figs[k].append(0)
-                    continue
-                g = groups[k].setdefault(key, len(groups[k]))
-                figs[k].append(g + 1)
-                if method != "baseline":
-                    compared[k].add(g)
-                if k == "fal":
-                    points[k].setdefault(g, []).append((p50, acc, i, mi))
-                elif k == "fsa":
-                    points[k].setdefault(g, []).append((size_bytes, acc, i))
-    config_cols: dict[str, list[Any]] = {k: [] for k in CONFIG_COLUMNS}
-    for config in configs:
-        for k, v in zip(CONFIG_COLUMNS, config, strict=True):
-            config_cols[k].append(strings(v) if k in ("model", "dataset", "method", "kind", "params", "backend") else v)
+    for a, cfg in enumerate(A["cfg"]):
+        model, dataset, method, _kind, _, backend, batch, _, training = configs[cfg]
+        p50, speedup, theo, acc, cos, size_bytes = (A[k][a] for k in ("p50", "speedup", "theo", "acc", "cos", "bytes"))
+        ok = strings.items[A["status"][a]] == "ok" and not training
+        cont = A["cont"][a]
+        member = {
+            "fal": (model, dataset, backend, batch) if ok and p50 and acc is not None else None,
+            "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != "baseline" else None,
+            "fre": (backend,) if ok and speedup is not None and theo is not None and method != "baseline" else None,
+            "fsa": (model, dataset) if ok and agg.first[a] and size_bytes and acc is not None else None,
+            "ffs": (backend,) if ok and speedup is not None and cos is not None and method != "baseline" else None,
+        }
+        for k, key in member.items():
+            if key is None:
+                figs[k].append(0)
+                continue
+            g = groups[k].setdefault(key, len(groups[k]))
+            figs[k].append(g + 1)
+            if method != "baseline":
+                compared[k].add(g)
+            if k == "fal":
+                points[k].setdefault(g, []).append((p50, acc, a, cont, A["machine"][a]))
+            elif k == "fsa":
+                points[k].setdefault(g, []).append((size_bytes, acc, a, cont))
     figures = {}
     for k, keyed in groups.items():
         specs = []
@@ -314,13 +385,82 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
                 continue
             spec: dict[str, Any] = {"key": list(key), "id": g + 1}
             if k == "fal":  # one front per machine: latencies of different machines are never ranked together
-                spec["fronts"] = {str(m): [p[2] for p in pareto_front([p for p in points[k][g] if p[3] == m])]
-                                  for m in sorted({p[3] for p in points[k][g]})}
-            elif k == "fsa":
-                spec["front"] = [p[2] for p in pareto_front(points[k][g])]  # smaller and more accurate
+                fronts = {str(m): _fronts([p for p in points[k][g] if p[4] == m])
+                          for m in sorted({p[4] for p in points[k][g]})}
+                spec["fronts"] = {m: f[0] for m, f in fronts.items()}
+                if any(f[1] is not None for f in fronts.values()):
+                    spec["frontsAll"] = {m: f[0] if f[1] is None else f[1] for m, f in fronts.items()}
+            elif k == "fsa":  # smaller and more accurate
+                spec["front"], front_all = _fronts(points[k][g])
+                if front_all is not None:
+                    spec["frontAll"] = front_all
             specs.append(spec)
         figures[k] = sorted(specs, key=lambda s: [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
                                                   for v in s["key"]])
+    return figs, figures
+
+
+#: What the page gets of an aggregated row of several records (its config and machine are its records').
+SEVERAL_COLUMNS = ("run", "status", "n", "out", *ROW_COLUMNS)
+
+
+def _several(agg: Aggregated, members: list[list[int]]) -> dict[str, list[Any]]:
+    """The aggregated rows of more than one record, columnar (``at``: their row numbers). A row of one
+    record is that record (its figures, n 1 when ok, else 0 and one left out), so the page gets it
+    once: a suite whose cells ran once per machine costs no more than before rows were aggregated."""
+    at = [a for a, rows in enumerate(members) if len(rows) > 1]
+    out: dict[str, list[Any]] = {"at": at}
+    for k in SEVERAL_COLUMNS:
+        column = agg.columns[k]
+        out[k] = [column[a] for a in at]
+    return out
+
+
+def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
+    """The columnar JSON a suite page draws its table and figures from (runs newest first): ``rows``
+    holds every record of every run (``agg``: the number of its aggregated row, of ``nAgg``); ``agg``
+    the aggregated rows of several records (see ``_several``); figures and fronts name aggregated rows."""
+    strings = _Strings()
+    configs: dict[tuple, int] = {}
+    cols: dict[str, list[Any]] = {k: [] for k in ("run", "cfg", "status", "agg", *ROW_COLUMNS)}
+    errors: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    machine_ids = list(machines)
+    machine_index = {m: i for i, m in enumerate(machine_ids)}
+    rows_of: dict[tuple, int] = {}
+    members: list[list[int]] = []
+    keys: list[tuple[int, int]] = []
+    firsts: list[bool] = []
+    statuses: list[str] = []
+    for ri, run in enumerate(runs):
+        mi = machine_index[run.machine]
+        for config, status, error, *values, first, cell, reason in run.records:
+            i = len(cols["run"])
+            cfg = configs.setdefault(config, len(configs))
+            a = rows_of.setdefault((mi, cell, cfg), len(rows_of))
+            if a == len(members):
+                members.append([])
+                keys.append((cfg, mi))
+            members[a].append(i)
+            cols["run"].append(ri)
+            cols["cfg"].append(cfg)
+            cols["status"].append(strings(status))
+            cols["agg"].append(a)
+            for k, v in zip(ROW_COLUMNS, values, strict=True):
+                cols[k].append(v)
+            firsts.append(bool(first))
+            statuses.append(status)
+            if error:
+                errors[str(i)] = error
+            if reason:
+                reasons[str(i)] = reason
+    agg = aggregate(cols, members, keys, firsts, statuses)
+    config_list = list(configs)
+    config_cols: dict[str, list[Any]] = {k: [] for k in CONFIG_COLUMNS}
+    for config in config_list:
+        for k, v in zip(CONFIG_COLUMNS, config, strict=True):
+            config_cols[k].append(strings(v) if k in ("model", "dataset", "method", "kind", "params", "backend") else v)
+    member, figures = _figures(agg, config_list, strings)
     env_index: dict[str, int] = {}
     envs: list[list[tuple[str, str]]] = []
     run_cols: dict[str, list[Any]] = {k: [] for k in ("id", "started", "machine", "href", "env", "hasEnv", "records")}
@@ -341,6 +481,6 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
         "strings": strings.items,
         "machines": [{"id": m, "label": machines[m]["label"], "short": machines[m]["short"],
                       "colour": machines[m]["colour"]} for m in machine_ids],
-        "runs": run_cols, "envs": envs, "configs": config_cols, "rows": cols, "member": figs,
-        "errors": {str(k): v for k, v in errors.items()}, "figures": figures,
+        "runs": run_cols, "envs": envs, "configs": config_cols, "rows": cols, "nAgg": len(members),
+        "agg": _several(agg, members), "ranges": agg.ranges, "member": member, "errors": errors, "reasons": reasons, "figures": figures,
     }

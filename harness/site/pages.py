@@ -22,6 +22,11 @@ from harness.site.runs import Run
 
 # --- pages ----------------------------------------------------------------------------------
 
+#: How every figure of a suite page treats contended rows (the end of each caption).
+CONTENDED_NOTE = ("a row whose every run was contended (other processes used the CPU while it was timed) is left "
+                  "out, and of the fronts, unless “show contended rows” above the table is ticked (then it "
+                  "is drawn as an x).")
+
 def _asset(name: str) -> str:
     return resources.files("harness.site").joinpath("assets", name).read_text(encoding="utf-8")
 
@@ -137,8 +142,9 @@ def index_page(suites: dict[str, list[Run]], slugs: dict[str, str], machines: di
 {sum(len(r.records) for r in runs)} records · {n_machines} machine{"s" * (n_machines != 1)} ·
 published {esc(generated)} from <code>{esc(source)}</code></p>
 <h2>Suites</h2>
-<p class="note">Each suite page holds the leaderboard across its runs: every record as a row, sortable and
-filterable, with the baseline-relative figures, and the figures drawn from them.</p>
+<p class="note">Each suite page holds the leaderboard across its runs: one row per cell and machine, the median
+of its clean runs with their range and the runs behind it, sortable and filterable, with the baseline-relative
+figures, and the figures drawn from them.</p>
 <div class="scroll"><table class="plain" id="suites"><thead><tr><th>suite</th><th>runs</th><th>records</th>
 <th>machines</th><th>first run</th><th>latest run</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>
 <h2>Runs</h2>
@@ -178,12 +184,14 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
     for spec in figures["fal"]:
         model, dataset, backend, batch = (str(v) for v in spec["key"])
         head(f"{model} · {dataset} · {backend} · batch {batch}", "fal", spec,
-             f"Each point is one record of one run: a method (hover for its params, run and machine) applied to "
-             f"{esc(model)} on {esc(dataset)}. x is the p50 (median) latency per call of that run's timed calls "
+             f"Each point is one row of the leaderboard: a method (hover for its params, runs and machine) applied "
+             f"to {esc(model)} on {esc(dataset)} on one machine, at the median over its clean runs. x is the p50 "
+             f"(median) latency per call of a run's timed calls "
              f"at batch size {esc(batch)} on the {esc(backend)} backend (log scale); y is top-1 accuracy on the "
              f"held-out test split after the method was applied. Stars are the baseline. The dashed step line is "
              f"the Pareto front: a point is on it when no other point of its machine is at least as fast and as "
-             f"accurate and strictly better in one.{machines_note} Records with status ok and both figures only.")
+             f"accurate and strictly better in one.{machines_note} Rows with status ok and both figures only; "
+             f"{CONTENDED_NOTE}")
     parts.append('<h2 id="speedup">Speedup per method</h2>')
     if not figures["fsp"]:
         parts.append('<p class="skip">No figure: no method other than the baseline has a measured speedup.</p>')
@@ -192,11 +200,13 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
         head(f"{model} · {dataset} · {backend} · batch {batch}", "fsp", spec,
              f"Measured speedup of each method over the baseline of its own run (same model, dataset, backend, "
              f"seed and batch size {esc(batch)}): the baseline's p50 latency divided by the method's; above 1× "
-             f"(the dashed line) is faster. One marker per run. Error bars are a 95% interval from the raw timed "
+             f"(the dashed line) is faster. One marker per row of the leaderboard (a cell on one machine): the "
+             f"median speedup over its clean runs. For a row of several runs the error bar is the range of their "
+             f"speedups (the spread between runs); for a row of one run it is a 95% interval from the raw timed "
              f"samples of both: each median's distribution-free 97.5% interval (order statistics), combined as "
-             f"baseline low / method high and baseline high / method low. It treats the samples of a run as "
-             f"independent, so it shows timing noise within a run, not the spread between runs (compare the "
-             f"markers for that). A marker without a bar has no raw samples. The y axis is log scale."
+             f"baseline low / method high and baseline high / method low, which treats the samples of a run as "
+             f"independent and so shows timing noise within that run only. A marker without a bar has neither. "
+             f"The y axis is log scale; {CONTENDED_NOTE}"
              + (f" Runs from {n_machines} machines are shown side by side in their own colours, never pooled."
                 if n_machines > 1 else ""))
     parts.append('<h2 id="realized">Realized vs theoretical speedup</h2>')
@@ -210,8 +220,9 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
              f"{esc(backend)} backend, both log scale; error bars as in the speedup figures. On the dashed "
              f"diagonal the saved arithmetic became time. A point under it is a method whose zeros do not turn "
              f"into time (dense kernels still multiply them); a point above it gained more than its FLOPs say "
-             f"(e.g. less memory traffic). Colours are method kinds; each point is relative to its own run's "
-             f"baseline, so machines are not ranked against each other here.")
+             f"(e.g. less memory traffic). Colours are method kinds; each point is a cell on one machine, "
+             f"relative to its own runs' baselines, so machines are not ranked against each other here; "
+             f"{CONTENDED_NOTE}")
     parts.append('<h2 id="size-accuracy">Size vs accuracy</h2>')
     if not figures["fsa"]:
         parts.append('<p class="skip">No figure: no record has status ok with both a model size and an '
@@ -222,9 +233,10 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
              f"x is the model's size: the bytes of its checkpoint (serialized state_dict) after the method, or, "
              f"for a method that simulates a storage format, the bytes that format takes (log scale); y is top-1 "
              f"accuracy of {esc(model)} on the held-out test split of {esc(dataset)}. One point per cell and "
-             f"run (batch size changes neither). Colours are method kinds; the dashed line is the Pareto front "
-             f"(no other point is at least as small and as accurate and strictly better in one). Neither figure "
-             f"depends on the machine's speed, so runs from every machine are pooled here.")
+             f"machine, the median over its clean runs (batch size changes neither). Colours are method kinds; the "
+             f"dashed line is the Pareto front (no other point is at least as small and as accurate and strictly "
+             f"better in one). Neither figure depends on the machine's speed, so every machine is pooled here; "
+             f"{CONTENDED_NOTE}")
     parts.append('<h2 id="fidelity-speedup">Fidelity vs speedup</h2>')
     if not figures["ffs"]:
         parts.append('<p class="skip">No figure: no method has both a measured speedup and a cosine similarity '
@@ -238,7 +250,7 @@ def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
              f"0.001 is a cosine of 0.999; values below 1e-9 are drawn at 1e-9). It needs no labels, so models "
              f"with random weights and embedding models are here too; hover for agreement (the share of equal "
              f"top-1 predictions, for classifiers). Colours are method kinds; points are relative to their own "
-             f"run's baseline, so machines are not ranked against each other here.")
+             f"runs' baselines, so machines are not ranked against each other here; {CONTENDED_NOTE}")
     return "\n".join(parts), count
 
 
@@ -277,6 +289,7 @@ def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: s
     training, n_training = _training_section(runs, used, 0)
     figures, n_figs = _figure_sections(data, n_training > 0)
     n_records = sum(len(r.records) for r in runs)
+    n_rows = data["nAgg"]
     dates = sorted(str(r.started) for r in runs if r.started)
     span = f"{_when(dates[0])} to {_when(dates[-1])}" if dates else "dates unknown"
     mixed = (f'<p class="warn">These runs come from {len(used)} machines. Latency and speedup are only comparable '
@@ -286,18 +299,27 @@ def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: s
     page_js = FIGURES_JS + _asset("leaderboard.js")
     body = f"""<p class="crumbs"><a href="../index.html">← all suites</a></p>
 <h1>optbench leaderboard: {esc(suite)}</h1>
-<p class="meta">{len(runs)} run{"s" * (len(runs) != 1)} · {n_records} records · {len(used)}
-machine{"s" * (len(used) != 1)} · {esc(span)}</p>
+<p class="meta">{len(runs)} run{"s" * (len(runs) != 1)} · {n_records} records · {n_rows}
+leaderboard row{"s" * (n_rows != 1)} · {len(used)} machine{"s" * (len(used) != 1)} · {esc(span)}</p>
 {mixed}
 <h2 id="leaderboard-head">Leaderboard</h2>
-<p class="note">One row per record of every run (model × dataset × method × params × backend × batch size × seed).
-Speedup, theoretical speedup, size ratio and Δ accuracy are relative to the baseline of the same run, model,
-dataset, backend, seed and batch size: above 1× is faster / smaller, <span class="worse-text">red</span> is worse
-than the baseline. Rows that fail the suite's accuracy gate or whose timing was noisy (IQR over 10% of the median)
-are marked. The run id opens the run's report; the machine button shows the machine and software it ran on.
-Click a column header to sort (empty values always sort last).</p>
+<p class="note">One row per cell (model × dataset × method × params × backend × seed) and batch size on each
+machine, over every run of the suite there. Its figures are the median over the runs whose measurement was clean
+(status ok and not contended), with the range over them below a figure where they differ; the runs column says
+how many runs there are and how many were left out (contended, failed), and its ▸ button lists the runs behind the
+row, each with its own figures, its 95% speedup interval and a link to its report. A row whose every run was
+contended (other processes used the CPU while it was timed, even after re-measuring) takes the median of those and
+is marked <span class="contended">contended</span>: it is hidden, and left out of best under constraints and of the
+figures' fronts, unless “show contended rows” is ticked. Speedup, theoretical speedup, size ratio and Δ accuracy are
+relative to the baseline of the same run, model, dataset, backend, seed and batch size: above 1× is faster /
+smaller, <span class="worse-text">red</span> is worse than the baseline. Rows that fail the suite's accuracy gate
+or whose timing was noisy (IQR over 10% of the median) in a run behind them are marked. The machine button shows
+the machine and software of the row's latest run. Click a column header to sort (empty values always sort
+last).</p>
 <noscript><p class="warn">The table, its filters and the figures need JavaScript.</p></noscript>
 <div id="filters" class="filters"></div>
+<p class="filters"><label><input id="show-contended" type="checkbox"> show contended rows</label>
+<span id="contended-count" class="meta"></span></p>
 <p id="machine-warning" class="warn" hidden></p>
 <details id="best" class="best" open><summary>Best under constraints</summary>
 <form id="best-form" class="filters">
@@ -313,7 +335,8 @@ Click a column header to sort (empty values always sort last).</p>
 <label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
 <label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
 </form>
-<p class="note">Among the rows the filters above select, with status ok: the one that maximises the objective
+<p class="note">Among the rows the filters above select, with status ok (contended ones only while they are
+shown): the one that maximises the objective
 within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
 row's; agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
 out rows without that figure. With several machines there is one answer per machine.</p>

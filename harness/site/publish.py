@@ -4,7 +4,11 @@ The site, written to SITE_DIR:
 
 - ``index.html``: every suite, run and machine, with dates;
 - ``suites/<suite>.html``: one page per suite, the leaderboard across its runs (sortable,
-  filterable, "best under constraints") and its figures, each row linked to its run;
+  filterable, "best under constraints") and its figures. A row is a cell (and batch size) on
+  one machine: the median over its clean runs (status ok, not contended), the range over them
+  and how many were left out, with the runs behind it (each linked to its report) one click
+  away; a row whose every run was contended is marked, and hidden and left out of the fronts
+  and answers unless the page's "show contended rows" is ticked;
 - ``runs/<suite>/<run>/``: each run's ``report.html``, rendered from its records (a report
   file in a run folder is never copied: it could be anyone's page), beside its ``env.json``
   and ``run.json`` (re-serialised) and ``suite.yaml``, each taken only when it is a file of
@@ -19,11 +23,11 @@ DecompressionStream; the run reports inside the site load the site's one copy,
 200 runs a 1 GB site).
 
 The suite page must stay small with tens of thousands of records, so its data is columnar
-JSON of only the fields it shows, numbers rounded to four significant digits and strings
+JSON of only the fields it shows (every record's, and the aggregated rows' beside them), numbers rounded to four significant digits and strings
 stored once; everything else about a record is in its run's report. Figures are drawn in
 the browser from the same data; the Python side decides which record goes in which figure
-and computes the Pareto fronts (``harness.report.run_report.pareto_front``), so that logic is tested
-here once. Every string from a suite, a plugin or a record is escaped for HTML, and the
+and computes the aggregated rows (``harness.site.data.aggregate``) and the Pareto fronts
+(``harness.report.run_report.pareto_front``), so that logic is tested here once. Every string from a suite, a plugin or a record is escaped for HTML, and the
 embedded JSON cannot close its ``<script>`` tag; the page's JavaScript writes text with
 ``textContent`` only.
 

@@ -1,22 +1,71 @@
 /* optbench leaderboard page: the table (sort, filter, pages of rows), "best under constraints",
-   the machine panel of each row, and the figures, all drawn from the JSON in #board-data.
-   Text is only ever written with textContent (and plotly labels are HTML-escaped), so no string
-   from a suite, a plugin or a record can become markup. No library but plotly.js. */
+   the machine panel of each row, the runs behind each row, and the figures, all drawn from the JSON
+   in #board-data. A row of the table is a cell on one machine, aggregated over its runs (D.agg);
+   every record of every run is in D.rows, each naming its row (R.agg). Text is only ever written with
+   textContent (and plotly labels are HTML-escaped), so no string from a suite, a plugin or a record
+   can become markup. No library but plotly.js. */
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("board-data").textContent);
   var S = D.strings, R = D.rows, C = D.configs, RUNS = D.runs, M = D.machines;
-  var N = R.run.length, PAGE = 100;
+  var N = D.nAgg, PAGE = 100;
+  var MEMBERS = [];  // per row, its records, newest run first
+  for (var a0 = 0; a0 < N; a0++) { MEMBERS.push([]); }
+  for (var i0 = 0; i0 < R.run.length; i0++) { MEMBERS[R.agg[i0]].push(i0); }
+  // The rows, columnar like D.rows: a row of several records is in D.agg (its medians); a row of one
+  // record is that record (n 1 when it is ok; else no figures, and it is left out).
+  var A = (function () {
+    var several = D.agg, keys = Object.keys(several).filter(function (k) { return k !== "at"; }), out = {cfg: [], machine: []};
+    keys.forEach(function (k) { out[k] = new Array(N); });
+    for (var a = 0; a < N; a++) {
+      var i = MEMBERS[a][0], ok = S[R.status[i]] === "ok";
+      out.cfg[a] = R.cfg[i];
+      out.machine[a] = RUNS.machine[R.run[i]];
+      if (MEMBERS[a].length > 1) { continue; }
+      keys.forEach(function (k) { out[k][a] = k in R ? (ok ? R[k][i] : null) : null; });
+      out.run[a] = R.run[i];
+      out.status[a] = R.status[i];
+      out.n[a] = ok ? 1 : 0;
+      out.out[a] = ok ? 0 : 1;
+      out.cont[a] = ok ? R.cont[i] : 0;
+    }
+    several.at.forEach(function (a, j) { keys.forEach(function (k) { out[k][a] = several[k][j]; }); });
+    return out;
+  })();
 
   // --- values -----------------------------------------------------------------------------
-  function conf(key) { return function (r) { return C[key][R.cfg[r]]; }; }
-  function confStr(key) { return function (r) { return S[C[key][R.cfg[r]]]; }; }
-  function row(key) { return function (r) { return R[key][r]; }; }
+  function conf(key) { return function (r) { return C[key][A.cfg[r]]; }; }
+  function confStr(key) { return function (r) { return S[C[key][A.cfg[r]]]; }; }
+  function row(key) { return function (r) { return A[key][r]; }; }
   var model = confStr("model"), dataset = confStr("dataset"), method = confStr("method"),
       kind = confStr("kind"), params = confStr("params"), backend = confStr("backend"),
-      batch = conf("batch"), seed = conf("seed"), status = function (r) { return S[R.status[r]]; };
-  function machineOf(r) { return RUNS.machine[R.run[r]]; }
+      batch = conf("batch"), seed = conf("seed"), status = function (r) { return S[A.status[r]]; };
+  function machineOf(r) { return A.machine[r]; }
   function isBaseline(r) { return method(r) === "baseline"; }
+  function isContended(r) { return A.cont[r] === 1; }
+  function range(key, r) { var g = D.ranges[key]; return g && g[r] ? g[r] : null; }
+  function recStatus(i) { return S[R.status[i]]; }
+  // why a record was left out of its row's medians, or null when they are of it
+  function leftOut(i) {
+    if (recStatus(i) !== "ok") { return recStatus(i) || "?"; }
+    return R.cont[i] && !A.cont[R.agg[i]] ? "contended" : null;
+  }
+  function outNote(r) {  // "1 contended, 1 failed left out"
+    var counts = {}, order = [];
+    MEMBERS[r].forEach(function (i) {
+      var why = leftOut(i);
+      if (why === null) { return; }
+      if (!(why in counts)) { counts[why] = 0; order.push(why); }
+      counts[why] += 1;
+    });
+    return order.length ? order.map(function (w) { return counts[w] + " " + w; }).join(", ") + " left out" : "";
+  }
+  function contendedWhy(r) {
+    var reasons = MEMBERS[r].filter(function (i) { return D.reasons[i]; }).map(function (i) { return D.reasons[i]; });
+    return "every run of this cell on this machine was contended (other processes used the CPU while it was timed), "
+      + "so its figures are the median of those runs; left out of the fronts and answers unless \u201cshow contended "
+      + "rows\u201d is ticked" + (reasons.length ? ": " + reasons[0] : "");
+  }
 
   function fmtFloat(v) {
     var a = Math.abs(v);
@@ -31,6 +80,7 @@
   }
   function times(v) { return v.toFixed(2) + "\u00d7"; }
   function signed(v) { return (v >= 0 ? "+" : "") + v.toFixed(4); }
+  function fixed4(v) { return v.toFixed(4); }
   function esc(s) {  // for plotly labels, which understand a little HTML
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
@@ -43,14 +93,23 @@
   }
   function label(r) { return method(r) + (params(r) ? " (" + params(r) + ")" : ""); }
   function where(r) { return model(r) + " \u00b7 " + dataset(r) + " \u00b7 " + backend(r) + " \u00b7 batch " + batch(r); }
+  function runsSaid(r) {
+    return A.n[r] > 1 ? "median of " + A.n[r] + " runs" : "run " + RUNS.id[A.run[r]];
+  }
 
   // --- columns ----------------------------------------------------------------------------
+  // A figure: the row's median, and under it the range over its runs where they differ.
   function num(key, fmt, worseBelow) {
     return {type: "num", value: row(key), render: function (r, td) {
-      var v = R[key][r];
+      var v = A[key][r];
       if (v === null) { td.textContent = "\u2014"; td.className = "num null"; return; }
       td.textContent = fmt(v);
       td.className = "num" + (worseBelow !== undefined && v < worseBelow - 1e-9 ? " worse" : "");
+      var span = range(key, r);
+      if (span) {
+        td.appendChild(el("span", fmt(span[0]) + "\u2013" + fmt(span[1]), "ci range"));
+        td.title = "median of " + A.n[r] + " runs; they range from " + fmt(span[0]) + " to " + fmt(span[1]);
+      }
     }};
   }
   function text(get) {
@@ -67,20 +126,31 @@
       td.className = v === null ? "num null" : "num";
     }};
   }
+  function runLink(run, cls) {
+    var a = el("a", RUNS.id[run], cls);
+    a.href = "../" + RUNS.href[run] + "/report.html";
+    a.title = "started " + (RUNS.started[run] || "?") + ": open the run's report";
+    return a;
+  }
   var COLUMNS = [
-    ["run", {type: "text", value: function (r) { return RUNS.id[R.run[r]]; }, render: function (r, td) {
-      var run = R.run[r], a = el("a", RUNS.id[run], "run-link");
-      a.href = "../" + RUNS.href[run] + "/report.html";
-      a.title = "started " + (RUNS.started[run] || "?") + ": open the run's report";
-      td.appendChild(a);
+    ["runs", {type: "num", value: function (r) { return MEMBERS[r].length; }, render: function (r, td) {
+      var n = MEMBERS[r].length, open = !!state.open[r];
+      var b = td.appendChild(el("button", (open ? "\u25be" : "\u25b8") + (n > 1 ? " " + n + " runs" : ""), "runs"));
+      b.type = "button";
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+      b.title = (open ? "hide" : "show") + " the run" + (n > 1 ? "s" : "") + " behind this row and their figures";
+      b.addEventListener("click", function () { state.open[r] = !state.open[r]; update(); });
+      if (n === 1) { td.appendChild(document.createTextNode(" ")); td.appendChild(runLink(A.run[r], "run-link")); }
+      var note = outNote(r);
+      if (note) { td.appendChild(el("span", note, "ci out")); }
     }}],
     ["machine", {type: "text", value: function (r) { return M[machineOf(r)].short; }, render: function (r, td) {
       var m = M[machineOf(r)], b = el("button", null, "machine");
       b.type = "button";
-      b.title = m.label + ": show the machine and software of this run";
+      b.title = m.label + ": show the machine and software of this row's latest run";
       b.appendChild(el("span", null, "chip")).style.background = m.colour;
       b.appendChild(document.createTextNode(m.short));
-      b.addEventListener("click", function () { openEnv(R.run[r]); });
+      b.addEventListener("click", function () { openEnv(A.run[r]); });
       td.appendChild(b);
     }}],
     ["model", text(model)],
@@ -90,30 +160,35 @@
     ["status", {type: "text", value: status, render: function (r, td) {
       var s = status(r), known = ["ok", "failed", "timeout", "skipped"].indexOf(s) >= 0;
       var pill = td.appendChild(el("span", s || "?", "pill st-" + (known ? s : "other")));
-      if (D.errors[r]) { pill.title = D.errors[r]; }
+      var failed = MEMBERS[r].filter(function (i) { return D.errors[i]; })[0];
+      if (s !== "ok" && failed !== undefined) { pill.title = D.errors[failed]; }
+      if (isContended(r)) {
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", "contended", "contended")).title = contendedWhy(r);
+      }
     }}],
     ["p50 ms", num("p50", fmtFloat)],
     ["speedup (\u00d7)", {type: "num", value: row("speedup"), render: function (r, td) {
       num("speedup", times, 1.0).render(r, td);
-      if (R.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(R.lo[r]) + " to " + times(R.hi[r]); }
+      if (A.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(A.lo[r]) + " to " + times(A.hi[r]); }
     }}],
     ["theoretical (\u00d7)", num("theo", times)],
-    ["accuracy", num("acc", function (v) { return v.toFixed(4); })],
+    ["accuracy", num("acc", fixed4)],
     ["\u0394 accuracy", num("dacc", signed, 0.0)],
-    ["agreement", num("agree", function (v) { return v.toFixed(4); })],
-    ["cosine", num("cos", function (v) { return v.toFixed(4); })],
+    ["agreement", num("agree", fixed4)],
+    ["cosine", num("cos", fixed4)],
     ["gate", {type: "num", value: row("gate"), render: function (r, td) {
-      var g = R.gate[r];
+      var g = A.gate[r];
       if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
       var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
-      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine)"; td.className = "worse"; }
+      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine) in a run behind this row"; td.className = "worse"; }
     }}],
     ["size ratio (\u00d7)", num("size", times, 1.0)],
     ["noisy", {type: "num", value: row("noisy"), render: function (r, td) {
-      var n = R.noisy[r];
+      var n = A.noisy[r];
       td.className = "noisy-col" + (n === null ? " null" : "");
       if (n === null) { td.textContent = "\u2014"; return; }
-      if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median"; }
+      if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median in a run behind this row"; }
     }}],
     ["p99 ms", num("p99", fmtFloat)],
     ["model bytes", num("bytes", fmtBytes)],
@@ -123,12 +198,60 @@
     ["seed", plain(seed)]
   ];
 
+  // --- the runs behind a row ----------------------------------------------------------------
+  function recNum(key, fmt) {
+    return function (i) { var v = R[key][i]; return v === null ? "\u2014" : fmt(v); };
+  }
+  var RUN_COLUMNS = [
+    ["started", function (i) { return RUNS.started[R.run[i]] || "?"; }],
+    ["p50 ms", recNum("p50", fmtFloat)],
+    ["speedup (95% interval)", function (i) {
+      var v = R.speedup[i];
+      if (v === null) { return "\u2014"; }
+      return times(v) + (R.lo[i] === null ? "" : " [" + times(R.lo[i]) + "\u2013" + times(R.hi[i]) + "]");
+    }],
+    ["accuracy", recNum("acc", fixed4)], ["\u0394 accuracy", recNum("dacc", signed)],
+    ["cosine", recNum("cos", fixed4)], ["size ratio", recNum("size", times)], ["p99 ms", recNum("p99", fmtFloat)]
+  ];
+  function detailRow(r) {
+    var tr = el("tr", null, "runs-detail"), td = tr.appendChild(el("td"));
+    tr.dataset.detail = String(r);
+    td.colSpan = COLUMNS.length;
+    var n = MEMBERS[r].length, note = outNote(r);
+    td.appendChild(el("p", n + " run" + (n > 1 ? "s" : "") + " of this cell on " + M[machineOf(r)].short + ", newest "
+      + "first. The row above is the median of " + (A.n[r] === 1 ? "the one " : "the " + A.n[r] + " ")
+      + (isContended(r) ? "contended" : "clean") + " run" + (A.n[r] === 1 ? "" : "s") + (note ? "; " + note : "")
+      + ".", "note"));
+    var t = td.appendChild(el("table", null, "plain runs-of-row")), hr = t.appendChild(el("thead")).appendChild(el("tr"));
+    ["run", "status", "in the median"].concat(RUN_COLUMNS.map(function (c) { return c[0]; })).forEach(function (h) {
+      hr.appendChild(el("th", h));
+    });
+    var body = t.appendChild(el("tbody"));
+    MEMBERS[r].forEach(function (i) {
+      var rr = body.appendChild(el("tr")), why = leftOut(i);
+      rr.dataset.record = String(i);
+      if (why) { rr.className = "left-out"; }
+      rr.appendChild(el("td")).appendChild(runLink(R.run[i], "run-link"));
+      var st = rr.appendChild(el("td")), s = recStatus(i);
+      var pill = st.appendChild(el("span", s || "?", "pill st-" + (["ok", "failed", "timeout", "skipped"].indexOf(s) >= 0 ? s : "other")));
+      if (D.errors[i]) { pill.title = D.errors[i]; }
+      if (R.cont[i]) {
+        st.appendChild(document.createTextNode(" "));
+        st.appendChild(el("span", "contended", "contended")).title = D.reasons[i] || "contended";
+      }
+      if (R.noisy[i]) { st.appendChild(document.createTextNode(" ")); st.appendChild(el("span", "noisy", "noisy")); }
+      rr.appendChild(el("td", why ? "no: " + why : "yes"));
+      RUN_COLUMNS.forEach(function (c) { rr.appendChild(el("td", c[1](i), c[0] === "started" ? "" : "num")); });
+    });
+    return tr;
+  }
+
   // --- filters ----------------------------------------------------------------------------
   var FILTERS = [
     ["model", model], ["dataset", dataset], ["backend", backend], ["kind", kind],
     ["machine", function (r) { return M[machineOf(r)].short; }], ["batch", batch], ["status", status]
   ];
-  var state = {filters: {}, search: "", sort: null, dir: 1, limit: PAGE};
+  var state = {filters: {}, search: "", sort: null, dir: 1, limit: PAGE, open: {}, contended: false};
   var filterBox = document.getElementById("filters");
   FILTERS.forEach(function (f) {
     var seen = {}, values = [];
@@ -149,13 +272,27 @@
   search.type = "search";
   search.id = "search";
   search.addEventListener("input", function () { state.search = search.value.toLowerCase(); state.limit = PAGE; update(); });
+  var contendedBox = document.getElementById("show-contended"), nContended = 0;
+  for (var c0 = 0; c0 < N; c0++) { nContended += isContended(c0) ? 1 : 0; }
+  document.getElementById("contended-count").textContent = nContended
+    ? "(" + nContended + " row" + (nContended > 1 ? "s" : "") + " whose every run was contended)" : "(none here)";
+  contendedBox.checked = false;
+  contendedBox.addEventListener("change", function () {
+    state.contended = contendedBox.checked;
+    state.limit = PAGE;
+    update();
+    redrawFigures();
+  });
 
+  var hiddenContended = 0;
   function matching() {
     var out = [], active = FILTERS.filter(function (f) { return state.filters[f[0]]; });
+    hiddenContended = 0;
     for (var r = 0; r < N; r++) {
       var ok = true;
       for (var i = 0; i < active.length && ok; i++) { ok = String(active[i][1](r)) === state.filters[active[i][0]]; }
       if (ok && state.search) { ok = label(r).toLowerCase().indexOf(state.search) >= 0; }
+      if (ok && !state.contended && isContended(r)) { hiddenContended += 1; ok = false; }
       if (ok) { out.push(r); }
     }
     return out;
@@ -198,8 +335,9 @@
     var cls = [];
     if (isBaseline(r)) { cls.push("baseline"); }
     if (status(r) !== "ok") { cls.push("not-ok"); }
-    if (R.gate[r] === 0) { cls.push("gate-failed"); }
-    if (R.noisy[r] === 1) { cls.push("is-noisy"); }
+    if (A.gate[r] === 0) { cls.push("gate-failed"); }
+    if (A.noisy[r] === 1) { cls.push("is-noisy"); }
+    if (isContended(r)) { cls.push("is-contended"); }
     tr.className = cls.join(" ");
     COLUMNS.forEach(function (c) { c[1].render(r, tr.appendChild(el("td"))); });
     return tr;
@@ -213,7 +351,10 @@
   function update() {
     var rows = sorted(matching()), shown = rows.slice(0, state.limit);
     var body = document.createElement("tbody");
-    shown.forEach(function (r) { body.appendChild(renderRow(r)); });
+    shown.forEach(function (r) {
+      body.appendChild(renderRow(r));
+      if (state.open[r]) { body.appendChild(detailRow(r)); }
+    });
     table.replaceChild(body, tbody);
     tbody = body;
     headRow.querySelectorAll("th").forEach(function (th, i) {
@@ -224,6 +365,10 @@
     countLine.textContent = rows.length ? "Showing " + (shown.length === rows.length ? "all " + rows.length
       : "the first " + shown.length + " of " + rows.length) + " matching rows (" + N + " in all)."
       : "No row matches the filters (" + N + " rows in all).";
+    if (hiddenContended) {
+      countLine.textContent += " " + hiddenContended + " contended row" + (hiddenContended > 1 ? "s are" : " is")
+        + " hidden (\u201cshow contended rows\u201d shows " + (hiddenContended > 1 ? "them" : "it") + ").";
+    }
     more.hidden = shown.length >= rows.length;
     var machines = {};
     rows.forEach(function (r) { machines[machineOf(r)] = 1; });
@@ -252,23 +397,23 @@
     var gate = document.getElementById("best-gate").checked, quiet = document.getElementById("best-quiet").checked;
     var winners = {}, candidates = 0;
     function better(a, b) {  // objective, then faster, then more accurate, then the newer row
-      var d = obj.sign * (R[obj.key][a] - R[obj.key][b]);
+      var d = obj.sign * (A[obj.key][a] - A[obj.key][b]);
       if (d) { return d > 0; }
-      var pa = R.p50[a], pb = R.p50[b];
+      var pa = A.p50[a], pb = A.p50[b];
       if (pa !== pb && pa !== null && pb !== null) { return pa < pb; }
-      var aa = R.acc[a], ab = R.acc[b];
+      var aa = A.acc[a], ab = A.acc[b];
       if (aa !== ab && aa !== null && ab !== null) { return aa > ab; }
       return a < b;
     }
     rows.forEach(function (r) {
-      if (status(r) !== "ok" || R[obj.key][r] === null) { return; }
-      if (maxP50 !== null && !(R.p50[r] !== null && R.p50[r] <= maxP50)) { return; }
-      if (maxDrop !== null && !(R.dacc[r] !== null && -R.dacc[r] <= maxDrop + 1e-12)) { return; }
-      if (minSpeedup !== null && !(R.speedup[r] !== null && R.speedup[r] >= minSpeedup)) { return; }
-      if (minAgree !== null && !(R.agree[r] !== null && R.agree[r] >= minAgree - 1e-12)) { return; }
-      if (minCos !== null && !(R.cos[r] !== null && R.cos[r] >= minCos - 1e-12)) { return; }
-      if (gate && R.gate[r] === 0) { return; }
-      if (quiet && R.noisy[r] === 1) { return; }
+      if (status(r) !== "ok" || A[obj.key][r] === null) { return; }
+      if (maxP50 !== null && !(A.p50[r] !== null && A.p50[r] <= maxP50)) { return; }
+      if (maxDrop !== null && !(A.dacc[r] !== null && -A.dacc[r] <= maxDrop + 1e-12)) { return; }
+      if (minSpeedup !== null && !(A.speedup[r] !== null && A.speedup[r] >= minSpeedup)) { return; }
+      if (minAgree !== null && !(A.agree[r] !== null && A.agree[r] >= minAgree - 1e-12)) { return; }
+      if (minCos !== null && !(A.cos[r] !== null && A.cos[r] >= minCos - 1e-12)) { return; }
+      if (gate && A.gate[r] === 0) { return; }
+      if (quiet && A.noisy[r] === 1) { return; }
       candidates += 1;
       var m = machineOf(r);
       if (!(m in winners) || better(r, winners[m])) { winners[m] = r; }
@@ -291,14 +436,18 @@
       chip.style.background = mm.colour;
       li.appendChild(el("span", mm.short + ": "));
       li.appendChild(el("b", label(r)));
-      li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (R.acc[r] === null ? "\u2014" : R.acc[r].toFixed(4))
-        + ", \u0394 " + (R.dacc[r] === null ? "\u2014" : signed(R.dacc[r])) + ", p50 "
-        + (R.p50[r] === null ? "\u2014" : fmtFloat(R.p50[r]) + " ms") + ", speedup "
-        + (R.speedup[r] === null ? "\u2014" : times(R.speedup[r])) + ", size ratio "
-        + (R.size[r] === null ? "\u2014" : times(R.size[r])) + ", cosine "
-        + (R.cos[r] === null ? "\u2014" : R.cos[r].toFixed(4)) + " \u00b7 run "));
-      var a = li.appendChild(el("a", RUNS.id[R.run[r]]));
-      a.href = "../" + RUNS.href[R.run[r]] + "/report.html";
+      li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (A.acc[r] === null ? "\u2014" : A.acc[r].toFixed(4))
+        + ", \u0394 " + (A.dacc[r] === null ? "\u2014" : signed(A.dacc[r])) + ", p50 "
+        + (A.p50[r] === null ? "\u2014" : fmtFloat(A.p50[r]) + " ms") + ", speedup "
+        + (A.speedup[r] === null ? "\u2014" : times(A.speedup[r])) + ", size ratio "
+        + (A.size[r] === null ? "\u2014" : times(A.size[r])) + ", cosine "
+        + (A.cos[r] === null ? "\u2014" : A.cos[r].toFixed(4)) + " \u00b7 "
+        + (A.n[r] > 1 ? "median of " + A.n[r] + " runs, latest run " : "run ")));
+      li.appendChild(el("a", RUNS.id[A.run[r]])).href = "../" + RUNS.href[A.run[r]] + "/report.html";
+      if (isContended(r)) {
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("span", "contended", "contended")).title = contendedWhy(r);
+      }
     });
   }
   document.getElementById("best-form").addEventListener("submit", function (e) { e.preventDefault(); });
@@ -342,7 +491,11 @@
   kindNames.sort();
   function kindColour(k) { return KIND_COLOURS[kindNames.indexOf(k) % KIND_COLOURS.length]; }
   function hover(r) {
-    return esc(label(r)) + "<br>" + esc(where(r)) + "<br>run " + esc(RUNS.id[R.run[r]]) + " on " + esc(M[machineOf(r)].short);
+    return esc(label(r)) + "<br>" + esc(where(r)) + "<br>" + esc(runsSaid(r)) + " on " + esc(M[machineOf(r)].short)
+      + (isContended(r) ? "<br>contended: every run of it was disturbed by other processes" : "");
+  }
+  function symbols(rs) {
+    return rs.map(function (r) { return isBaseline(r) ? (isContended(r) ? "star-open" : "star") : isContended(r) ? "x" : "circle"; });
   }
   function groupBy(rows, key) {
     var groups = {}, order = [];
@@ -353,11 +506,13 @@
     });
     return order.map(function (k) { return [k, groups[k]]; });
   }
+  // A row of several runs: the range of their speedups; of one run: its 95% interval from the raw samples.
+  function bar(r) { return range("speedup", r) || (A.lo[r] === null ? null : [A.lo[r], A.hi[r]]); }
   function errorBars(rows) {
-    var any = rows.some(function (r) { return R.lo[r] !== null; });
+    var any = rows.some(function (r) { return bar(r) !== null; });
     return {type: "data", symmetric: false, visible: any, thickness: 1, width: 2,
-            array: rows.map(function (r) { return R.hi[r] === null ? null : R.hi[r] - R.speedup[r]; }),
-            arrayminus: rows.map(function (r) { return R.lo[r] === null ? null : R.speedup[r] - R.lo[r]; })};
+            array: rows.map(function (r) { var b = bar(r); return b === null ? null : b[1] - A.speedup[r]; }),
+            arrayminus: rows.map(function (r) { var b = bar(r); return b === null ? null : A.speedup[r] - b[0]; })};
   }
   var AXIS = {gridcolor: "#e5e5e5", zerolinecolor: "#ccc", linecolor: "#999", automargin: true};
   function layout(extra) {
@@ -375,9 +530,8 @@
         var m = M[g[0]], rs = g[1];
         traces.push({type: "scatter", mode: "markers", name: esc(m.short), legendgroup: "m" + g[0],
                      x: rs.map(row("p50")), y: rs.map(row("acc")), text: rs.map(hover), hoverinfo: "text",
-                     marker: {color: m.colour, size: 9, opacity: 0.8,
-                              symbol: rs.map(function (r) { return isBaseline(r) ? "star" : "circle"; })}});
-        var front = spec.fronts[String(g[0])] || [];
+                     marker: {color: m.colour, size: 9, opacity: 0.8, symbol: symbols(rs)}});
+        var fronts = state.contended && spec.frontsAll ? spec.frontsAll : spec.fronts, front = fronts[String(g[0])] || [];
         traces.push({type: "scatter", mode: "lines", name: esc(m.short) + " Pareto front", legendgroup: "m" + g[0],
                      x: front.map(row("p50")), y: front.map(row("acc")), hoverinfo: "skip",
                      line: {shape: "hv", dash: "dash", color: m.colour}});
@@ -390,7 +544,7 @@
         var m = M[g[0]], rs = g[1];
         return {type: "scatter", mode: "markers", name: esc(m.short), x: rs.map(function (r) { return esc(label(r)); }),
                 y: rs.map(row("speedup")), error_y: errorBars(rs), text: rs.map(hover), hoverinfo: "text+y",
-                marker: {color: m.colour, size: 8, opacity: 0.85}};
+                marker: {color: m.colour, size: 8, opacity: 0.85, symbol: symbols(rs)}};
       });
       return [traces, layout({scattermode: "group", xaxis: {type: "category", automargin: true},
                                yaxis: {type: "log", title: {text: "speedup over its run's baseline (\u00d7)"}},
@@ -400,7 +554,7 @@
     fre: function (spec, rows) {
       var lo = Infinity, hi = -Infinity;
       rows.forEach(function (r) {
-        [R.theo[r], R.speedup[r], R.lo[r], R.hi[r]].forEach(function (v) {
+        [A.theo[r], A.speedup[r]].concat(bar(r) || []).forEach(function (v) {
           if (v !== null && v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
         });
       });
@@ -408,7 +562,7 @@
         var rs = g[1];
         return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("theo")),
                 y: rs.map(row("speedup")), error_y: errorBars(rs), text: rs.map(hover), hoverinfo: "text+x+y",
-                marker: {color: kindColour(g[0]), size: 8, opacity: 0.8}};
+                marker: {color: kindColour(g[0]), size: 8, opacity: 0.8, symbol: symbols(rs)}};
       });
       traces.push({type: "scatter", mode: "lines", name: "realized = theoretical", x: [lo / 1.2, hi * 1.2],
                    y: [lo / 1.2, hi * 1.2], hoverinfo: "skip", line: {color: "#555", dash: "dash", width: 1}});
@@ -416,14 +570,14 @@
                                yaxis: {type: "log", title: {text: "measured speedup (p50 latency, \u00d7)"}}})];
     },
     ffs: function (spec, rows) {
-      function distance(r) { return Math.max(1 - R.cos[r], 1e-9); }
+      function distance(r) { return Math.max(1 - A.cos[r], 1e-9); }
       var traces = groupBy(rows, kind).map(function (g) {
         var rs = g[1];
         return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("speedup")),
                 y: rs.map(distance), text: rs.map(function (r) {
-                  return hover(r) + "<br>cosine " + R.cos[r].toFixed(6)
-                    + (R.agree[r] === null ? "" : " \u00b7 agreement " + R.agree[r].toFixed(4));
-                }), hoverinfo: "text+x", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8}};
+                  return hover(r) + "<br>cosine " + A.cos[r].toFixed(6)
+                    + (A.agree[r] === null ? "" : " \u00b7 agreement " + A.agree[r].toFixed(4));
+                }), hoverinfo: "text+x", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8, symbol: symbols(rs)}};
       });
       return [traces, layout({xaxis: {type: "log", title: {text: "measured speedup (p50 latency, \u00d7)"}},
                                yaxis: {type: "log", title: {text: "1 \u2212 cosine to the baseline's outputs"}}})];
@@ -432,12 +586,12 @@
       var traces = groupBy(rows, kind).map(function (g) {
         var rs = g[1];
         return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("bytes")),
-                y: rs.map(row("acc")), text: rs.map(function (r) { return hover(r) + "<br>" + esc(fmtBytes(R.bytes[r])); }),
-                hoverinfo: "text+y", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8,
-                                              symbol: rs.map(function (r) { return isBaseline(r) ? "star" : "circle"; })}};
+                y: rs.map(row("acc")), text: rs.map(function (r) { return hover(r) + "<br>" + esc(fmtBytes(A.bytes[r])); }),
+                hoverinfo: "text+y", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8, symbol: symbols(rs)}};
       });
-      traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: spec.front.map(row("bytes")),
-                   y: spec.front.map(row("acc")), hoverinfo: "skip", line: {shape: "hv", dash: "dash", color: "#555"}});
+      var front = state.contended && spec.frontAll ? spec.frontAll : spec.front;
+      traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: front.map(row("bytes")),
+                   y: front.map(row("acc")), hoverinfo: "skip", line: {shape: "hv", dash: "dash", color: "#555"}});
       return [traces, layout({xaxis: {type: "log", title: {text: "model size (bytes, log scale)"}},
                                yaxis: {title: {text: "top-1 accuracy (test split)"}}})];
     }
@@ -445,6 +599,27 @@
 
   function specOf(kindKey, id) {
     return D.figures[kindKey].filter(function (s) { return s.id === id; })[0];
+  }
+  // A figure's traces and layout: contended rows are drawn only while "show contended rows" is ticked
+  // (and then as x, or an open star), and the fronts follow the same choice.
+  function build(div) {
+    var k = div.dataset.kind, spec = specOf(k, parseInt(div.dataset.id, 10)), all = members[k][spec.id] || [];
+    var rows = all.filter(function (r) { return state.contended || !isContended(r); });
+    var built = BUILD[k](spec, rows);
+    if (!rows.length && all.length) {
+      built[1].annotations = [{text: "every point here is contended: tick \u201cshow contended rows\u201d to draw them",
+                               xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false}];
+    }
+    return built;
+  }
+  var drawn = [];
+  function redrawFigures() {
+    drawn.forEach(function (div) {
+      var built = build(div);
+      Plotly.react(div, built[0], built[1], {displaylogo: false, responsive: true}).then(function () {
+        div.dataset.contended = state.contended ? "1" : "0";
+      });
+    });
   }
 
   function loadPlotly() {
@@ -487,10 +662,12 @@
     }
     function next() {
       if (!queue.length) { document.body.dataset.figures = "done"; return; }
-      var div = queue.shift(), k = div.dataset.kind, spec = specOf(k, parseInt(div.dataset.id, 10));
-      var built = BUILD[k](spec, members[k][spec.id] || []);
+      var div = queue.shift(), built = build(div), shown = state.contended;
       Plotly.newPlot(div, built[0], built[1], {displaylogo: false, responsive: true}).then(function () {
         div.dataset.drawn = "1";
+        div.dataset.contended = shown ? "1" : "0";
+        drawn.push(div);
+        if (shown !== state.contended) { redrawFigures(); }  // the box changed while it drew
         idle(next);
       });
     }
