@@ -53,7 +53,7 @@ def test_past_its_retries_a_busy_machine_makes_the_record_contended_with_the_rea
     v = screen.verdict(threads=1)
     assert v["contended"] is True and v["contention_retries"] == 3 and v["host_run_wait"] == pytest.approx(0.5)
     assert v["contended_reason"] == ("8 of 8 timed blocks were contended (the cell's threads waited for a CPU 50% "
-                                     "of their time, other processes used 1.00 cores) after 3 re-measured blocks")
+                                     "of their time, other processes kept 1.00 cores busy) after 3 re-measured blocks")
 
 
 def test_a_few_contended_blocks_among_many_do_not_make_the_record_contended():
@@ -178,3 +178,20 @@ def test_contention_that_passes_is_measured_away(optbench_run, tiny_suite, misbe
     assert base["contended"] is False and base["contention_retries"] == 2  # each cell opens its own session
     assert int8["contended"] is False and int8["contention_retries"] == 2
     assert base["contended_reason"] is None and base["host_run_wait"] == pytest.approx(0.0)
+
+
+def test_a_neighbour_on_the_other_cores_is_contention_even_when_the_threads_never_wait(monkeypatch):
+    # on the 2-vCPU development VM a busy loop on the other vCPU made a 1-thread mlp 1.5x slower with
+    # the cell's thread never waiting: the other processes' cores are what shows it
+    monkeypatch.setattr(contention.host_load, "cores", lambda: 2)
+
+    def load(wait: float, other: float, error: float = 0.0):
+        return type("Load", (), {"wait_share": wait, "other_cores": other, "other_cores_error": error,
+                                 "wall_s": 0.05})()
+
+    assert Screen.contended(load(0.001, 0.99))
+    assert not Screen.contended(load(0.001, 0.3))  # under half a core: background
+    assert not Screen.contended(load(0.001, 0.6, error=0.4))  # within the ticks' rounding of a short block
+    assert Screen.contended(load(0.3, 0.0))  # waiting is contention whatever the other cores read
+    monkeypatch.setattr(contention.host_load, "cores", lambda: 64)
+    assert not Screen.contended(load(0.001, 4.0)) and Screen.contended(load(0.001, 8.0))  # a tenth of 64 cores

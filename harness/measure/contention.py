@@ -4,9 +4,10 @@ A timed phase is cut into short blocks (``pairing.BLOCK_S`` at most, as paired t
 paired block is the method's block and the baseline's together). Around
 each block the backend's probe (``BackendSession.block_load``, by default
 ``harness.measure.host_load.BlockLoad``) reads how long the cell's running threads waited for a
-CPU. A block is contended when they waited more than ``WAIT_LIMIT`` of their time (where the
-kernel does not say, when other processes kept more than ``host_load.CONTENDED_CORES`` cores busy,
-a coarser reading). A contended block's timings are dropped and the block is measured again after a
+CPU, and how many cores other processes kept busy. A block is contended when the threads waited
+more than ``WAIT_LIMIT`` of their time, or when other processes kept more than ``other_limit``
+cores busy (half a core, a tenth of a large machine: a neighbour slows a cell through shared
+cores, caches and memory even when it does not take the cell's CPUs). A contended block's timings are dropped and the block is measured again after a
 back-off (0.05 s, doubling, at most 0.5 s: a short burst elsewhere passes), up to ``retries``
 re-measured blocks per batch size. Past that, blocks are kept as measured and counted; a record
 whose kept blocks were contended more than a quarter of the time (enough to move a median) is
@@ -32,7 +33,19 @@ MAX_BACKOFF_S = 0.5
 #: A record is contended when more than this share of its kept blocks were.
 CONTENDED_SHARE = 0.25
 
+#: Other processes busy on more than this many cores (or this share of the machine's, if more)
+#: slow a cell down even when they do not take its CPUs (shared physical cores, caches, memory).
+OTHER_LIMIT_CORES = 0.5
+OTHER_LIMIT_SHARE = 0.1
+
 T = TypeVar("T")
+
+
+def other_limit(load: Any) -> float:
+    """The other processes' cores above which a block is contended: OTHER_LIMIT_CORES, a tenth of
+    a large machine, and never within twice the reading's rounding (10 ms ticks over a short block)."""
+    error = getattr(load, "other_cores_error", 0.0) or 0.0
+    return max(OTHER_LIMIT_CORES, OTHER_LIMIT_SHARE * host_load.cores(), 2 * error)
 
 
 @dataclass
@@ -52,12 +65,9 @@ class Screen:
 
     @staticmethod
     def contended(load: Any) -> bool:
-        if load.wait_share is not None:
-            return load.wait_share > WAIT_LIMIT
-        if load.other_cores is None or load.wall_s <= 0:
-            return False
-        # /proc/stat counts 10 ms ticks: over a short block, two ticks of rounding are not contention
-        return load.other_cores > max(host_load.CONTENDED_CORES, 0.02 / load.wall_s)
+        if load.wait_share is not None and load.wait_share > WAIT_LIMIT:
+            return True
+        return load.other_cores is not None and load.other_cores > other_limit(load)
 
     def run(self, block: Callable[[], T]) -> T:
         """``block()`` under the probe; measured again (after a back-off) while contended and retries last."""
@@ -89,10 +99,10 @@ class Screen:
         if self.kept == 0 or self.contended_kept <= CONTENDED_SHARE * self.kept:
             return fields
         other = _mean(self.others)
-        what = (f"the cell's threads waited for a CPU {_mean(self.waits):.0%} of their time" if self.waits
-                else "other processes kept the CPUs busy")
-        if other is not None:
-            what += f", other processes used {other:.2f} cores"
+        wait = _mean(self.waits)
+        parts = [f"the cell's threads waited for a CPU {wait:.0%} of their time"] if wait and wait > WAIT_LIMIT else []
+        parts += [f"other processes kept {other:.2f} cores busy"] if other is not None else []
+        what = ", ".join(parts) or "other processes kept the CPUs busy"
         if threads is not None and threads > host_load.cores() and (other or 0) < host_load.CONTENDED_CORES:
             what += f"; its own {threads} threads outnumber the machine's {host_load.cores()} cores"
         if window:

@@ -8,12 +8,15 @@ machine's CPU time that this process (threads and reaped children included) did 
 the mean number of cores busy with something else (steal time included: a VM's
 neighbours count). Linux only; elsewhere the reading is None.
 
-``BlockLoad`` reads one timed block: besides the other processes' cores, the share of this
+``BlockLoad`` reads one timed block: the other processes' cores, and the share of this
 process's running threads' time spent runnable but waiting for a CPU (the scheduler's run
-delay, ``/proc/self/task/*/schedstat``, in ns). That is the direct measure of contention: it
-is about 0.2% on a quiet machine and 50% or more once another process takes a core the cell's
-threads were using. It reads 0 for a thread blocked in I/O or a GPU sync (not runnable), and
-steal time (a VM's neighbours) does not show in it, only in the other processes' cores.
+delay, ``/proc/self/task/*/schedstat``, in ns). The wait is the direct measure of a process
+taking the cell's CPUs: about 0.2% on a quiet machine, 50% or more once another process takes
+a core the cell's threads were using. It reads 0 for a thread blocked in I/O or a GPU sync (not
+runnable), and it misses a neighbour that slows the cell without taking its CPU: on the 2-vCPU
+development VM a busy loop on the other vCPU made a 1-thread mlp 1.5x slower with no wait at
+all (the vCPUs share a physical core, or its caches and memory bandwidth), which the other
+processes' cores (about 1.0 there, steal included) show.
 """
 from __future__ import annotations
 
@@ -75,6 +78,9 @@ class BlockLoad:
     def __init__(self) -> None:
         self.wait_share: float | None = None
         self.other_cores: float | None = None
+        #: How far ``other_cores`` can be off from /proc/stat's 10 ms ticks: one tick per CPU the
+        #: cell's threads ran on, over the block (its own time is exact, from schedstat).
+        self.other_cores_error = 0.0
         self.wall_s = 0.0
 
     def __enter__(self) -> BlockLoad:
@@ -101,6 +107,8 @@ class BlockLoad:
                     waited += wait - wait0
             self.wait_share = waited / 1e9 / wall / max(active, 1)
             own_s = max(own_s, ran / 1e9)  # ns-exact where os.times() counts 10 ms ticks
+            tick = 1 / os.sysconf("SC_CLK_TCK")
+            self.other_cores_error = min(max(active, 1), cores()) * tick / wall
         if busy is not None and self._busy is not None:
             self.other_cores = min(max(0.0, (busy - self._busy - own_s) / wall), float(cores()))
 
