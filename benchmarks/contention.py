@@ -113,8 +113,9 @@ def main() -> int:
             du = bu[k] / qu[k] - 1
             within.append(abs(dp) <= 0.15)
             held.append(abs(dp) <= 0.15 or bool(rb.get("contended")))
-            first = next(iter(json.loads(k[2]).items()), None)  # the method's first param: sparsity, rank_ratio
-            label = k[1] + ("" if first is None or k[1] == "quantize.dynamic_int8" else f" {first[1]}")
+            params = json.loads(k[2])
+            shown = next((params[p] for p in ("sparsity", "rank_ratio") if p in params), None)
+            label = k[1] + ("" if shown is None else f" {shown}")
             flag = "contended" if rb.get("contended") else ""
             print(f"{k[0]:10} {label:22} {k[3]:>3} | "
                   f"{rq['speedup']:6.3f} [{rq['speedup_ci_low']:.2f},{rq['speedup_ci_high']:.2f}] "

@@ -85,13 +85,16 @@ def main() -> int:
         ib, ia = intervals(d_before), intervals(d_after)
     print(f"{'model':10} {'method':22} {'bs':>3} | {'before (unpaired)':>24} | {'after (paired)':>24}")
     for k in sorted(ib):
-        first = next(iter(json.loads(k[2]).values()), None)
-        label = k[1] + ("" if first is None or k[1] == "quantize.dynamic_int8" else f" {first}")
+        shown = json.loads(k[2]).get("sparsity")
+        label = k[1] + ("" if shown is None else f" {shown}")
         b, a = ib[k], ia[k]
         print(f"{k[0]:10} {label:22} {k[3]:>3} | {b[0]:7.3f} [{b[1]:6.3f}, {b[2]:6.3f}] | "
               f"{a[0]:7.3f} [{a[1]:6.3f}, {a[2]:6.3f}]")
     wb = statistics.median(rel_half_width(v) for v in ib.values())
     wa = statistics.median(rel_half_width(v) for v in ia.values())
+    inside = sum(ib[k][1] <= ia[k][0] <= ib[k][2] for k in ib)
+    print(f"paired speedups inside the unpaired run's interval: {inside} of {len(ib)} (an unpaired interval covers "
+          "the sampling noise of two medians, not what the machine did between the two cells)")
     print(f"before: {t_before:.1f} s wall, median interval half-width {wb:.1%} of the speedup")
     print(f"after:  {t_after:.1f} s wall, median interval half-width {wa:.1%} of the speedup")
     return 0
