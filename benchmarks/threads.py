@@ -4,8 +4,9 @@ For a few models (the quickstart's mlp and small cnn at batch 1 and 64, and a wi
 ``model(x)`` in one process with N threads (every core) and with N - 1 (the last core left free),
 first on a quiet machine, then with one busy loop (another program taking one core, the common case
 on a shared machine). For each it prints the p50, the IQR / p50 and the share of timed blocks whose
-threads waited for a CPU (``harness.measure.host_load.BlockLoad``), and the slowdown the busy loop
-caused. The cpu backend's default follows from it (docs/measurement.md quotes the figures).
+blocks the harness calls contended (``harness.measure.contention.Screen.contended``) and of those
+whose threads waited for a CPU (``harness.measure.host_load.BlockLoad``), and the slowdown the busy
+loop caused. The cpu backend's default follows from it (docs/measurement.md quotes the figures).
 
     python benchmarks/threads.py [--seconds 2] [--busy 1]
 
@@ -23,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from harness.measure.contention import WAIT_LIMIT
+from harness.measure.contention import WAIT_LIMIT, Screen
 from harness.measure.host_load import BlockLoad
 from harness.measure.timing import Budget, time_calls
 
@@ -43,7 +44,8 @@ def models() -> list[tuple[str, nn.Module, torch.Tensor]]:
 
 
 def measure(model: nn.Module, x: torch.Tensor, threads: int, seconds: float) -> tuple[float, float, float]:
-    """(p50 ms, IQR / p50, share of 50 ms blocks whose threads waited for a CPU past the limit)."""
+    """(p50 ms, IQR / p50, share of 50 ms blocks contended by the harness's rule, share whose threads
+    waited for a CPU past the limit)."""
     torch.set_num_threads(threads)
     def fn() -> None:
         model(x)
@@ -51,16 +53,17 @@ def measure(model: nn.Module, x: torch.Tensor, threads: int, seconds: float) -> 
     with torch.inference_mode():
         time_calls(fn, Budget(10, 0.2), Budget(1, 0.0))
         samples: list[int] = []
-        contended = blocks = 0
+        contended = waited = blocks = 0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or blocks < 5:
             with BlockLoad() as load:
                 samples += time_calls(fn, Budget(0, 0.0), Budget(3, 0.05))
             blocks += 1
-            contended += (load.wait_share or 0.0) > WAIT_LIMIT
+            contended += Screen.contended(load)
+            waited += (load.wait_share or 0.0) > WAIT_LIMIT
     q = statistics.quantiles(samples, n=4)
     p50 = statistics.median(samples)
-    return p50 / 1e6, (q[2] - q[0]) / p50, contended / blocks
+    return p50 / 1e6, (q[2] - q[0]) / p50, contended / blocks, waited / blocks
 
 
 def spin() -> None:
@@ -92,11 +95,11 @@ def main() -> int:
             for p in procs:
                 p.kill()
     print(f"{'model':28} {'threads':>7} | {'quiet p50 ms':>12} {'IQR/p50':>7} | {'busy p50 ms':>11} {'IQR/p50':>7} "
-          f"{'contended':>9} | {'slowdown':>8}")
+          f"{'contended':>9} {'waited':>6} | {'slowdown':>8}")
     for name, _, _ in models():
         for t in counts:
             q, b = table[(name, t, 0)], table[(name, t, args.busy)]
-            print(f"{name:28} {t:>7} | {q[0]:12.4f} {q[1]:7.1%} | {b[0]:11.4f} {b[1]:7.1%} {b[2]:9.0%} | "
+            print(f"{name:28} {t:>7} | {q[0]:12.4f} {q[1]:7.1%} | {b[0]:11.4f} {b[1]:7.1%} {b[2]:9.0%} {b[3]:6.0%} | "
                   f"{b[0] / q[0]:7.2f}x")
     return 0
 

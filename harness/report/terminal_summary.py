@@ -39,7 +39,9 @@ ERROR_CHARS = 50
 #: Characters of the contended reason quoted under the table.
 REASON_CHARS = 200
 COLUMNS = ("method", "p50 ms", "speedup [95% CI]", "size", "Δacc/fid", "flags")
-LEGEND = ("speedup: baseline p50 / method p50 (above 1 is faster), [95% interval] when timed paired; "
+LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a copy of the baseline were timed "
+          "in alternating blocks in one process and it is the ratio of their medians there (the baseline row's "
+          "p50 comes from its own process), else baseline p50 / method p50; "
           "size: baseline bytes / method bytes; Δacc: accuracy - baseline's, else fidelity (agr: top-1 "
           "agreement, cos: cosine)")
 
