@@ -130,14 +130,18 @@ class Measure(_Strict):
         default_factory=lambda: [1], min_length=1, description="one record per batch size"
     )
     warmup: Budget = Field(default_factory=lambda: Budget(min_iters=10, min_seconds=0.5))
-    repeat: Repeat = Field(default_factory=lambda: Repeat(min_iters=30, min_seconds=2.0))
+    # The quickstart's rule (benchmarks/quickstart_precision.py: 38 s at a 1.7% median half-width against
+    # 52 s for the fixed 2 s it replaced); a cell that cannot get that precise stops at 5 s.
+    repeat: Repeat = Field(default_factory=lambda: Repeat(min_iters=30, min_seconds=0.5, target_rel_ci=0.02,
+                                                          max_seconds=5.0))
     paired: bool = Field(True, description="time each compression cell's model against the baseline's in "
                                            "alternating blocks in one process: the speedup and its 95% interval "
                                            "come from those pairs (CPU backends)")
     remeasure_contended: int = Field(
         6, ge=0, le=1000,
         description="timed blocks measured again, per batch size, when the cell's threads waited for a CPU "
-                    "(another process was busy); past that, a record mostly measured under contention is "
+                    "or other processes kept more than half a core busy; past that, a record mostly measured "
+                    "under contention is "
                     "marked contended. 0: mark only")
     accuracy: bool = Field(True, description="evaluate top-1 (and top-5) accuracy on the held-out split")
     fidelity_samples: int = Field(
