@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import html
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -133,3 +134,19 @@ def write_atomic(target: Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+@functools.lru_cache(maxsize=1)
+def _white_template() -> dict[str, Any]:
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def figure_json(traces: list[dict[str, Any]], layout: dict[str, Any]) -> str:
+    """A plotly figure's JSON built from plain data: the same figure as ``go.Figure`` with
+    ``template="plotly_white"`` gives, without its per-property validation and the deep copy of the
+    template for every figure (which took about 40% of rendering a report). Traces name their
+    ``type``; titles are ``{"text": ...}``. Numbers must be finite (JSON has no NaN)."""
+    return json.dumps({"data": traces, "layout": {"template": _white_template(), **layout}},
+                      separators=(",", ":"), allow_nan=False)

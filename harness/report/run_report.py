@@ -19,6 +19,7 @@ from harness.report.markup import (
     FIGURES_JS,
     content_security_policy,
     esc,
+    figure_json,
     plotly_script,
     script_json,
     write_atomic,
@@ -226,10 +227,9 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
     Batch sizes get their own front because latency is per call, so a larger batch is
     slower by construction and comparing across batch sizes would be meaningless.
     """
-    import plotly.graph_objects as go
     from plotly.colors import qualitative
 
-    fig = go.Figure()
+    traces: list[dict[str, Any]] = []
     batches = sorted({p[2].get("batch_size") for p in points},
                      key=lambda b: (finite(b) is None, finite(b) or 0, str(b)))
     for i, batch in enumerate(batches):
@@ -239,20 +239,20 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
         hover = [esc(f"{r.get('method')} {fmt_params(r.get('params'))}".strip())
                  + esc(f" · batch {batch} · p50 {fmt_float(x)} ms · acc {y:.4f}")
                  + (" · contended: not on the front" if r.get("contended") else "") for x, y, r in pts]
-        fig.add_scatter(
-            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=group, legendgroup=group,
-            text=hover, hoverinfo="text", marker=dict(
-                color=colour, size=10,
-                symbol=["star" if r.get("method") == "baseline" else "x" if r.get("contended") else "circle"
-                        for _, _, r in pts]))
+        traces.append({
+            "type": "scatter", "x": [p[0] for p in pts], "y": [p[1] for p in pts], "mode": "markers",
+            "name": group, "legendgroup": group, "text": hover, "hoverinfo": "text", "marker": {
+                "color": colour, "size": 10,
+                "symbol": ["star" if r.get("method") == "baseline" else "x" if r.get("contended") else "circle"
+                           for _, _, r in pts]}})
         front = pareto_front([p for p in pts if not p[2].get("contended")])
-        fig.add_scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
-                        line=dict(shape="hv", dash="dash", color=colour), name=f"{group} Pareto front",
-                        legendgroup=group, hoverinfo="skip")
-    fig.update_layout(template="plotly_white", height=420, margin=dict(l=60, r=20, t=20, b=50),
-                      xaxis=dict(type="log", title="p50 latency per call (ms, log scale)"),
-                      yaxis=dict(title="top-1 accuracy (test split)"))
-    return fig.to_json()
+        traces.append({"type": "scatter", "x": [p[0] for p in front], "y": [p[1] for p in front], "mode": "lines",
+                       "line": {"shape": "hv", "dash": "dash", "color": colour}, "name": f"{group} Pareto front",
+                       "legendgroup": group, "hoverinfo": "skip"})
+    return figure_json(traces, {
+        "height": 420, "margin": {"l": 60, "r": 20, "t": 20, "b": 50},
+        "xaxis": {"type": "log", "title": {"text": "p50 latency per call (ms, log scale)"}},
+        "yaxis": {"title": {"text": "top-1 accuracy (test split)"}}})
 
 
 def _caption(model: str, dataset: str, backend: str) -> str:
