@@ -124,6 +124,12 @@ FIELDS: tuple[str, ...] = (
     "pretrain_s",
     "task_changed",
     "threads",
+    "runtime",
+    "runtime_version",
+    "provider",
+    "exporter",
+    "export_s",
+    "onnx_bytes",
     "duration_s",
     "started_at",
 )
@@ -138,7 +144,7 @@ REQUIRED_TEXT = ("cell_id", "model", "dataset", "method", "backend", "status")
 #: Text or null (``model_name`` and ``dataset_name`` are written too, though not in FIELDS).
 TEXT_FIELDS = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method",
                "method_kind", "method_id", "backend", "status", "error", "started_at", "unpaired_reason",
-               "contended_reason")
+               "contended_reason", "runtime", "runtime_version", "provider", "exporter")
 BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed", "paired", "precision_reached",
                "contended")
 #: Objects (params) or null.

@@ -1,0 +1,1 @@
+"""optbench backends that run a cell's model in a deployment runtime (``onnxruntime``)."""
