@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OptbenchError as exc:
+        if exc.exit_code == 130 and argv is None and threading.current_thread() is threading.main_thread():
+            # the command was interrupted and has finished: a further Ctrl-C until the process is gone
+            # would only kill it mid-exit (Python restores the default handler as it finalises; an
+            # ignored one stays). Only as the command itself: a caller's own handler is left alone.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if args.debug:
             traceback.print_exc()
         print(f"optbench: error: {exc}", file=sys.stderr)

@@ -275,6 +275,7 @@ class Runner:
             self.progress.cell_finished(cell.label, cell_status(new), outcome.wall_s,
                                         outcome.error or new[0].get("error"))
 
+        interrupted = False
         try:
             executor = self._executor(suite) if pending else None
             if executor is not None:
@@ -300,6 +301,7 @@ class Runner:
         except KeyboardInterrupt:
             # Another Ctrl-C while the finished cells' records and report are written must not cut that
             # short: the cell is already killed, and finishing takes a moment.
+            interrupted = True
             with _sigint_ignored():
                 if self.executor is not None:
                     self.executor.kill()
@@ -310,9 +312,11 @@ class Runner:
                 f"finish with: optbench run --resume {run_dir}"
             ) from None
         finally:
-            self.progress.close()
-            if self.executor is not None and hasattr(self.executor, "shutdown"):
-                self.executor.shutdown()
+            # after a Ctrl-C, the executor's shutdown is part of finishing too
+            with _sigint_ignored() if interrupted else contextlib.nullcontext():
+                self.progress.close()
+                if self.executor is not None and hasattr(self.executor, "shutdown"):
+                    self.executor.shutdown()
         return self._finish(run_dir, meta, cells, overheads, time.perf_counter() - t_run)
 
     def _run_concurrently(self, executor: Any, suite: Suite, pending: list[Cell], run_id: str,
