@@ -129,6 +129,7 @@ FIELDS: tuple[str, ...] = (
     "provider",
     "exporter",
     "export_s",
+    "quantize_s",
     "onnx_bytes",
     "duration_s",
     "started_at",

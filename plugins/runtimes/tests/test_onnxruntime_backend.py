@@ -40,7 +40,8 @@ def test_a_model_runs_in_onnxruntime_with_torch_s_answers_at_any_batch_size():
     assert s.exported is ort_model and ort_model.export_s > 0 and ort_model.onnx_bytes > 64 * 32 * 4
     with s.memory_window(batch_size=1) as reading:
         pass
-    assert reading.fields == {"export_s": ort_model.export_s, "onnx_bytes": ort_model.onnx_bytes}
+    assert reading.fields == {"export_s": ort_model.export_s, "onnx_bytes": ort_model.onnx_bytes,
+                              "model_bytes": ort_model.onnx_bytes, "quantize_s": None}
     facts = s.setup()
     assert facts["runtime"] == "onnxruntime" and facts["provider"] == "CPUExecutionProvider"
     assert facts["exporter"].startswith("torch.onnx.export") and facts["threads"] == 1
@@ -123,10 +124,49 @@ def test_a_suite_on_cpu_and_onnxruntime_gives_the_same_accuracy_and_skips_torch_
             assert ort_r["status"] == "ok" and ort_r["accuracy"] == pytest.approx(torch_r["accuracy"], abs=1e-9)
             assert ort_r["runtime"] == "onnxruntime" and ort_r["provider"] == "CPUExecutionProvider"
             assert ort_r["export_s"] > 0 and ort_r["onnx_bytes"] > 0 and ort_r["latency_p50_ms"] > 0
-            assert ort_r["flops"] == torch_r["flops"] and ort_r["model_bytes"] == torch_r["model_bytes"]
+            assert ort_r["flops"] == torch_r["flops"] and ort_r["model_bytes"] == ort_r["onnx_bytes"]
+            assert ort_r["model_bytes"] == pytest.approx(torch_r["model_bytes"], rel=0.25)  # the same float weights
     assert by[("onnxruntime", "prune.magnitude", 1)]["paired"] is True
     assert by[("onnxruntime", "prune.magnitude", 1)]["cosine"] == pytest.approx(
         by[("cpu", "prune.magnitude", 1)]["cosine"], abs=1e-4)
     skipped = by[("onnxruntime", "quantize.dynamic_int8", 1)]
     assert skipped["status"] == "skipped" and skipped["error"].startswith("onnxruntime: the model cannot be exported")
     assert by[("cpu", "quantize.dynamic_int8", 1)]["status"] == "ok"
+
+
+def test_onnx_quantizers_skip_on_other_backends_with_the_reason(optbench_run):
+    from optbench_runtimes.onnx_quantize import QUANTIZE_DYNAMIC, QUANTIZE_STATIC
+
+    from harness.plugin.types import MethodContext
+
+    ctx = MethodContext(data=None, device=torch.device("cpu"), backend="cpu", seed=0, log=print, batch_sizes=(1,))
+    for method in (QUANTIZE_DYNAMIC, QUANTIZE_STATIC):
+        with pytest.raises(Skip, match=f"^{method.name} quantizes the graph ONNX Runtime runs: it runs on the "
+                                       "onnxruntime backend, not on cpu$"):
+            method.apply(mlp(), method.params(), ctx)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_s_own_int8_quantizers_shrink_the_graph_and_keep_the_answers(optbench_run):
+    run = optbench_run({
+        "name": "ort-int8",
+        "datasets": ["digits"],
+        "models": [{"name": "mlp", "params": {"hidden": [256, 256], "epochs": 2}}],
+        "methods": [{"name": "onnx.quantize_dynamic"},
+                    {"name": "onnx.quantize_static", "params": {"calibration_batches": 4, "per_channel": True}}],
+        "backends": [{"name": "onnxruntime", "params": {"threads": 1}}, "cpu"],
+        "measure": {"batch_sizes": [8], "warmup": {"min_iters": 2, "min_seconds": 0.0},
+                    "repeat": {"min_iters": 10, "min_seconds": 0.0}, "fidelity_samples": 128},
+    })
+    by = {(r["backend"], r["method"]): r for r in run.records}
+    base = by[("onnxruntime", "baseline")]
+    for name in ("onnx.quantize_dynamic", "onnx.quantize_static"):
+        r = by[("onnxruntime", name)]
+        assert r["status"] == "ok", r["error"]
+        # int8 weights: about a quarter of the float graph (scales and zero points on top)
+        assert 2.5 < r["size_ratio"] < 4.5 and r["model_bytes"] < base["model_bytes"] / 2.5
+        assert r["quantize_s"] > 0 and r["paired"] is True
+        assert r["agreement"] > 0.95 and r["cosine"] > 0.99  # the same answers, nearly
+        assert r["accuracy"] == pytest.approx(base["accuracy"], abs=0.03)
+        skipped = by[("cpu", name)]
+        assert skipped["status"] == "skipped" and "runs on the onnxruntime backend, not on cpu" in skipped["error"]
