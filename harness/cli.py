@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,33 @@ def _print_summary(args: argparse.Namespace, run_dir: Path) -> None:
         print(f"optbench: no summary table ({type(exc).__name__}: {printable(exc)})", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _first_ctrl_c_only() -> Iterator[None]:
+    """The first Ctrl-C stops the run (KeyboardInterrupt, as usual); from that moment every further
+    one is ignored until the process is gone. Pressed twice 0.2 s apart, the second had landed while
+    the killed cell was being reaped (leaving its processes running) or while Python finalised
+    (killing the command by SIGINT instead of exit 130). Only where Python's own handler is in place."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    interrupted = False
+    try:
+        yield
+    except BaseException:
+        interrupted = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        raise
+    finally:
+        if not interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.run.progress import make_progress
     from harness.run.runner import Runner
@@ -108,9 +137,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite is not None and args.resume is not None:
         raise OptbenchError("run: --resume RUN_DIR reruns the run's own suite.yaml; drop SUITE")
     progress = make_progress(args.quiet)
-    result = Runner(_pm(), progress).run(
-        Path(args.suite) if args.suite else None, Path(args.results), Path(args.resume) if args.resume else None
-    )
+    with _first_ctrl_c_only():
+        result = Runner(_pm(), progress).run(
+            Path(args.suite) if args.suite else None, Path(args.results), Path(args.resume) if args.resume else None
+        )
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     if not args.quiet:
         print(f"cells: {counts or 'none to run'}", file=sys.stderr)
@@ -221,11 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OptbenchError as exc:
-        if exc.exit_code == 130 and argv is None and threading.current_thread() is threading.main_thread():
-            # the command was interrupted and has finished: a further Ctrl-C until the process is gone
-            # would only kill it mid-exit (Python restores the default handler as it finalises; an
-            # ignored one stays). Only as the command itself: a caller's own handler is left alone.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if args.debug:
             traceback.print_exc()
         print(f"optbench: error: {exc}", file=sys.stderr)
