@@ -162,6 +162,10 @@ def test_sorting_a_column_changes_the_row_order(browser: Any, site: Path) -> Non
     assert v.page.is_visible("#machine-warning") and "2 machines" in v.page.inner_text("#machine-warning")
     v.page.select_option("select[data-filter=machine]", bs.OTHER_HOST)
     assert not v.page.is_visible("#machine-warning")
+    # every row is on cpu, the suite's reference backend: its "vs reference" is its speedup, and the header says so
+    shown = rows(v.page)
+    assert all(r["vs reference (×)"] == r["speedup (×)"] for r in shown) and any(r["speedup (×)"] != "—" for r in shown) \
+        and "Reference backend: cpu" in v.page.get_attribute("#board th:has-text('vs reference')", "title")
     clean(v)
 
 

@@ -337,6 +337,45 @@ def test_old_records_without_contended_count_as_clean(tmp_path: Path) -> None:
     rows = full_rows(data)
     assert data["rows"]["cont"] == [0, 0, 0] and rows["cont"] == [0, 0, 0] and data["reasons"] == {}
     assert rows["n"] == [1, 1, 1] and data["ranges"] == {} and data["agg"]["at"] == []  # each row is its record
+    assert rows["ref"] == [None] * 3 and data["reference"] == []  # no reference backend named: no vs reference
+
+
+def test_rows_rank_every_backend_against_the_reference_baseline(tmp_path: Path) -> None:
+    """reference_speedup (the cpu baseline's p50 / the row's) is every row's "vs reference": the median over its
+    clean runs with their range, like speedup; the page names the reference backend, offers it as an objective,
+    and a backend whose runtime ran in bf16 says so in its label."""
+    res = tmp_path / "results"
+    ref = {"reference_backend": "cpu", "reference_backend_params": {"threads": 1}}
+    cpu = {**ref, "backend_params": {"threads": 1}}
+    ov = {**ref, "backend": "openvino", "runtime": "openvino", "runtime_precision": "bf16"}
+    for k, (q_ov, contended) in enumerate([(0.5, False), (0.4, False), (0.25, True)]):
+        make_run(res, "mix", f"r{k + 1}", [
+            record(**cpu, cell_id="cpu-base"), quant(1.0, **cpu, cell_id="cpu-q"),
+            record(**ref, backend="onnxruntime", runtime="onnxruntime", runtime_precision="f32", latency_p50_ms=1.6,
+                   cell_id="ort-base"),
+            record(**ov, latency_p50_ms=0.8, cell_id="ov-base"),
+            quant(q_ov, **ov, cell_id="ov-q", contended=contended, contended_reason=REASON if contended else None),
+        ], ENV_A, started=f"2026-01-0{k + 1}T00:00:00+00:00", samples=False)
+    page = (publish(res, tmp_path / "site", workers=1).site / "suites/mix.html").read_text()
+    data = board_data(page)
+    A, C, S = full_rows(data), data["configs"], data["strings"]
+    rows = {(S[C["method"][cfg]], S[C["backend"][cfg]]): a for a, cfg in enumerate(A["cfg"])}
+    assert sorted(rows) == [("baseline", "cpu(threads=1)"), ("baseline", "onnxruntime"),
+                            ("baseline", "openvino · bf16"), ("quantize.dynamic_int8", "cpu(threads=1)"),
+                            ("quantize.dynamic_int8", "openvino · bf16")]  # f32 is not said: it is the norm
+    refs = {key: A["ref"][a] for key, a in rows.items()}
+    assert refs == {("baseline", "cpu(threads=1)"): 1, ("quantize.dynamic_int8", "cpu(threads=1)"): 2,
+                    ("baseline", "onnxruntime"): 1.25, ("baseline", "openvino · bf16"): 2.5,
+                    ("quantize.dynamic_int8", "openvino · bf16"): 4.5}
+    q = rows[("quantize.dynamic_int8", "openvino · bf16")]
+    # the median of its two clean runs (2 / 0.5 and 2 / 0.4), their range; the contended 8x is left out
+    assert (A["n"][q], A["out"][q], data["ranges"]["ref"][str(q)]) == (2, 1, [4, 5])
+    assert A["speedup"][q] == 1.8 and A["speedup"][rows[("baseline", "onnxruntime")]] == 1  # against its own baseline
+    every = [data["rows"]["ref"][i] for i, a in enumerate(data["rows"]["agg"]) if a == q]
+    assert every == [8, 5, 4]  # every record keeps its own, newest run first
+    assert data["reference"] == ["cpu(threads=1)"]
+    assert "(the reference backend here: cpu(threads=1))" in page and '<option value="ref">vs reference' in page
+    assert ["openvino · bf16", 1] in [s["key"][2:] for s in data["figures"]["fsp"]]
 
 
 # --- what the pages load, and escaping ------------------------------------------------------------

@@ -91,6 +91,56 @@ def test_dataset_and_backend_that_vary_are_named_per_group(tmp_path):
     assert "· digits: 2 records" in out  # the shared dataset is said once, in the title
 
 
+def rendered(records: list[dict[str, Any]]) -> str:
+    """The table as plain text, 120 columns wide, from records whose relative figures are filled (no run folder)."""
+    console = Console(file=io.StringIO(), width=PLAIN_WIDTH, color_system=None, markup=False, emoji=False,
+                      highlight=False)
+    console.print(summary_table(fill_relative_figures(records)))
+    return console.file.getvalue()
+
+
+REF = {"reference_backend": "cpu", "reference_backend_params": {"threads": 1}}
+CPU = {**REF, "backend_params": {"threads": 1}}
+OV_BF16 = {**REF, "backend": "openvino", "runtime": "openvino", "runtime_precision": "bf16"}
+
+
+def test_several_backends_rank_against_the_reference_baseline():
+    out = rendered([record(**CPU), paired(**CPU),
+                    record(**REF, backend="onnxruntime", runtime="onnxruntime", runtime_precision="f32",
+                           latency_p50_ms=1.6, cell_id="ort"),
+                    record(**OV_BF16, latency_p50_ms=5.0, cell_id="ov"),
+                    paired(**OV_BF16, latency_p50_ms=0.8, cell_id="ov-q"),
+                    record(**OV_BF16, method="prune.magnitude", status="failed", error="boom", latency_p50_ms=None,
+                           cell_id="ov-p")])
+    head = next(line for line in out.splitlines() if "speedup [95% CI]" in line)
+    assert re.search(r"speedup \[95% CI\]\s+vs ref\s+size", head), head
+    # the precision the runtime ran in is in the group's backend label; f32 is the norm and not said
+    groups = [line.strip() for line in out.splitlines() if "· batch" in line]
+    assert groups == ["mlp · cpu(threads=1) · batch 1", "mlp · onnxruntime · batch 1", "mlp · openvino · bf16 · batch 1"]
+    lines = out.splitlines()
+    at = {g: next(i for i, line in enumerate(lines) if line.strip() == g) for g in groups}
+    # on the reference backend it is the speedup (paired, as recorded); elsewhere the cpu baseline's 2.0 ms / p50
+    assert re.search(r"baseline\s+2\.00\s+1\.00\s+1\.00×\s+1\.00×", lines[at[groups[0]] + 1])
+    assert re.search(r"1\.90 \[1\.80, 2\.05\]\s+1\.90×\s+4\.00×", lines[at[groups[0]] + 2])
+    assert re.search(r"baseline\s+1\.60\s+1\.00\s+1\.25×\s+1\.00×", lines[at[groups[1]] + 1])
+    assert re.search(r"baseline\s+5\.00\s+1\.00\s+0\.40×\s+1\.00×", lines[at[groups[2]] + 1])
+    assert re.search(r"0\.800\s+1\.90 \[1\.80, 2\.05\]\s+2\.50×\s+4\.00×", lines[at[groups[2]] + 2])
+    assert re.search(rf"prune\.magnitude(\s+{NULL}){{5}}\s+failed: boom", lines[at[groups[2]] + 3])
+    legend = words(out)
+    assert ("vs ref: baseline p50 on the reference backend (cpu(threads=1)) / this p50, same model, dataset, seed "
+            "and batch size") in legend and "no interval" in legend
+
+
+def test_one_backend_has_no_vs_ref_column_but_says_its_precision():
+    out = rendered([record(**OV_BF16), paired(**OV_BF16)])
+    assert "vs ref" not in out and "· digits · openvino · bf16: 2 records" in out  # the shared backend, in the title
+    assert re.search(r"1\.00\s+1\.90 \[1\.80, 2\.05\]\s+4\.00×\s+-0\.0100\s*$", row(out, "quantize")), out
+    # records from before reference_speedup, on two backends: the column, empty, and the legend says why
+    old = rendered([record(), record(backend="cuda", cell_id="c2")])
+    assert re.search(rf"baseline\s+2\.00\s+1\.00\s+{NULL}\s+1\.00×", row(old, "baseline")), old
+    assert "reference backend (none named in these records)" in words(old)
+
+
 def test_a_failed_cell_shows_its_status_and_the_start_of_its_error(tmp_path):
     error = "cell process exited with code 3 before writing its result; see " + "/x" * 80 + "/log.txt\nmore"
     out = plain(tmp_path, [record(), record(method="prune.magnitude", status="failed", error=error,

@@ -130,6 +130,27 @@ def _speedup(r: dict) -> Cell:
     return text, v, "worse" if v < 1.0 - 1e-9 else ""
 
 
+def _reference_speedup(r: dict) -> Cell:
+    """Against the reference backend's baseline (same model, dataset, batch): one scale for every backend."""
+    v = finite(r.get("reference_speedup"))
+    if v is None:
+        return NULL, None, "null"
+    ref = esc(str(r.get("reference_backend") or "the reference backend"))
+    title = f"{ref}'s baseline p50 / this p50; across backends a ratio of medians from different processes (no interval)"
+    return f'<span title="{title}">{v:.2f}×</span>', v, "worse" if v < 1.0 - 1e-9 else ""
+
+
+def _backend(r: dict) -> Cell:
+    """The backend with its params, and the precision a runtime ran in when it is not fp32."""
+    label = variant_label(r, "backend")
+    precision = r.get("runtime_precision")
+    if precision and precision != "f32":
+        ops = r.get("precision_ops")
+        title = f' title="ran in {esc(str(precision))}' + (f": {esc(str(ops))} nodes" if ops else "") + '"'
+        return f'{esc(label)} <span class="precision"{title}>· {esc(str(precision))}</span>', label, ""
+    return esc(label), label, ""
+
+
 def _error(r: dict) -> Cell:
     e = r.get("error")
     if not e:
@@ -163,7 +184,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("method", False, _text(lambda r: r.get("method"))),
     ("kind", False, _text(lambda r: r.get("method_kind"))),
     ("params", False, _text(lambda r: fmt_params(r.get("params")))),
-    ("backend", False, _text(lambda r: variant_label(r, "backend"))),
+    ("backend", False, _backend),
     ("batch", True, _number("batch_size", lambda v: f"{v:g}")),
     ("status", False, _status),
     ("p50 ms", True, _number("latency_p50_ms")),
@@ -178,6 +199,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("cosine", True, _number("cosine", lambda v: f"{v:.4f}", worse_below=1.0)),
     ("KL", True, _number("kl_div", lambda v: f"{v:.3g}")),
     ("speedup (×) [95% CI]", True, _speedup),
+    ("vs reference (×)", True, _reference_speedup),
     ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
     ("gate", True, _gate),
     ("size ratio (×)", True, _number("size_ratio", lambda v: f"{v:.2f}×", worse_below=1.0)),
@@ -197,9 +219,12 @@ def row_order(r: dict) -> tuple:
 def _table(records: list[dict]) -> str:
     if not records:
         return '<p class="empty">No records: this run has not finished any cell yet.</p>'
+    # against the reference backend: a column only where the run has more than one backend to rank
+    several = len({variant_label(r, "backend") for r in records}) > 1
+    columns = [c for c in COLUMNS if several or c[2] is not _reference_speedup]
     head = "".join(
         f'<th tabindex="0" data-type="{"num" if numeric else "text"}">{esc(label)}'
-        f'<span class="arrow"></span></th>' for label, numeric, _ in COLUMNS)
+        f'<span class="arrow"></span></th>' for label, numeric, _ in columns)
     rows = []
     for r in sorted(records, key=row_order):
         classes = [c for c, on in (("baseline", r.get("method") == "baseline"),
@@ -207,7 +232,7 @@ def _table(records: list[dict]) -> str:
                                    ("is-noisy", bool(r.get("noisy"))),
                                    ("is-contended", bool(r.get("contended")))) if on]
         tds = []
-        for _, numeric, fn in COLUMNS:
+        for _, numeric, fn in columns:
             inner, raw, cls = fn(r)
             cls = f"{cls} num".strip() if numeric else cls
             sort = "" if raw is None else (repr(raw) if isinstance(raw, float) else str(raw))

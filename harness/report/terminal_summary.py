@@ -1,6 +1,9 @@
 """The table ``optbench run`` ends with: per model, dataset, backend and batch size, one row per
 method with its p50 latency, speedup and 95% interval, size ratio, accuracy delta (or fidelity
-when the run has no accuracy) and flags, followed by where the records and the report are.
+when the run has no accuracy) and flags, followed by where the records and the report are. When
+the run has more than one backend, a "vs ref" column ranks them all on one scale (the reference
+backend's baseline p50 / the row's); a backend whose runtime ran in a precision other than f32
+says so in its label ("openvino · bf16").
 
 Figures are the records' own, read as the report reads them (``run_records``: the latest
 record per cell x batch size, baseline-relative figures filled); nothing is re-timed or
@@ -39,6 +42,8 @@ ERROR_CHARS = 50
 #: Characters of the contended reason quoted under the table.
 REASON_CHARS = 200
 COLUMNS = ("method", "p50 ms", "speedup [95% CI]", "size", "Δacc/fid", "flags")
+#: The column added after the speedup when the run has more than one backend.
+REFERENCE_COLUMN = "vs ref"
 LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a copy of the baseline were timed "
           "in alternating blocks in one process and it is the ratio of their medians there (the baseline row's "
           "p50 comes from its own process), else baseline p50 / method p50; "
@@ -72,6 +77,40 @@ def fmt_speedup(r: dict[str, Any]) -> Piece:
     if low is None or high is None:
         return f"{s:.2f}", ""
     return f"{s:.2f} [{low:.2f}, {high:.2f}]", "green" if low > 1 else "red" if high < 1 else ""
+
+
+def fmt_reference(r: dict[str, Any]) -> str:
+    """The reference backend's baseline p50 / this p50 ("0.38×"), "—" when the record has none."""
+    v = finite(r.get("reference_speedup"))
+    return NULL if v is None or r.get("status") != "ok" else f"{v:.2f}×"
+
+
+def backend_label(r: dict[str, Any]) -> str:
+    """The backend with its params, and the precision its runtime ran in where that is not f32
+    ("openvino · bf16"): a bf16 row beside fp32 ones never hides it."""
+    label, precision = variant_label(r, "backend"), r.get("runtime_precision")
+    return f"{label} · {precision}" if precision and precision != "f32" else label
+
+
+def _label(r: dict[str, Any], key: str) -> str:
+    return backend_label(r) if key == "backend" else variant_label(r, key)
+
+
+def has_reference_column(records: list[dict[str, Any]]) -> bool:
+    """Whether the table gets "vs ref": only when the records span more than one backend (on one, it is
+    the speedup)."""
+    return len({variant_label(r, "backend") for r in records}) > 1
+
+
+def reference_legend(records: list[dict[str, Any]]) -> str:
+    """What "vs ref" is, naming the reference backend the records name."""
+    names = list(dict.fromkeys(
+        text(variant_label({"backend": r["reference_backend"], "backend_params": r.get("reference_backend_params")},
+                           "backend")) for r in records if r.get("reference_backend")))
+    which = ", ".join(names) if names else "none named in these records"
+    return (f"vs ref: baseline p50 on the reference backend ({which}) / this p50, same model, dataset, seed and "
+            "batch size, so every backend ranks on one scale (above 1 is faster than that baseline; across "
+            "backends a ratio of medians measured in different processes, no interval)")
 
 
 def fmt_size(r: dict[str, Any]) -> str:
@@ -145,6 +184,7 @@ class Row:
     size: str
     quality: Piece
     flags: list[Piece] = field(default_factory=list)
+    reference: str = NULL  # "vs ref", shown only when the run has more than one backend
 
 
 def _ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,7 +198,7 @@ def _ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def key(r: dict[str, Any]) -> tuple:
         b, seed = r.get("batch_size"), r.get("seed")
         return (at("model", str(r.get("model"))), at("dataset", variant_label(r, "dataset")),
-                at("backend", variant_label(r, "backend")), b if isinstance(b, int) else 0,
+                at("backend", backend_label(r)), b if isinstance(b, int) else 0,
                 r.get("method") != "baseline", at("method", method_label(r)), seed if isinstance(seed, int) else 0)
 
     keys = [key(r) for r in records]  # in file order, so "first met" is the run's order
@@ -169,7 +209,7 @@ def folded(records: list[dict[str, Any]]) -> dict[str, str]:
     """Dataset and backend when every record shares them: said once in the title, not per row."""
     out = {}
     for key in ("dataset", "backend"):
-        values = {variant_label(r, key) for r in records}
+        values = {_label(r, key) for r in records}
         if len(values) == 1:
             out[key] = text(values.pop())
     return out
@@ -181,13 +221,14 @@ def rows(records: list[dict[str, Any]]) -> list[Row]:
     seeds = {r.get("seed") for r in records}
     out = []
     for r in _ordered(records):
-        model = " · ".join([text(r.get("model"))] + [text(variant_label(r, k)) for k in ("dataset", "backend")
+        model = " · ".join([text(r.get("model"))] + [text(_label(r, k)) for k in ("dataset", "backend")
                                                       if k not in fold])
         b = r.get("batch_size")
         method = text(method_label(r)) + (f" seed {text(r.get('seed'))}" if len(seeds) > 1 else "")
         out.append(Row(group=(model, str(b) if isinstance(b, int) else NULL), method=method,
                        p50=fmt_ms(r.get("latency_p50_ms")) if r.get("status") == "ok" else NULL,
-                       speedup=fmt_speedup(r), size=fmt_size(r), quality=fmt_quality(r), flags=flags(r)))
+                       speedup=fmt_speedup(r), size=fmt_size(r), quality=fmt_quality(r), flags=flags(r),
+                       reference=fmt_reference(r)))
     return out
 
 
@@ -235,13 +276,15 @@ def summary_table(records: list[dict[str, Any]], run_dir: Path | None = None) ->
     from rich.text import Text
 
     table_rows = rows(records)
-    caption = Text(LEGEND, style="dim")
+    with_reference = has_reference_column(records)
+    columns = COLUMNS[:3] + (REFERENCE_COLUMN,) + COLUMNS[3:] if with_reference else COLUMNS
+    caption = Text(LEGEND + ("; " + reference_legend(records) if with_reference else ""), style="dim")
     note = contended_note(records)
     if note:
         caption.append("\n" + note, style="yellow")
     table = Table(title=Text(title(records, run_dir), style="bold"), title_justify="left", box=box.SIMPLE_HEAD,
                   caption=caption, caption_justify="left", pad_edge=False, highlight=False)
-    for name in COLUMNS:
+    for name in columns:
         wraps = name in ("method", "flags")  # the figures never wrap
         table.add_column(Text(name), justify="left" if wraps else "right", no_wrap=not wraps, overflow="fold")
     for i, row in enumerate(table_rows):
@@ -249,10 +292,10 @@ def summary_table(records: list[dict[str, Any]], run_dir: Path | None = None) ->
             if i:
                 table.add_section()
             model, batch = row.group
-            table.add_row(Text(f"{model} · batch {batch}", style="bold"), *[Text("")] * (len(COLUMNS) - 1))
+            table.add_row(Text(f"{model} · batch {batch}", style="bold"), *[Text("")] * (len(columns) - 1))
         table.add_row(Padding(Text(row.method), (0, 0, 0, 2)), Text(row.p50),
-                      Text(row.speedup[0], style=row.speedup[1]), Text(row.size),
-                      Text(row.quality[0], style=row.quality[1]), _flags_text(row.flags))
+                      Text(row.speedup[0], style=row.speedup[1]), *([Text(row.reference)] if with_reference else []),
+                      Text(row.size), Text(row.quality[0], style=row.quality[1]), _flags_text(row.flags))
     return table
 
 

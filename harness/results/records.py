@@ -131,6 +131,13 @@ FIELDS: tuple[str, ...] = (
     "export_s",
     "quantize_s",
     "onnx_bytes",
+    "ir_bytes",
+    "default_precision",
+    "runtime_precision",
+    "precision_ops",
+    "reference_backend",
+    "reference_backend_params",
+    "reference_speedup",
     "duration_s",
     "started_at",
 )
@@ -145,11 +152,12 @@ REQUIRED_TEXT = ("cell_id", "model", "dataset", "method", "backend", "status")
 #: Text or null (``model_name`` and ``dataset_name`` are written too, though not in FIELDS).
 TEXT_FIELDS = ("run_id", "cell_id", "suite", "model", "model_name", "dataset", "dataset_name", "method",
                "method_kind", "method_id", "backend", "status", "error", "started_at", "unpaired_reason",
-               "contended_reason", "runtime", "runtime_version", "provider", "exporter")
+               "contended_reason", "runtime", "runtime_version", "provider", "exporter", "default_precision",
+               "runtime_precision", "precision_ops", "reference_backend")
 BOOL_FIELDS = ("noisy", "passes_gate", "finetuned", "diverged", "task_changed", "paired", "precision_reached",
                "contended")
 #: Objects (params) or null.
-DICT_FIELDS = ("dataset_params", "params", "train", "backend_params")
+DICT_FIELDS = ("dataset_params", "params", "train", "backend_params", "reference_backend_params")
 #: Lists or null.
 LIST_FIELDS = ("search_params", "rank_p50_ms", "rank_p99_ms")
 #: Numbers or null: every other field of FIELDS (latencies, sizes, accuracies, seconds, counts, seed).
@@ -330,11 +338,41 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     return record
 
 
+def reference_key(record: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The baseline key of the record's reference: the same model, dataset, seed and batch size on
+    the suite's ``reference_backend`` (None for a record that names no reference)."""
+    if not record.get("reference_backend"):
+        return None
+    return baseline_key({**record, "backend": record["reference_backend"],
+                         "backend_params": record.get("reference_backend_params")})
+
+
+def add_reference_speedup(record: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """reference_speedup = the reference backend's baseline p50 / this record's p50 (above 1 is
+    faster than the reference baseline), so methods on different backends rank on one scale. On the
+    reference backend itself it is the record's ``speedup`` (paired, where it was timed paired);
+    across backends it is a plain ratio of medians measured in different processes. Null when
+    either is not ok, or the reference baseline is missing."""
+    ok = reference is not None and reference.get("status") == "ok" and record.get("status") == "ok"
+    if not ok:
+        record["reference_speedup"] = None
+    elif baseline_key(record) == baseline_key(reference):  # the reference backend's own records
+        record["reference_speedup"] = record.get("speedup")
+    else:
+        num, den = reference.get("latency_p50_ms"), record.get("latency_p50_ms")
+        record["reference_speedup"] = float(num) / float(den) if num is not None and den else None
+    return record
+
+
 def fill_relative_figures(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Recompute the relative figures of every record from the baselines among them."""
     baselines = {baseline_key(r): r for r in records if r.get("method") == "baseline"}
     for r in records:
         add_relative_figures(r, baselines.get(baseline_key(r)))
+    for r in records:  # after every speedup is set: a reference record's is read
+        key = reference_key(r)
+        if key is not None:
+            add_reference_speedup(r, baselines.get(key))
     return records
 
 

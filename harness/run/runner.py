@@ -114,6 +114,8 @@ def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, An
         "train": cell.train,
         "backend": cell.backend.name,
         "backend_params": cell.backend.params,
+        "reference_backend": cell.reference.name if cell.reference else None,
+        "reference_backend_params": cell.reference.params if cell.reference else None,
         "batch_size": bs,
         "seed": cell.seed,
     }
@@ -258,6 +260,8 @@ class Runner:
                 if r["method"] == "baseline" and r["status"] == "ok":
                     baselines[rec.baseline_key(r)] = r
                 rec.add_relative_figures(r, baselines.get(rec.baseline_key(r)), suite.accuracy_gate)
+                # the reference backend's baseline, when it has run (readers recompute it from every record)
+                rec.add_reference_speedup(r, baselines.get(rec.reference_key(r)))
             rec.append_records(records_path, new)
             busy = [r for r in new if (r.get("gpu_other_processes") or 0) > 0]
             if busy:

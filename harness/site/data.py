@@ -32,11 +32,10 @@ from harness.report.run_report import (
 )
 from harness.results.labels import finite, fmt_params, printable, variant_label
 from harness.results.records import (
-    RECORDS_FILE,
+    RecordWarning,
     baseline_key,
     cell_folder,
     fill_relative_figures,
-    RecordWarning,
     latency_samples,
     own_file,
     read_records,
@@ -138,12 +137,26 @@ def _flag(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
 
+def backend_label(r: dict) -> str:
+    """The backend with its params, and the precision its runtime ran in where that is not fp32
+    ("openvino · bf16"): a bf16 row ranked beside fp32 ones never hides it."""
+    label, precision = variant_label(r, "backend"), r.get("runtime_precision")
+    return f"{label} · {precision}" if precision and precision != "f32" else label
+
+
+def _reference_label(r: dict) -> str | None:
+    """The record's reference backend with its params ("cpu(threads=1)"), or None when it names none."""
+    name = r.get("reference_backend")
+    return variant_label({"backend": name, "backend_params": r.get("reference_backend_params")}, "backend") \
+        if name else None
+
+
 def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> tuple:
     """A record as the site keeps it: its configuration, status and error, the figures the page shows
-    (``ROW_COLUMNS``), then whether it is its cell's first ok record in the run, its cell id and why it
-    was contended. Old records have no ``contended``: they count as clean."""
+    (``ROW_COLUMNS``), then whether it is its cell's first ok record in the run, its cell id, why it
+    was contended and its reference backend. Old records have no ``contended``: they count as clean."""
     config = (str(r.get("model")), variant_label(r, "dataset"), str(r.get("method")), str(r.get("method_kind") or ""),
-              fmt_params(r.get("params")), variant_label(r, "backend"), _round(r.get("batch_size")), _round(r.get("seed")),
+              fmt_params(r.get("params")), backend_label(r), _round(r.get("batch_size")), _round(r.get("seed")),
               int(is_training(r)))
     status = str(r.get("status") or "")
     error = str(r.get("error"))[:500] if r.get("error") and status != "ok" else None
@@ -152,12 +165,12 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
               if contended else None)
     cell = r.get("cell_id")
     return (config, status, error, _round(r.get("latency_p50_ms")), _round(r.get("latency_p99_ms")),
-            _round(r.get("speedup")), _round(interval[0]) if interval else None,
+            _round(r.get("speedup")), _round(r.get("reference_speedup")), _round(interval[0]) if interval else None,
             _round(interval[1]) if interval else None, _round(r.get("theoretical_speedup")), _round(r.get("accuracy")),
             _round(r.get("accuracy_delta")), _fidelity(r.get("agreement")), _fidelity(r.get("cosine")),
             _flag(r.get("passes_gate")), _flag(r.get("noisy")),
             _round(r.get("size_ratio")), _round(r.get("model_bytes")), int(contended), first_of_cell,
-            None if cell is None else str(cell), reason)
+            None if cell is None else str(cell), reason, _reference_label(r))
 
 
 @dataclass
@@ -264,11 +277,12 @@ class _Strings:
 
 
 #: A record's figures on the page, in the order ``_row`` gives them; an aggregated row has the same ones.
-ROW_COLUMNS = ("p50", "p99", "speedup", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy", "size",
-               "bytes", "cont")
+#: ``ref`` is ``reference_speedup``: the reference backend's baseline p50 / the record's (one scale for every backend).
+ROW_COLUMNS = ("p50", "p99", "speedup", "ref", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy",
+               "size", "bytes", "cont")
 CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "batch", "seed", "training")
 #: The figures an aggregated row gives as the median over its runs, with their range where the runs differ.
-MEDIAN_COLUMNS = ("p50", "p99", "speedup", "theo", "acc", "dacc", "agree", "cos", "size", "bytes")
+MEDIAN_COLUMNS = ("p50", "p99", "speedup", "ref", "theo", "acc", "dacc", "agree", "cos", "size", "bytes")
 #: Six decimals for these (see ``_fidelity``), four significant digits for the others.
 FIDELITY_COLUMNS = ("agree", "cos")
 
@@ -425,6 +439,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
     cols: dict[str, list[Any]] = {k: [] for k in ("run", "cfg", "status", "agg", *ROW_COLUMNS)}
     errors: dict[str, str] = {}
     reasons: dict[str, str] = {}
+    references: dict[str, None] = {}  # the reference backends the records name, in order of first appearance
     machine_ids = list(machines)
     machine_index = {m: i for i, m in enumerate(machine_ids)}
     rows_of: dict[tuple, int] = {}
@@ -434,7 +449,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
     statuses: list[str] = []
     for ri, run in enumerate(runs):
         mi = machine_index[run.machine]
-        for config, status, error, *values, first, cell, reason in run.records:
+        for config, status, error, *values, first, cell, reason, reference in run.records:
             i = len(cols["run"])
             cfg = configs.setdefault(config, len(configs))
             a = rows_of.setdefault((mi, cell, cfg), len(rows_of))
@@ -454,6 +469,8 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
                 errors[str(i)] = error
             if reason:
                 reasons[str(i)] = reason
+            if reference:
+                references[reference] = None
     agg = aggregate(cols, members, keys, firsts, statuses)
     config_list = list(configs)
     config_cols: dict[str, list[Any]] = {k: [] for k in CONFIG_COLUMNS}
@@ -483,4 +500,5 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
                       "colour": machines[m]["colour"]} for m in machine_ids],
         "runs": run_cols, "envs": envs, "configs": config_cols, "rows": cols, "nAgg": len(members),
         "agg": _several(agg, members), "ranges": agg.ranges, "member": member, "errors": errors, "reasons": reasons, "figures": figures,
+        "reference": list(references),
     }

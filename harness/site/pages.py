@@ -296,6 +296,9 @@ def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: s
              f'within one machine: figures keep one colour and one Pareto front per machine, and the table says when '
              f'the rows it ranks mix machines (filter by machine to rank within one).</p>' if len(used) > 1 else "")
     plotly_js = _plotly_tag(plotly) if n_figs + n_training else ""
+    refs = data["reference"]
+    ref_named = (f" (the reference backend here: {esc(refs[0])})" if len(refs) == 1 else
+                 f" (the reference backends here, each run naming its own: {esc(', '.join(refs))})" if refs else "")
     page_js = FIGURES_JS + _asset("leaderboard.js")
     body = f"""<p class="crumbs"><a href="../index.html">← all suites</a></p>
 <h1>optbench leaderboard: {esc(suite)}</h1>
@@ -312,7 +315,11 @@ contended (other processes used the CPU while it was timed, even after re-measur
 is marked <span class="contended">contended</span>: it is hidden, and left out of best under constraints and of the
 figures' fronts, unless “show contended rows” is ticked. Speedup, theoretical speedup, size ratio and Δ accuracy are
 relative to the baseline of the same run, model, dataset, backend, seed and batch size: above 1× is faster /
-smaller, <span class="worse-text">red</span> is worse than the baseline. Rows that fail the suite's accuracy gate
+smaller, <span class="worse-text">red</span> is worse than the baseline. Vs reference is the reference backend's
+baseline p50 (same run, model, dataset, seed and batch size) divided by the row's{ref_named}, so rows of different
+backends rank on one scale: above 1× is faster than the reference baseline; across backends it is a ratio of medians
+measured in different processes, with no interval. A backend whose runtime ran in a precision other than fp32 says
+so (e.g. “openvino · bf16”). Rows that fail the suite's accuracy gate
 or whose timing was noisy (IQR over 10% of the median) in a run behind them are marked. The machine button shows
 the machine and software of the row's latest run. Click a column header to sort (empty values always sort
 last).</p>
@@ -325,7 +332,8 @@ last).</p>
 <form id="best-form" class="filters">
 <label>maximise <select id="best-objective">
 <option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
-<option value="speedup">speedup</option><option value="size">size ratio (smallest model)</option>
+<option value="speedup">speedup</option><option value="ref">vs reference (speedup over the reference backend's
+baseline)</option><option value="size">size ratio (smallest model)</option>
 </select></label>
 <label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
 <label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>

@@ -61,6 +61,8 @@ class Cell:
     seed: int
     batch_sizes: tuple[int, ...] = (1,)
     train: dict[str, Any] | None = None
+    #: The suite's reference backend (resolved like ``backend``): reference_speedup is against its baseline.
+    reference: Resolved | None = None
 
     @property
     def label(self) -> str:
@@ -403,6 +405,10 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
 
     baseline = Resolved("baseline", {}, kind="baseline")
     unique_methods = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
+    # the reference backend's cells first, so that its baselines are there when every other record is
+    # written (its reference_speedup)
+    reference = backends[next(i for i, b in enumerate(suite.backends) if b is suite.reference)]
+    backends = sorted(backends, key=lambda b: b is not reference)
     cells = []
     for seed in suite.seed_list:
         for d in datasets:
@@ -416,7 +422,7 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
                         if allowed is not None and m.id not in allowed:
                             continue
                         t = train if trains(meth, registry) else None
-                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t))
+                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t, reference))
     if not cells:
         raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
                                         line=out.lines.line(("models",)))])

@@ -283,6 +283,10 @@ class Suite(_Strict):
     models: list[ModelItem] = Field(min_length=1)
     methods: list[MethodItem] = Field(default_factory=list, description="baseline is always added")
     backends: list[BackendItem] = Field(default_factory=lambda: [Entry(name="cpu")], min_length=1)
+    reference_backend: str | None = Field(
+        None, min_length=1, description="the backend whose baseline every record's reference_speedup is "
+                                        "against (default: the first of `backends`; of several entries of "
+                                        "one name, the first)")
     measure: Measure = Field(default_factory=Measure)
     execution: Execution = Field(default_factory=Execution)
     finetune: Finetune | None = Field(None, description="fine-tune compressed models, same schedule for all")
@@ -297,6 +301,20 @@ class Suite(_Strict):
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"`seeds` has duplicates: {self.seeds}")
         return self
+
+    @model_validator(mode="after")
+    def _reference_is_a_backend(self) -> Suite:
+        names = [b.name for b in self.backends]
+        if self.reference_backend is not None and self.reference_backend not in names:
+            raise ValueError(f"`reference_backend` is {self.reference_backend!r}, which is not one of the suite's "
+                             f"backends ({', '.join(dict.fromkeys(names))})")
+        return self
+
+    @property
+    def reference(self) -> Entry:
+        """The backend entry reference_speedup is measured against."""
+        name = self.reference_backend or self.backends[0].name
+        return next(b for b in self.backends if b.name == name)
 
     @property
     def seed_list(self) -> list[int]:

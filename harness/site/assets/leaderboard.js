@@ -132,6 +132,12 @@
     a.title = "started " + (RUNS.started[run] || "?") + ": open the run's report";
     return a;
   }
+  // What "vs reference" is, for its header; naming the reference backend(s) the records name.
+  var REF_TITLE = "the reference backend's baseline p50 / this p50 (same model, dataset, seed and batch size): above 1 is "
+    + "faster than the reference baseline, so rows of every backend rank on one scale; across backends a ratio of "
+    + "medians measured in different processes, no interval"
+    + (D.reference.length === 1 ? ". Reference backend: " + D.reference[0]
+      : D.reference.length > 1 ? ". Reference backends (each run names its own): " + D.reference.join(", ") : "");
   var COLUMNS = [
     ["runs", {type: "num", value: function (r) { return MEMBERS[r].length; }, render: function (r, td) {
       var n = MEMBERS[r].length, open = !!state.open[r];
@@ -172,6 +178,7 @@
       num("speedup", times, 1.0).render(r, td);
       if (A.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(A.lo[r]) + " to " + times(A.hi[r]); }
     }}],
+    ["vs reference (\u00d7)", num("ref", times, 1.0), REF_TITLE],
     ["theoretical (\u00d7)", num("theo", times)],
     ["accuracy", num("acc", fixed4)],
     ["\u0394 accuracy", num("dacc", signed, 0.0)],
@@ -210,6 +217,7 @@
       if (v === null) { return "\u2014"; }
       return times(v) + (R.lo[i] === null ? "" : " [" + times(R.lo[i]) + "\u2013" + times(R.hi[i]) + "]");
     }],
+    ["vs reference", recNum("ref", times)],
     ["accuracy", recNum("acc", fixed4)], ["\u0394 accuracy", recNum("dacc", signed)],
     ["cosine", recNum("cos", fixed4)], ["size ratio", recNum("size", times)], ["p99 ms", recNum("p99", fmtFloat)]
   ];
@@ -303,6 +311,7 @@
   var headRow = thead.appendChild(el("tr"));
   COLUMNS.forEach(function (c, i) {
     var th = headRow.appendChild(el("th", c[0]));
+    if (c[2]) { th.title = c[2]; }
     th.tabIndex = 0;
     th.dataset.col = String(i);
     th.appendChild(el("span", "", "arrow"));
@@ -343,7 +352,7 @@
     return tr;
   }
 
-  var TIMED = ["p50 ms", "p99 ms", "speedup (\u00d7)"];
+  var TIMED = ["p50 ms", "p99 ms", "speedup (\u00d7)", "vs reference (\u00d7)"];
   var countLine = document.getElementById("row-count"), more = document.getElementById("more");
   var warning = document.getElementById("machine-warning");
   more.addEventListener("click", function () { state.limit += PAGE; update(); });
@@ -384,7 +393,8 @@
   // --- best under constraints ---------------------------------------------------------------
   var OBJECTIVES = {
     acc: {key: "acc", sign: 1, show: "accuracy"}, p50: {key: "p50", sign: -1, show: "p50 latency"},
-    speedup: {key: "speedup", sign: 1, show: "speedup"}, size: {key: "size", sign: 1, show: "size ratio"}
+    speedup: {key: "speedup", sign: 1, show: "speedup"}, size: {key: "size", sign: 1, show: "size ratio"},
+    ref: {key: "ref", sign: 1, show: "speedup vs the reference baseline"}
   };
   function bound(id) {
     var v = document.getElementById(id).value;
@@ -439,7 +449,8 @@
       li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (A.acc[r] === null ? "\u2014" : A.acc[r].toFixed(4))
         + ", \u0394 " + (A.dacc[r] === null ? "\u2014" : signed(A.dacc[r])) + ", p50 "
         + (A.p50[r] === null ? "\u2014" : fmtFloat(A.p50[r]) + " ms") + ", speedup "
-        + (A.speedup[r] === null ? "\u2014" : times(A.speedup[r])) + ", size ratio "
+        + (A.speedup[r] === null ? "\u2014" : times(A.speedup[r])) + ", vs reference "
+        + (A.ref[r] === null ? "\u2014" : times(A.ref[r])) + ", size ratio "
         + (A.size[r] === null ? "\u2014" : times(A.size[r])) + ", cosine "
         + (A.cos[r] === null ? "\u2014" : A.cos[r].toFixed(4)) + " \u00b7 "
         + (A.n[r] > 1 ? "median of " + A.n[r] + " runs, latest run " : "run ")));
