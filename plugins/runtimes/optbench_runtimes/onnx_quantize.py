@@ -17,7 +17,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.plugin.types import Method, MethodContext, Params, Skip
+from harness.plugin.types import Method, MethodContext, Params
+from optbench_runtimes.calibration import (
+    calibration_batches,
+    named_arrays,
+    runtime_only,
+)
 
 TYPES = {"qint8": "QInt8", "quint8": "QUInt8"}
 
@@ -35,12 +40,6 @@ class StaticParams(Params):
     activation_type: Literal["qint8", "quint8"] = Field("quint8", description="activations' int8 type")
     weight_type: Literal["qint8", "quint8"] = Field("qint8", description="weights' int8 type")
     per_channel: bool = Field(False, description="one scale per output channel of a weight, not per tensor")
-
-
-def _runtime_only(ctx: MethodContext, name: str) -> None:
-    if ctx.backend != "onnxruntime":
-        raise Skip(f"{name} quantizes the graph ONNX Runtime runs: it runs on the onnxruntime backend, "
-                   f"not on {ctx.backend}")
 
 
 @contextlib.contextmanager
@@ -77,7 +76,7 @@ def _quantize(run: Any, graph: bytes) -> bytes:
 
 
 def _dynamic(model: Any, params: DynamicParams, ctx: MethodContext) -> Any:
-    _runtime_only(ctx, "onnx.quantize_dynamic")
+    runtime_only(ctx, "onnx.quantize_dynamic", "onnxruntime", "ONNX Runtime")
     from optbench_runtimes.onnxruntime_backend import import_onnxruntime
 
     import_onnxruntime()
@@ -96,16 +95,12 @@ def _dynamic(model: Any, params: DynamicParams, ctx: MethodContext) -> Any:
 
 
 def _static(model: Any, params: StaticParams, ctx: MethodContext) -> Any:
-    _runtime_only(ctx, "onnx.quantize_static")
+    runtime_only(ctx, "onnx.quantize_static", "onnxruntime", "ONNX Runtime")
     from optbench_runtimes.onnxruntime_backend import import_onnxruntime
 
     import_onnxruntime()
-    split = ctx.data.train
-    limit = min(len(split), params.calibration_batches * params.calibration_batch_size)
-    batches = [b.inputs for b in split.batches(params.calibration_batch_size, limit=limit, shuffle=True,
-                                               seed=ctx.seed)]
-    if not batches:
-        raise Skip("onnx.quantize_static: the training split is empty, so there is nothing to calibrate on")
+    batches = calibration_batches(ctx, "onnx.quantize_static", params.calibration_batches,
+                                  params.calibration_batch_size)
 
     def transform(graph: bytes, input_names: list[str]) -> bytes:
         from onnxruntime.quantization import (
@@ -122,10 +117,7 @@ def _static(model: Any, params: StaticParams, ctx: MethodContext) -> Any:
 
             def get_next(self) -> dict[str, Any] | None:
                 x = next(self.left, None)
-                if x is None:
-                    return None
-                tensors = [x[n] for n in input_names] if isinstance(x, dict) else [x]
-                return {n: t.detach().cpu().numpy() for n, t in zip(input_names, tensors, strict=True)}
+                return None if x is None else named_arrays(x, input_names)
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[params.calibrate]

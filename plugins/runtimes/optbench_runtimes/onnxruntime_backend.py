@@ -30,6 +30,12 @@ from pydantic import Field
 
 from harness.measure.timing import time_calls
 from harness.plugin.types import Backend, BackendSession, MemoryReading, Params, Skip
+from optbench_runtimes.exported import (
+    example_inputs,
+    in_dispatch_mode,
+    positional,
+    split_inputs,
+)
 
 EXTRA = "pip install 'optbench-runtimes[onnxruntime]' (in a checkout: pip install -e 'plugins/runtimes[onnxruntime]')"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -64,48 +70,6 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _in_dispatch_mode() -> bool:
-    try:
-        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-    except ImportError:  # an older or newer torch without it: export as usual
-        return False
-    return bool(_get_current_dispatch_mode_stack())
-
-
-def _first_output(out: Any) -> Any:
-    """The first tensor of a model's output: itself, the first of a tuple, the first value of a dict."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out:
-        return _first_output(out[0])
-    if hasattr(out, "values"):  # a dict, a transformers ModelOutput
-        for v in out.values():
-            if v is not None:
-                return _first_output(v)
-    raise TypeError(f"the model returned {type(out).__name__}, not a tensor, a tuple of them or a dict of them")
-
-
-class _Exported:
-    """What ``torch.onnx.export`` is given: positional tensors (named inputs) in, the first output out."""
-
-    @staticmethod
-    def module(model: Any, names: list[str] | None) -> Any:
-        from torch import nn
-
-        class Positional(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = model
-
-            def forward(self, *args: Any) -> Any:
-                out = self.inner(**dict(zip(names, args, strict=True))) if names else self.inner(*args)
-                return _first_output(out)
-
-        return Positional()
-
-
 def onnx_model(model: Any, session: OrtSession) -> Any:
     """A torch module standing in for ``model``, run by ONNX Runtime (exported on its first call)."""
     from torch import nn  # here, so that plugin discovery stays cheap
@@ -124,16 +88,11 @@ def onnx_model(model: Any, session: OrtSession) -> Any:
             return self.model.state_dict(*args, **kwargs)
 
         def forward(self, *args: Any, **kwargs: Any) -> Any:
-            if _in_dispatch_mode():  # the FLOP counter: the graph the runtime got, in torch
+            if in_dispatch_mode():  # the FLOP counter: the graph the runtime got, in torch
                 return self.model(*args, **kwargs)
             import torch
 
-            if kwargs:
-                if args:
-                    raise TypeError("the onnxruntime backend takes a tensor or a dict of tensors, not both")
-                names, tensors = list(kwargs), list(kwargs.values())
-            else:
-                names, tensors = None, list(args)
+            names, tensors = split_inputs("onnxruntime", args, kwargs)
             if self._session is None:
                 self._export(names, tensors)
             feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(self._session.get_inputs(), tensors,
@@ -151,8 +110,7 @@ def onnx_model(model: Any, session: OrtSession) -> Any:
             t0 = time.perf_counter()
             try:
                 with torch.inference_mode(False), torch.no_grad():
-                    example = tuple(t.clone() for t in tensors)  # not inference tensors
-                    torch.onnx.export(_Exported.module(self.model, names), example, buf,
+                    torch.onnx.export(positional(self.model, names), example_inputs(tensors), buf,
                                       input_names=input_names, output_names=["output"], dynamic_axes=axes,
                                       opset_version=session.params.opset, dynamo=False)
             except Exception as exc:
