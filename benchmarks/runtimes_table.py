@@ -51,7 +51,8 @@ def main(run_dir: Path) -> None:
         for backend, precision, method, label in ROWS:
             matches = [r for r in records if r["model"] == model and r["batch_size"] == batch
                        and r["backend"] == backend and r["method"] == method
-                       and ((r.get("backend_params") or {}).get("precision") or None) == precision]
+                       and (r.get("backend_params") or {}).get("precision") in ((precision,) if precision
+                                                                               else (None, "f32"))]
             if not matches:
                 continue
             r = matches[-1]

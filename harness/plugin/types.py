@@ -286,6 +286,9 @@ class Method:
     description: str
     apply: Callable[[nn.Module, Any, MethodContext], nn.Module]
     params: type[Params] = NoParams
+    #: The backends it runs on (a runtime's own quantizer: that runtime's backend); None: every one. On
+    #: another backend the cell is skipped with the reason before its model or data are loaded.
+    backends: tuple[str, ...] | None = None
     plugin_type: ClassVar[str] = "method"
 
 

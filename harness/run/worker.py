@@ -169,6 +169,16 @@ def apply_method(pm: PluginManager, method: dict, model: Any, ctx: MethodContext
     return model, tune_at is not None
 
 
+def _runs_on(pm: PluginManager, method: dict, backend: str) -> None:
+    """Skip, before anything is loaded, a cell whose method (or a step of it) does not run on ``backend``."""
+    from harness.suite.matrix import method_steps
+
+    for step in method_steps(method):
+        spec = pm.registry.methods.get(step["name"])
+        if spec is not None and spec.backends is not None and backend not in spec.backends:
+            raise Skip(f"{spec.name} runs on the {' or '.join(spec.backends)} backend, not on {backend}")
+
+
 def measure_cell(payload: dict) -> dict:
     """Run one cell; returns the per-batch-size measurements and the cell's facts."""
     cell, measure = payload["cell"], payload["measure"]
@@ -177,6 +187,7 @@ def measure_cell(payload: dict) -> dict:
     torch.manual_seed(seed)
 
     backend_spec = pm.registry.backends[cell["backend"]["name"]]
+    _runs_on(pm, cell["method"], backend_spec.name)
     session = returned(backend_spec.create(backend_spec.params.model_validate(cell["backend"]["params"])),
                        BackendSession, backend_spec, "create(params)")
     reason = session.unavailable_reason()
@@ -199,19 +210,21 @@ def measure_cell(payload: dict) -> dict:
         log(f"model {cell['model']['id']}: {source}")
         ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
                             batch_sizes=tuple(measure["batch_sizes"]))
-    reference, pair_with, unpaired = None, None, "a training cell has no trained baseline to pair with"
-    pair_bytes = 0
-    if cell.get("train") is None:  # a compression cell: the trained baseline's outputs, before the method
+    reference, baseline_copy, pair_with = None, None, None
+    unpaired = "a training cell has no trained baseline to pair with"
+    held_bytes = 0
+    fidelity_n = min(measure.get("fidelity_samples", 512), len(data.test))
+    if cell.get("train") is None:  # a compression cell: a copy of the trained baseline, before the method
         is_baseline = cell["method"]["name"] == "baseline"
         want_pair = measure.get("paired", True) and not is_baseline
-        reference, pair_with = _reference_outputs(model, data, session, measure.get("fidelity_samples", 512),
-                                                  keep=want_pair)
+        if fidelity_n > 0 or want_pair:
+            baseline_copy = _baseline_copy(model, session)
         unpaired = ("the baseline is the reference" if is_baseline
                     else "measure.paired is false" if not measure.get("paired", True)
-                    else _pairing_unavailable(session, model, pair_with))
-        if unpaired is not None:
-            pair_with = None
-        pair_bytes = model_stats.tensor_bytes(pair_with) if pair_with is not None else 0
+                    else _pairing_unavailable(session, model, baseline_copy))
+        pair_with = baseline_copy if unpaired is None else None
+        held_bytes = model_stats.tensor_bytes(baseline_copy) if baseline_copy is not None else 0
+    base_data = data  # the baseline's task: its outputs are read on it
     t0 = time.perf_counter()
     with memory.PeakRSS() as setup_peak:  # the method's own peak (calibration, fine-tuning, compiling)
         model, finetuned = apply_method(pm, cell["method"], model, ctx, payload.get("finetune"))
@@ -221,6 +234,16 @@ def measure_cell(payload: dict) -> dict:
     data = ctx.data  # a transfer method evaluates on its target task
     curves = ctx.curves() if isinstance(ctx, TrainingContext) else None
     model = session.prepare_model(model)
+    if baseline_copy is not None:
+        # The method's model takes its first input before the baseline's outputs are read: a backend that
+        # converts it then (a runtime's exporter) skips a model it cannot take at once, not after the
+        # baseline's fidelity pass.
+        with torch.inference_mode():
+            call_model(model, session.prepare_input(data.test.example(1)))
+        reference = _reference_outputs(baseline_copy, base_data, session, fidelity_n)
+        if pair_with is None:
+            baseline_copy = None  # not timed against: freed before the timed window
+    pair_bytes = model_stats.tensor_bytes(pair_with) if pair_with is not None else 0
 
     params_count, nonzero = model_stats.param_counts(model)
     flops, effective_flops = model_stats.count_flops(model, session.prepare_input(data.test.example(1)))
@@ -239,7 +262,7 @@ def measure_cell(payload: dict) -> dict:
         flops=flops,
         effective_flops=effective_flops,
         setup_s=setup_s,
-        setup_peak_mb=max(setup_peak.bytes - rss_before_model - pair_bytes, 0) / 2**20,
+        setup_peak_mb=max(setup_peak.bytes - rss_before_model - held_bytes, 0) / 2**20,
         compile_s=ctx.facts.get("compile_s"),
         finetuned=finetuned,
         accuracy=None,
@@ -307,30 +330,30 @@ def _model_view(pm: PluginManager, model_ref: dict, data: DatasetSplits) -> Data
     return data.with_preprocess(spec.preprocess(spec.params.model_validate(model_ref["params"]), data))
 
 
-def _reference_outputs(model: Any, data: Any, session: Any, samples: int, keep: bool = False) -> tuple[Any, Any]:
-    """(outputs, copy): the baseline's outputs on the first ``samples`` test inputs, on this backend,
-    from a copy of the model (the method gets the original), and that copy when ``keep`` (to time the
-    method against it), else None. Every compression cell makes the copy, the baseline's included, so
-    their memory figures see the same work. Outputs are None when fidelity is off or the copy cannot
-    be made (logged; the cell goes on)."""
-    n = min(samples, len(data.test))
-    if n <= 0 and not keep:
-        return None, None
-    copy_of = None
+def _baseline_copy(model: Any, session: Any) -> Any:
+    """A copy of the baseline prepared for this backend (the method gets the original): its outputs
+    are the fidelity reference and, when paired, the method is timed against it. Every compression
+    cell makes it, the baseline's included, so their memory figures see the same work. None when it
+    cannot be made (logged; the cell goes on without fidelity and pairing)."""
     try:
-        copy_of = session.prepare_model(copy.deepcopy(model))
+        return session.prepare_model(copy.deepcopy(model))
     except Exception as exc:  # noqa: BLE001 - fidelity and pairing must never cost the cell its other figures
         log(f"no copy of the baseline ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null and the "
             "timing is not paired")
-        return None, None
-    out = None
-    if n > 0:
-        try:
-            out = fidelity.outputs(copy_of, (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n)),
-                                   session.prepare_input)
-        except Exception as exc:  # noqa: BLE001
-            log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
-    return out, (copy_of if keep else None)
+        return None
+
+
+def _reference_outputs(copy_of: Any, data: Any, session: Any, n: int) -> Any:
+    """The baseline copy's outputs on the first ``n`` test inputs, or None when fidelity is off or they
+    cannot be read (logged; the cell goes on)."""
+    if n <= 0:
+        return None
+    try:
+        return fidelity.outputs(copy_of, (b.inputs for b in data.test.batches(FIDELITY_BATCH, limit=n)),
+                                session.prepare_input)
+    except Exception as exc:  # noqa: BLE001
+        log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
+        return None
 
 
 #: Pair only when two copies of the model fit in this share of the memory the system has free.

@@ -126,7 +126,6 @@ def onnx_model(model: Any, session: OrtSession) -> Any:
                 self.transform_s = time.perf_counter() - t0
             self.onnx_bytes = len(graph)
             self._session = ort.InferenceSession(graph, session.options(), providers=session.providers())
-            session.exported = self
 
     return _OnnxModel()
 
@@ -137,7 +136,7 @@ class OrtSession(BackendSession):
     def __init__(self, params: OrtParams) -> None:
         self.params = params
         self.threads: int | None = None
-        self.exported: Any = None  # the model exported last: the cell's own (the baseline's copy is first)
+        self.exported: Any = None  # the model prepared last: the cell's own (the baseline's copy is first)
         self.shared_pool = False
 
     def unavailable_reason(self) -> str | None:
@@ -203,7 +202,8 @@ class OrtSession(BackendSession):
         return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
 
     def prepare_model(self, model: Any) -> Any:
-        return onnx_model(model.to("cpu").eval(), self)
+        self.exported = onnx_model(model.to("cpu").eval(), self)  # the cell's model is prepared last
+        return self.exported
 
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
         return time_calls(fn, warmup, repeat)  # session.run returns once its outputs are on the host
@@ -213,7 +213,7 @@ class OrtSession(BackendSession):
         reading = MemoryReading()
         yield reading
         model = self.exported
-        if model is not None:
+        if model is not None and model.onnx_bytes is not None:
             # the size of a model here is the graph the session loads (a runtime-native quantizer
             # changes only that): model_bytes and the size ratio against the baseline's graph
             reading.fields.update(export_s=model.export_s, onnx_bytes=model.onnx_bytes, model_bytes=model.onnx_bytes,

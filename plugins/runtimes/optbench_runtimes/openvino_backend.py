@@ -169,7 +169,6 @@ def openvino_model(model: Any, session: OvSession) -> Any:
             self._request = self.compiled.create_infer_request()
             self._names = input_names
             self._dims = [tuple(t.shape[1:]) for t in tensors]
-            session.exported = self
 
     return _OpenVinoModel()
 
@@ -190,7 +189,7 @@ class OvSession(BackendSession):
         self.params = params
         self.threads: int | None = None
         self.core: Any = None
-        self.exported: Any = None  # the model converted last: the cell's own (the baseline's copy is first)
+        self.exported: Any = None  # the model prepared last: the cell's own (the baseline's copy is first)
 
     @property
     def device_name(self) -> str:
@@ -233,7 +232,8 @@ class OvSession(BackendSession):
         return torch.device("cpu")  # inputs are handed to the infer request from host memory
 
     def prepare_model(self, model: Any) -> Any:
-        return openvino_model(model.to("cpu").eval(), self)
+        self.exported = openvino_model(model.to("cpu").eval(), self)  # the cell's model is prepared last
+        return self.exported
 
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
         return time_calls(fn, warmup, repeat)  # a synchronous infer returns once its outputs are on the host

@@ -60,8 +60,9 @@ def test_a_suite_across_torch_onnxruntime_and_openvino(optbench_run):
                                                                                                abs=0.03)
         for other in {"cpu", "onnxruntime", "openvino"} - {backend}:
             skipped = by[(other, name, 4)]
-            assert skipped["status"] == "skipped" and f"runs on the {backend} backend, not on {other}" in \
-                skipped["error"]
+            assert skipped["error"] == f"{name} runs on the {backend} backend, not on {other}"
+            log = (run.run_dir / "cells" / skipped["cell_id"] / "log.txt").read_text()
+            assert skipped["status"] == "skipped" and " model " not in log  # skipped before anything loaded
     assert "i8" in by[("openvino", "openvino.quantize", 4)]["precision_ops"]
 
     # one scale for every backend: the cpu baseline's p50 over this p50, written as each cell ended
