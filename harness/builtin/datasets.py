@@ -1,11 +1,15 @@
 """Built-in datasets: scikit-learn's bundled digits and synthetic tensors.
 
-Nothing is downloaded: digits ships inside scikit-learn, synthetic is generated.
+Nothing is downloaded: digits ships inside scikit-learn (its split is cached), synthetic is generated.
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from pydantic import Field
 
+from harness.plugin.cache_root import cache_root
 from harness.plugin.types import Dataset, DatasetSplits, Params
 
 
@@ -20,22 +24,56 @@ def load_digits(params: DigitsParams, seed: int) -> DatasetSplits:
     the same seed sees the same train and test images.
     """
     import torch
+
+    split = _digits_split(params.test_fraction, seed)
+    return DatasetSplits(
+        x_train=torch.from_numpy(split["x_train"]),
+        y_train=torch.from_numpy(split["y_train"]),
+        x_test=torch.from_numpy(split["x_test"]),
+        y_test=torch.from_numpy(split["y_test"]),
+        num_classes=10,
+    )
+
+
+DIGITS_SPLITS = ("x_train", "x_test", "y_train", "y_test")
+
+
+def _digits_split(test_fraction: float, seed: int) -> dict[str, Any]:
+    """scikit-learn's stratified split of its digits, made once per seed, fraction and scikit-learn
+    version and kept in the cache (``datasets/``): importing scikit-learn takes about 2 s, which every
+    run's cell processes paid before. A missing or unreadable file is made again."""
+    import importlib.metadata
+    import zipfile
+
+    import numpy as np
+
+    path = cache_root() / "datasets" / (f"digits-sklearn{importlib.metadata.version('scikit-learn')}"
+                                        f"-seed{seed}-test{test_fraction!r}.npz")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            split = {k: f[k] for k in DIGITS_SPLITS}
+        if split["x_train"].dtype == np.float32 and split["y_train"].dtype == np.int64 \
+                and split["x_train"].shape[1:] == (1, 8, 8) and len(split["x_train"]) == len(split["y_train"]):
+            return split
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
     x = (bunch.images / 16.0).astype("float32")[:, None, :, :]
     y = bunch.target.astype("int64")
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=params.test_fraction, stratify=y, random_state=seed
-    )
-    return DatasetSplits(
-        x_train=torch.from_numpy(x_tr),
-        y_train=torch.from_numpy(y_tr),
-        x_test=torch.from_numpy(x_te),
-        y_test=torch.from_numpy(y_te),
-        num_classes=10,
-    )
+    split = dict(zip(DIGITS_SPLITS, train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed),
+                     strict=True))
+    try:  # written whole under a temporary name, then renamed: a reader never sees half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **split)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: made again next time
+        pass
+    return split
 
 
 class SyntheticParams(Params):

@@ -18,12 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.run import worker
+#: Imported once by the forkserver: FLOP counting and torch.optim pull in torch._dynamo (~2 s),
+#: which every cell would otherwise pay again. scikit-learn (~2 s) is not: the digits split is
+#: cached, so only a cell that makes it imports scikit-learn.
+PRELOAD = ["harness.run.worker", "torch._dynamo"]
 
-#: Imported once by the forkserver: the built-in digits dataset needs scikit-learn (~1.5 s to
-#: import), and FLOP counting and torch.optim pull in torch._dynamo (~3 s), which every cell
-#: would otherwise pay again.
-PRELOAD = ["harness.run.worker", "torch._dynamo", "sklearn.datasets", "sklearn.model_selection"]
+
+def _run_cell(payload: dict[str, Any], sender: Any) -> None:
+    """The cell process's entry point. The worker (torch and all) is imported here, in the cell, where
+    the forkserver has it already: the run's own process does not wait for torch to start it."""
+    from harness.run import worker
+
+    worker.run_cell(payload, sender)
+
+
+def _backend_info(plugins: Any, backends: Any, sender: Any) -> None:
+    from harness.run import worker
+
+    worker.backend_info(plugins, backends, sender)
 
 
 @dataclass
@@ -60,15 +72,24 @@ class LocalExecutor:
         self.ctx.set_forkserver_preload(PRELOAD + list(preload or []))
         self._current: Any = None
         self.startup_s: float | None = None
+        self._began: float | None = None
+
+    def begin(self) -> None:
+        """Start the forkserver without waiting for its preloads (torch, torch._dynamo: seconds of
+        imports), so that they load while the run does its own set-up; ``start`` waits for them."""
+        if self._began is None:
+            self._began = time.perf_counter()
+            start_forkserver()
 
     def start(self) -> float:
-        """Start the forkserver and wait until its preloads are imported (once per process).
+        """Start the forkserver (unless ``begin`` did) and wait until its preloads are imported (once
+        per process).
 
-        Returns the seconds spent, reported apart from the per-cell overhead.
+        Returns the seconds spent since it began, reported apart from the per-cell overhead.
         """
         if self.startup_s is None:
-            t0 = time.perf_counter()
-            start_forkserver()
+            self.begin()
+            t0 = self._began
             proc = self.ctx.Process(target=_noop, name="forkserver-warmup")
             proc.start()
             proc.join()
@@ -84,7 +105,7 @@ class LocalExecutor:
         log = CappedLog(Path(payload["log_path"]), (payload.get("limits") or {}).get("log_mb"))
         receiver, sender = self.ctx.Pipe(duplex=False)
         t0 = time.perf_counter()
-        proc = self.ctx.Process(target=worker.run_cell, args=(payload, sender),
+        proc = self.ctx.Process(target=_run_cell, args=(payload, sender),
                                 name=f"cell-{payload['cell']['cell_id']}")
         self._current = proc
         timed_out = False
@@ -119,7 +140,7 @@ class LocalExecutor:
         """Every backend's hardware details, from a throwaway process ({} if it fails)."""
         self.start()
         receiver, sender = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(target=worker.backend_info, args=(plugins, backends, sender), name="backend-info")
+        proc = self.ctx.Process(target=_backend_info, args=(plugins, backends, sender), name="backend-info")
         proc.start()
         sender.close()
         try:

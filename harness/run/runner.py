@@ -166,6 +166,12 @@ class Runner:
         self.progress = progress or QuietProgress()
         self.executor = executor
 
+    def _begin_executor(self, suite: Suite) -> None:
+        if suite.execution.executor != "ray":
+            begin = getattr(self._executor(suite), "begin", None)
+            if begin is not None:
+                begin()
+
     def _executor(self, suite: Suite) -> Any:
         if self.executor is None:
             if suite.execution.executor == "ray":
@@ -201,6 +207,7 @@ class Runner:
                 from harness.run.ray_executor import import_ray
 
                 import_ray()  # before a run directory exists
+            self._begin_executor(suite)  # its imports load while the run directory and env.json are made
             run_id = new_run_id()
             run_dir = Path(results_root) / suite.name / run_id
             run_dir.mkdir(parents=True, exist_ok=False)

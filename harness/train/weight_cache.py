@@ -15,14 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-CACHE_ENV = "OPTBENCH_CACHE_DIR"
+from harness.plugin.cache_root import cache_root
 
 
 def cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optbench"
-    )
-    return Path(root) / "weights"
+    return cache_root() / "weights"
 
 
 def cache_key(parts: dict[str, Any]) -> str:
