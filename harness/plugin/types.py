@@ -289,6 +289,10 @@ class Method:
     #: The backends it runs on (a runtime's own quantizer: that runtime's backend); None: every one. On
     #: another backend the cell is skipped with the reason before its model or data are loaded.
     backends: tuple[str, ...] | None = None
+    #: Modules its cells import that are slow to import (scikit-learn, transformers, an inference
+    #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
+    #: instead of once per cell.
+    preload: tuple[str, ...] = ()
     plugin_type: ClassVar[str] = "method"
 
 
@@ -319,6 +323,10 @@ class Model:
     #: ``pretrained(params) -> bool``: whether ``build`` returns trained weights for these params (a hub
     #: model, torchvision ``weights``); a model the harness does not train is then evaluated as built.
     pretrained: Callable[[Any], bool] | None = None
+    #: Modules its cells import that are slow to import (scikit-learn, transformers, an inference
+    #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
+    #: instead of once per cell.
+    preload: tuple[str, ...] = ()
     kind: str = "model"
     plugin_type: ClassVar[str] = "model"
 
@@ -335,6 +343,10 @@ class Dataset:
     #: files' sizes and times, a factory's source); the harness adds it to the weight cache's key, so
     #: a model trained on the data is retrained when the data changes.
     fingerprint: Callable[[Any], str] | None = None
+    #: Modules its cells import that are slow to import (scikit-learn, transformers, an inference
+    #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
+    #: instead of once per cell.
+    preload: tuple[str, ...] = ()
     kind: str = "dataset"
     plugin_type: ClassVar[str] = "dataset"
 
@@ -350,6 +362,10 @@ class Backend:
     description: str
     create: Callable[[Any], BackendSession]
     params: type[Params] = NoParams
+    #: Modules its cells import that are slow to import (scikit-learn, transformers, an inference
+    #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
+    #: instead of once per cell.
+    preload: tuple[str, ...] = ()
     kind: str = "backend"
     plugin_type: ClassVar[str] = "backend"
 

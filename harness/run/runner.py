@@ -159,6 +159,19 @@ def status_counts(records: list[dict[str, Any]], cells: list[Cell]) -> dict[str,
     return counts
 
 
+def suite_preload(cells: list[Cell], registry: Any) -> list[str]:
+    """The modules the plugins of these cells declare slow to import (their ``preload``), each once."""
+    from harness.suite.matrix import method_steps
+
+    specs: list[Any] = []
+    for c in cells:
+        specs += [registry.datasets.get(c.dataset.name), registry.models.get(c.model.name),
+                  registry.backends.get(c.backend.name)]
+        specs += [registry.methods.get(step["name"])
+                  for step in method_steps({"kind": c.method.kind, "name": c.method.name, "params": c.method.params})]
+    return list(dict.fromkeys(mod for spec in specs if spec is not None for mod in getattr(spec, "preload", ())))
+
+
 class Runner:
     def __init__(self, pm: PluginManager | None = None, progress: Progress | None = None,
                  executor: Any = None) -> None:
@@ -166,13 +179,13 @@ class Runner:
         self.progress = progress or QuietProgress()
         self.executor = executor
 
-    def _begin_executor(self, suite: Suite) -> None:
+    def _begin_executor(self, suite: Suite, cells: list[Cell]) -> None:
         if suite.execution.executor != "ray":
-            begin = getattr(self._executor(suite), "begin", None)
+            begin = getattr(self._executor(suite, cells), "begin", None)
             if begin is not None:
                 begin()
 
-    def _executor(self, suite: Suite) -> Any:
+    def _executor(self, suite: Suite, cells: list[Cell] | None = None) -> Any:
         if self.executor is None:
             if suite.execution.executor == "ray":
                 from harness.run.ray_executor import RayExecutor, import_ray
@@ -184,7 +197,7 @@ class Runner:
 
                 modules = [info.module.split(":")[0] for info in self.pm.plugins.values()
                            if info.distribution != "(in-process)"]
-                self.executor = LocalExecutor(preload=modules)
+                self.executor = LocalExecutor(preload=modules + suite_preload(cells or [], self.pm.registry))
         return self.executor
 
     def run(self, suite_path: Path | None, results_root: Path = Path("results"), resume: Path | None = None) -> RunResult:
@@ -198,6 +211,7 @@ class Runner:
             copy = run_dir / SUITE_COPY
             suite, lines = load_suite(copy)
             cells = build_matrix(suite, self.pm.registry, file=str(copy), lines=lines)
+            self._begin_executor(suite, cells)
             run_id = run_dir.name
             meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
             meta.setdefault("resumes", []).append(_now())
@@ -207,7 +221,7 @@ class Runner:
                 from harness.run.ray_executor import import_ray
 
                 import_ray()  # before a run directory exists
-            self._begin_executor(suite)  # its imports load while the run directory and env.json are made
+            self._begin_executor(suite, cells)  # its imports load while the run directory and env.json are made
             run_id = new_run_id()
             run_dir = Path(results_root) / suite.name / run_id
             run_dir.mkdir(parents=True, exist_ok=False)
@@ -288,7 +302,7 @@ class Runner:
 
         interrupted = False
         try:
-            executor = self._executor(suite) if pending else None
+            executor = self._executor(suite, pending) if pending else None
             if executor is not None:
                 meta["executor"] = executor.name
                 meta["executor_startup_s"] = round(executor.start(), 3)

@@ -126,6 +126,11 @@ def evaluate_split(
     classes, n = None, 0
     move = prepare or (lambda inputs: map_tensors(inputs, lambda t: t.to(device)))
     with torch.inference_mode():
+        if num_classes is not None:  # one sample first: a model of other outputs costs one call, not a batch
+            for probe in split.batches(1, limit=1):
+                out = output_tensor(call_model(model, move(probe.inputs)))
+                if out.dim() != 2 or out.shape[1] != num_classes:
+                    return dict.fromkeys(ks)
         for batch in split.batches(batch_size):
             if batch.labels is None:
                 raise ValueError("accuracy needs labels; this split has none")

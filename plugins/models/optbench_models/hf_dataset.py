@@ -189,4 +189,5 @@ HF = Dataset(
     load=load_hf,
     params=HFDatasetParams,
     fingerprint=fingerprint,
+    preload=("datasets",),
 )

@@ -168,6 +168,7 @@ TRANSFORMERS = Model(
     description="a Hugging Face transformers model: a hub id (cached), a local directory or a config dict",
     build=build_transformers, params=TransformersParams, trainable=False,
     preprocess=preprocess_transformers, pretrained=lambda params: params.source is not None,
+    preload=("transformers",),
 )
 TOKENS = Dataset(
     name="tokens", description="random token ids of a declared length, for text models (no accuracy)",

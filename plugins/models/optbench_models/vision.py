@@ -178,10 +178,10 @@ TORCHVISION = Model(
     name="torchvision",
     description="any torchvision.models constructor by name; pretrained weights through torch hub's cache",
     build=build_torchvision, params=TorchvisionParams, trainable=False, preprocess=preprocess_torchvision,
-    pretrained=lambda params: params.weights is not None,
+    pretrained=lambda params: params.weights is not None, preload=("torchvision",),
 )
 TIMM = Model(
     name="timm", description="any timm model by name; pretrained weights through the Hugging Face cache",
     build=build_timm, params=TimmParams, trainable=False, preprocess=preprocess_timm,
-    pretrained=lambda params: params.pretrained,
+    pretrained=lambda params: params.pretrained, preload=("timm",),
 )

@@ -135,9 +135,9 @@ def _static(model: Any, params: StaticParams, ctx: MethodContext) -> Any:
 QUANTIZE_DYNAMIC = Method(
     name="onnx.quantize_dynamic", kind="quantizer",
     description="ONNX Runtime's dynamic int8 quantization of the exported graph (onnxruntime backend)",
-    apply=_dynamic, params=DynamicParams, backends=("onnxruntime",))
+    apply=_dynamic, params=DynamicParams, backends=("onnxruntime",), preload=("onnxruntime.quantization",))
 QUANTIZE_STATIC = Method(
     name="onnx.quantize_static", kind="quantizer",
     description="ONNX Runtime's static QDQ int8 quantization of the exported graph, calibrated on the dataset "
                 "(onnxruntime backend)",
-    apply=_static, params=StaticParams, backends=("onnxruntime",))
+    apply=_static, params=StaticParams, backends=("onnxruntime",), preload=("onnxruntime.quantization",))

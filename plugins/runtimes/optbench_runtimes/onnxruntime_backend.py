@@ -234,4 +234,5 @@ ONNXRUNTIME = Backend(
                 "(CPU or CUDA execution provider)",
     create=OrtSession,
     params=OrtParams,
+    preload=("onnxruntime", "onnx"),
 )

@@ -267,4 +267,5 @@ OPENVINO = Backend(
                 "(CPU or Intel GPU), at the precision asked (f32 by default)",
     create=OvSession,
     params=OvParams,
+    preload=("openvino",),
 )

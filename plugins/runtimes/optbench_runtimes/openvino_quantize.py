@@ -70,4 +70,4 @@ QUANTIZE = Method(
     name="openvino.quantize", kind="quantizer",
     description="OpenVINO's int8 post-training quantization (NNCF) of the converted model, calibrated on the "
                 "dataset (openvino backend)",
-    apply=_quantize, params=QuantizeParams, backends=("openvino",))
+    apply=_quantize, params=QuantizeParams, backends=("openvino",), preload=("nncf",))
