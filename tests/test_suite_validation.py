@@ -217,3 +217,11 @@ def test_a_model_paired_with_an_unknown_dataset_id_is_an_error(capsys, write_sui
     code, _, err = validate(capsys, write_suite(VALID.replace("  - name: mlp\n", "  - {name: mlp, datasets: [digit]}\n")))
     assert code == 2 and "at models[0].datasets[0]: no dataset with id 'digit' in this suite" in err
     assert "did you mean 'digits'" in err
+
+
+def test_a_reference_backend_the_suite_does_not_have_names_its_line_and_the_backends(capsys, write_suite):
+    code, _, err = validate(capsys, write_suite(VALID + "backends: [cpu, {name: cpu, params: {threads: 1}}]\n"
+                                                "reference_backend: onnxruntme\n"))
+    assert code == 2 and "Traceback" not in err
+    assert "suite.yaml:9 at reference_backend: not one of the suite's backends (cpu)" in err
+    assert "given:    'onnxruntme'" in err

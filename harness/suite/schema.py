@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 def _entry(value: Any) -> Any:
@@ -302,13 +302,14 @@ class Suite(_Strict):
                 raise ValueError(f"`seeds` has duplicates: {self.seeds}")
         return self
 
-    @model_validator(mode="after")
-    def _reference_is_a_backend(self) -> Suite:
-        names = [b.name for b in self.backends]
-        if self.reference_backend is not None and self.reference_backend not in names:
-            raise ValueError(f"`reference_backend` is {self.reference_backend!r}, which is not one of the suite's "
-                             f"backends ({', '.join(dict.fromkeys(names))})")
-        return self
+    @field_validator("reference_backend")
+    @classmethod
+    def _reference_is_a_backend(cls, name: str | None, info: ValidationInfo) -> str | None:
+        backends = info.data.get("backends")  # absent when the backends themselves are invalid
+        names = [b.name for b in backends] if backends else None
+        if name is not None and names is not None and name not in names:
+            raise ValueError(f"not one of the suite's backends ({', '.join(dict.fromkeys(names))})")
+        return name
 
     @property
     def reference(self) -> Entry:
