@@ -231,6 +231,9 @@ def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, ru
     i = max(middle, key=lambda i: p50s[i + 1] / p50s[i])
     bound = (p50s[i] + p50s[i + 1]) / 2
 
+    def four(value: float) -> float:
+        return float(f"{value:.4g}")
+
     def expected(objective: str) -> dict[str, dict]:
         best: dict[str, dict] = {}
         for r in ok:
@@ -238,7 +241,10 @@ def test_best_under_constraints_picks_the_right_row(browser: Any, site: Path, ru
                 continue
             if r["passes_gate"] is False:
                 continue
-            key = (r[objective] if objective != "latency_p50_ms" else -r[objective], -r["latency_p50_ms"], r["accuracy"])
+            # the page compares the figures it holds, to four significant digits: a pruner's speedup of
+            # 1.0003 ties the baseline's 1, and the faster of the two wins
+            p50, value = four(r["latency_p50_ms"]), four(r[objective])
+            key = (value if objective != "latency_p50_ms" else -value, -p50, four(r["accuracy"]))
             if r["host"] not in best or key > best[r["host"]][0]:
                 best[r["host"]] = (key, r)
         return {host: r for host, (_, r) in best.items()}
