@@ -7,25 +7,32 @@ import time
 import pytest
 import torch
 
+from harness.measure.contention import Screen
 from harness.measure.generation import (
     CausalLMDecoder,
+    GenerateDecoder,
     Generation,
     GenerationTiming,
+    StepDecoder,
     generate_timed,
     time_generation,
+    time_generation_paired,
 )
 from harness.measure.timing import Budget
 
 
-class Sleepy:
-    """A decoder whose prefill takes 20 ms and each decode step 5 ms; token k+1 follows token k."""
+class Sleepy(StepDecoder):
+    """A decoder whose prefill takes 20 ms and each decode step 5 ms (``step_s``); token k+1 follows token k."""
+
+    def __init__(self, prefill_s: float = 0.020, step_s: float = 0.005) -> None:
+        self.prefill_s, self.step_s = prefill_s, step_s
 
     def prefill(self, input_ids, attention_mask):
-        time.sleep(0.020)
+        time.sleep(self.prefill_s)
         return input_ids[:, -1] + 1, None
 
     def decode(self, tokens, state):
-        time.sleep(0.005)
+        time.sleep(self.step_s)
         return tokens + 1, state
 
 
@@ -77,3 +84,32 @@ def test_a_causal_lm_makes_the_tokens_transformers_greedy_generate_makes():
                               pad_token_id=0)
     assert g.tokens.shape == (2, 12) and torch.equal(g.tokens, want[:, 6:])
     assert 0 < g.ttft_ns < g.e2e_ns
+
+
+def test_transformers_generate_is_timed_through_its_streamer_with_the_same_tokens_as_the_harness_loop():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, max_position_embeddings=64, pad_token_id=0,
+                                      bos_token_id=None, eos_token_id=None)
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(1, 97, (3, 5))
+    mask = torch.ones_like(ids)
+    g = generate_timed(GenerateDecoder(model, pad_token_id=0), ids, mask, new_tokens=10)
+    mine = generate_timed(CausalLMDecoder(model), ids, mask, new_tokens=10)
+    assert g.tokens.shape == (3, 10) and torch.equal(g.tokens, mine.tokens)
+    assert 0 < g.ttft_ns < g.e2e_ns  # the streamer saw the first token before the last
+
+
+def test_a_method_twice_as_slow_per_token_reads_half_the_decode_speed_when_paired():
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    screen = Screen(retries=0)
+    paired = time_generation_paired(Sleepy(0.004, 0.008), Sleepy(0.004, 0.004), ids, torch.ones_like(ids), 6,
+                                    Budget(1), Budget(6, 0.0), screen=screen)
+    f = paired.fields()
+    assert f["decode_speedup"] == pytest.approx(0.5, rel=0.25), f
+    # e2e: 4 + 5 x 8 = 44 ms against 4 + 5 x 4 = 24 ms
+    assert f["speedup_ci_low"] <= f["paired_speedup"] <= f["speedup_ci_high"]
+    assert f["paired_speedup"] == pytest.approx(24 / 44, rel=0.25)
+    assert len(paired.method.generations) == len(paired.baseline.generations) >= 6
+    assert f["baseline_tpot_p50_ms"] == pytest.approx(4.0, rel=0.5)

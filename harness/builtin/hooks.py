@@ -12,6 +12,7 @@ from harness.builtin.models import CNN, LOGREG, MLP, THETA
 from harness.builtin.python_dataset import PYTHON_DATASET
 from harness.builtin.python_model import PYTHON
 from harness.builtin.tensor_files import TENSOR_FILES
+from harness.builtin.text_corpus import PYTHON_DOCS
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.types import Backend, Dataset, Method, Model
 
@@ -44,3 +45,4 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(IMAGE_FOLDER)
     register(TENSOR_FILES)
     register(PYTHON_DATASET)
+    register(PYTHON_DOCS)

@@ -29,20 +29,45 @@ from harness.measure.timing import Budget, median_interval, precise_enough
 
 
 class Decoder(Protocol):
-    """One model's greedy step functions. Both return the next token of every sequence, shape
-    (batch,), and the state the next step needs (a key/value cache, the attention mask)."""
+    """One model's greedy generation: ``generate`` makes exactly ``new_tokens`` tokens after each prompt
+    and returns them, shape (batch, new_tokens), calling ``first_token()`` once, as soon as the first
+    new token of every sequence is chosen (the end of the prefill)."""
 
-    def prefill(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]: ...
+    def generate(self, input_ids: Any, attention_mask: Any, new_tokens: int,
+                 first_token: Callable[[], None]) -> Any: ...
 
-    def decode(self, tokens: Any, state: Any) -> tuple[Any, Any]: ...
+
+class StepDecoder:
+    """A decoder driven step by step by the harness: ``prefill`` (the prompt in, the first token out)
+    and ``decode`` (the last token in, the next one out), each returning the next token of every
+    sequence, shape (batch,), and the state the next step needs (a key/value cache, the mask)."""
+
+    def prefill(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def decode(self, tokens: Any, state: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def generate(self, input_ids: Any, attention_mask: Any, new_tokens: int,
+                 first_token: Callable[[], None]) -> Any:
+        import torch
+
+        token, state = self.prefill(input_ids, attention_mask)
+        first_token()
+        made = [token]
+        for _ in range(new_tokens - 1):
+            token, state = self.decode(token, state)
+            made.append(token)
+        return torch.stack(made, 1)
 
 
-class CausalLMDecoder:
-    """A model with the Hugging Face causal-LM call: ``model(input_ids=, attention_mask=, <cache>=,
-    use_cache=True)`` returning ``.logits`` (batch, positions, vocab) and the cache. The cache's name is
-    read off the model's signature (``cache`` in transformers 5, ``past_key_values`` before), and where
-    the model takes ``logits_to_keep`` the prefill asks for the last position's logits only, as
-    ``generate`` does. Prompts are left-padded (or unpadded): the last position is the one read."""
+class CausalLMDecoder(StepDecoder):
+    """A greedy loop of the harness's own over a model with the Hugging Face causal-LM call:
+    ``model(input_ids=, attention_mask=, <cache>=, use_cache=True)`` returning ``.logits`` (batch,
+    positions, vocab) and the cache. For a model plugin whose module has that call but no ``generate``.
+    The cache's name is read off the model's signature (``cache`` in transformers 5, ``past_key_values``
+    before), and where the model takes ``logits_to_keep`` the prefill asks for the last position's
+    logits only. Prompts are left-padded (or unpadded): the last position is the one read."""
 
     def __init__(self, model: Any) -> None:
         import inspect
@@ -73,6 +98,42 @@ class CausalLMDecoder:
         return out.logits[:, -1].argmax(-1), (self._cache(out), mask)
 
 
+class GenerateDecoder:
+    """transformers' own ``generate``, greedy, with exactly ``new_tokens`` new tokens: what a user of
+    the model runs, its per-step work (logits processors, stopping checks, cache updates) included.
+    The first token is seen through a streamer: ``generate`` hands it the prompt, then each new token
+    as soon as it is chosen (on the host, so after the device finished it)."""
+
+    def __init__(self, model: Any, pad_token_id: int | None = None) -> None:
+        self.model = model
+        self.pad_token_id = pad_token_id
+
+    def generate(self, input_ids: Any, attention_mask: Any, new_tokens: int,
+                 first_token: Callable[[], None]) -> Any:
+        from transformers import GenerationConfig
+
+        calls = 0
+
+        class _First:
+            def put(self, value: Any) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 2:  # the first call is the prompt
+                    first_token()
+
+            def end(self) -> None:
+                pass
+
+        config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
+                                  use_cache=True,
+                                  pad_token_id=0 if self.pad_token_id is None else self.pad_token_id)
+        out = self.model.generate(input_ids, attention_mask=attention_mask, generation_config=config,
+                                  streamer=_First())
+        if calls < 2:
+            raise RuntimeError("generate made no new token")
+        return out[:, input_ids.shape[1]:]
+
+
 @dataclass(frozen=True)
 class Generation:
     """One timed generation: its prefill and end-to-end times (ns) and the tokens it made."""
@@ -98,19 +159,24 @@ def generate_timed(decoder: Decoder, input_ids: Any, attention_mask: Any, new_to
 
     if new_tokens < 1:
         raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    first: list[int] = []
+
+    def first_token() -> None:
+        sync()
+        first.append(time.perf_counter_ns())
+
     with torch.inference_mode():
         sync()
         t0 = time.perf_counter_ns()
-        token, state = decoder.prefill(input_ids, attention_mask)
-        sync()
-        t_first = time.perf_counter_ns()
-        made = [token]
-        for _ in range(new_tokens - 1):
-            token, state = decoder.decode(token, state)
-            made.append(token)
+        tokens = decoder.generate(input_ids, attention_mask, new_tokens, first_token)
         sync()
         t_end = time.perf_counter_ns()
-    return Generation(ttft_ns=t_first - t0, e2e_ns=t_end - t0, new_tokens=new_tokens, tokens=torch.stack(made, 1))
+    if len(first) != 1:
+        raise RuntimeError(f"the decoder reported its first token {len(first)} times, not once")
+    if tuple(tokens.shape) != (input_ids.shape[0], new_tokens):
+        raise RuntimeError(f"the decoder made tokens of shape {tuple(tokens.shape)}, not "
+                           f"{(int(input_ids.shape[0]), new_tokens)}: it must not stop early")
+    return Generation(ttft_ns=first[0] - t0, e2e_ns=t_end - t0, new_tokens=new_tokens, tokens=tokens)
 
 
 @dataclass
@@ -153,13 +219,18 @@ class GenerationTiming:
 
 
 def time_generation(decoder: Decoder, input_ids: Any, attention_mask: Any, new_tokens: int, warmup: Budget,
-                    repeat: Budget, sync: Callable[[], None] = lambda: None) -> GenerationTiming:
+                    repeat: Budget, sync: Callable[[], None] = lambda: None, screen: Any = None) -> GenerationTiming:
     """Warm-up generations, then timed ones, by the harness's repetition rules (the precision target,
-    if any, is on the median TPOT, or on TTFT when only one token is made)."""
+    if any, is on the median TPOT, or on TTFT when only one token is made). With ``screen`` (a
+    ``harness.measure.contention.Screen``) each timed generation is a screened block: one measured
+    while other work took the CPUs is made again."""
+    def one() -> Generation:
+        return generate_timed(decoder, input_ids, attention_mask, new_tokens, sync)
+
     def run_until(budget: Budget, keep: list[Generation] | None) -> bool | None:
         t0, n = time.perf_counter(), 0
         while True:
-            g = generate_timed(decoder, input_ids, attention_mask, new_tokens, sync)
+            g = one() if keep is None or screen is None else screen.run(one)
             n += 1
             if keep is not None:
                 keep.append(g)
@@ -179,6 +250,113 @@ def time_generation(decoder: Decoder, input_ids: Any, attention_mask: Any, new_t
                                repeat.max_seconds), generations)
     return GenerationTiming(batch_size=int(input_ids.shape[0]), prompt_tokens=int(input_ids.shape[1]),
                             new_tokens=new_tokens, generations=generations, precision_reached=reached)
+
+
+class _KeptGenerations:
+    """A contention screen that also keeps the generations of the blocks it keeps: a block measured
+    again drops the generations of its contended try. Everything else is the screen's."""
+
+    def __init__(self, screen: Any) -> None:
+        self.screen = screen
+        self.active = False
+        self.pending: dict[str, list[Generation]] = {}
+        self.generations: dict[str, list[Generation]] = {"method": [], "baseline": []}
+        self.unscreened_s = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        if self.screen is None and name == "kept_s":  # no screen: every block is kept
+            return self.unscreened_s
+        return getattr(self.screen, name)
+
+    def add(self, arm: str, g: Generation) -> Generation:
+        if self.active:
+            self.pending[arm].append(g)
+        return g
+
+    def run(self, block: Callable[[], Any]) -> Any:
+        def attempt() -> Any:
+            self.pending = {"method": [], "baseline": []}
+            self.active = True
+            try:
+                return block()
+            finally:
+                self.active = False
+
+        if self.screen is None:
+            t0 = time.perf_counter()
+            result = attempt()
+            self.unscreened_s += time.perf_counter() - t0
+        else:
+            result = self.screen.run(attempt)
+        for arm, gens in self.pending.items():
+            self.generations[arm].extend(gens)
+        return result
+
+
+@dataclass
+class PairedGeneration:
+    """A method's and its baseline's generations, timed in alternating blocks (``pairing``)."""
+
+    method: GenerationTiming
+    baseline: GenerationTiming
+    paired: Any  # harness.measure.pairing.PairedTiming over end-to-end times
+
+    def fields(self) -> dict[str, Any]:
+        """The record's pairing fields: the end-to-end speedup with its interval, and the baseline's
+        TTFT, TPOT and e2e from the same blocks with the TTFT and decode ratios they give."""
+        m, b = self.method.summary(), self.baseline.summary()
+
+        def ratio(key: str) -> float | None:
+            return b[key] / m[key] if b.get(key) and m.get(key) else None
+
+        return {
+            "paired_speedup": self.paired.speedup,
+            "speedup_ci_low": self.paired.ci_low,
+            "speedup_ci_high": self.paired.ci_high,
+            "pair_blocks": self.paired.blocks,
+            "precision_reached": self.paired.precision_reached,
+            "timing_s": self.paired.seconds,
+            "baseline_p50_ms": b["e2e_p50_ms"],
+            "baseline_ttft_p50_ms": b["ttft_p50_ms"],
+            "baseline_tpot_p50_ms": b["tpot_p50_ms"],
+            "ttft_speedup": ratio("ttft_p50_ms"),
+            "decode_speedup": ratio("tpot_p50_ms"),
+        }
+
+
+def time_generation_paired(method: Decoder, baseline: Decoder, input_ids: Any, attention_mask: Any,
+                           new_tokens: int, warmup: Budget, repeat: Budget, *, screen: Any = None, seed: int = 0,
+                           sync: Callable[[], None] = lambda: None) -> PairedGeneration:
+    """The method's and the baseline's generations of the same prompts in alternating ABBA blocks
+    (``harness.measure.pairing``: the speedup is of the end-to-end time, with a bootstrap interval and
+    the precision target of the repeat budget); TTFT and TPOT of each come from the same blocks."""
+    from harness.measure import pairing
+
+    kept = _KeptGenerations(screen)
+
+    def arm(name: str, decoder: Decoder) -> Callable[[], Generation]:
+        return lambda: kept.add(name, generate_timed(decoder, input_ids, attention_mask, new_tokens, sync))
+
+    def time_calls(fn: Callable[[], Generation], warm: Budget, budget: Budget) -> list[int]:
+        t0 = time.perf_counter()
+        n = 0
+        while n < warm.min_iters or time.perf_counter() - t0 < warm.min_seconds:
+            fn()
+            n += 1
+        out: list[int] = []
+        t0 = time.perf_counter()
+        while len(out) < budget.min_iters or time.perf_counter() - t0 < budget.min_seconds:
+            out.append(fn().e2e_ns)
+        return out
+
+    paired = pairing.time_paired(time_calls, arm("method", method), arm("baseline", baseline), warmup, repeat,
+                                 target_rel_ci=repeat.target_rel_ci, max_seconds=repeat.max_seconds, seed=seed,
+                                 screen=kept)
+    b, p = int(input_ids.shape[0]), int(input_ids.shape[1])
+    return PairedGeneration(
+        method=GenerationTiming(b, p, new_tokens, kept.generations["method"], paired.precision_reached),
+        baseline=GenerationTiming(b, p, new_tokens, kept.generations["baseline"], paired.precision_reached),
+        paired=paired)
 
 
 def tpot_interval(timing: GenerationTiming) -> tuple[float, float, float] | None:

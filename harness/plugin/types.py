@@ -327,6 +327,10 @@ class Model:
     #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
     #: instead of once per cell.
     preload: tuple[str, ...] = ()
+    #: ``language_model(params) -> harness.LanguageModel | None``: the model is a causal language model
+    #: (its tokenizer, context and generation), measured for perplexity, next-token drift and, with
+    #: ``measure.generate``, generation speed. It must be cheap (it runs when the suite is planned).
+    language_model: Callable[[Any], Any] | None = None
     kind: str = "model"
     plugin_type: ClassVar[str] = "model"
 

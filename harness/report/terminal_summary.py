@@ -24,8 +24,10 @@ from typing import Any, TextIO
 
 from harness.results.labels import (
     NULL,
+    batch_label,
     finite,
     fmt_float,
+    fmt_generation,
     fmt_ms,
     method_label,
     printable,
@@ -49,6 +51,10 @@ LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a c
           "p50 comes from its own process), else baseline p50 / method p50; "
           "size: baseline bytes / method bytes; Δacc: accuracy - baseline's, else fidelity (agr: top-1 "
           "agreement, cos: cosine)")
+#: Added to the legend when the run has language-model records.
+LM_LEGEND = ("language models: ppl is the perplexity on the held-out text, kl the mean KL divergence of the "
+             "next-token distributions from the baseline's on the same tokens; with a prompt, a row times "
+             "generations: p50 is one generation end to end, TTFT the prefill, TPOT a token after the first")
 
 Piece = tuple[str, str]  # (text, rich style; "" for none)
 
@@ -119,7 +125,12 @@ def fmt_size(r: dict[str, Any]) -> str:
 
 
 def fmt_quality(r: dict[str, Any]) -> Piece:
-    """The accuracy delta ("+0.0012"), else the fidelity to the baseline ("agr 0.9990", "cos 0.9999")."""
+    """The accuracy delta ("+0.0012"), a language model's perplexity and drift ("ppl 20.7 kl 1.9e-05"),
+    else the fidelity to the baseline ("agr 0.9990", "cos 0.9999")."""
+    ppl, kl = finite(r.get("perplexity")), finite(r.get("kl_div"))
+    if ppl is not None or r.get("ppl_ratio") is not None or r.get("perplexity_tokens") is not None:
+        parts = ([f"ppl {ppl:.4g}"] if ppl is not None else []) + ([f"kl {kl:.2g}"] if kl is not None else [])
+        return " ".join(parts) or NULL, ""
     delta = finite(r.get("accuracy_delta"))
     if delta is not None:
         return f"{delta:+.4f}".replace("-0.0000", "+0.0000"), "red" if delta < 0 else ""
@@ -170,6 +181,9 @@ def flags(r: dict[str, Any]) -> list[Piece]:
     training = fmt_training(r)
     if training:
         out.append((training, ""))
+    generation = fmt_generation(r) if r.get("status") == "ok" else ""
+    if generation:
+        out.append((generation, ""))
     return out
 
 
@@ -196,9 +210,10 @@ def _ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return first.setdefault((kind, value), len(first))
 
     def key(r: dict[str, Any]) -> tuple:
-        b, seed = r.get("batch_size"), r.get("seed")
+        b, seed, prompt = r.get("batch_size"), r.get("seed"), r.get("prompt_tokens")
         return (at("model", str(r.get("model"))), at("dataset", variant_label(r, "dataset")),
                 at("backend", backend_label(r)), b if isinstance(b, int) else 0,
+                prompt if isinstance(prompt, int) else 0,
                 r.get("method") != "baseline", at("method", method_label(r)), seed if isinstance(seed, int) else 0)
 
     keys = [key(r) for r in records]  # in file order, so "first met" is the run's order
@@ -223,9 +238,8 @@ def rows(records: list[dict[str, Any]]) -> list[Row]:
     for r in _ordered(records):
         model = " · ".join([text(r.get("model"))] + [text(_label(r, k)) for k in ("dataset", "backend")
                                                       if k not in fold])
-        b = r.get("batch_size")
         method = text(method_label(r)) + (f" seed {text(r.get('seed'))}" if len(seeds) > 1 else "")
-        out.append(Row(group=(model, str(b) if isinstance(b, int) else NULL), method=method,
+        out.append(Row(group=(model, batch_label(r)), method=method,
                        p50=fmt_ms(r.get("latency_p50_ms")) if r.get("status") == "ok" else NULL,
                        speedup=fmt_speedup(r), size=fmt_size(r), quality=fmt_quality(r), flags=flags(r),
                        reference=fmt_reference(r)))
@@ -278,7 +292,9 @@ def summary_table(records: list[dict[str, Any]], run_dir: Path | None = None) ->
     table_rows = rows(records)
     with_reference = has_reference_column(records)
     columns = COLUMNS[:3] + (REFERENCE_COLUMN,) + COLUMNS[3:] if with_reference else COLUMNS
-    caption = Text(LEGEND + ("; " + reference_legend(records) if with_reference else ""), style="dim")
+    language = any(r.get("perplexity_tokens") is not None or r.get("prompt_tokens") is not None for r in records)
+    caption = Text(LEGEND + ("; " + reference_legend(records) if with_reference else "")
+                   + ("; " + LM_LEGEND if language else ""), style="dim")
     note = contended_note(records)
     if note:
         caption.append("\n" + note, style="yellow")

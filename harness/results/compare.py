@@ -1,6 +1,6 @@
 """``optbench compare BASE_RUN NEW_RUN``: which cells got faster, slower, or neither.
 
-Records are matched by (cell_id, batch_size); cell_id is a hash of what determines a
+Records are matched by (cell_id, batch_size, prompt length); cell_id is a hash of what determines a
 result (model, dataset, method and params, backend, seed), so the same cell in two runs
 of one suite, or of two suites, is matched. Cells present in only one run are listed.
 
@@ -44,7 +44,7 @@ from typing import Any
 
 from harness.errors import OptbenchError
 from harness.measure.host_load import CONTENDED_CORES
-from harness.results.labels import NULL, fmt_ms, method_label, printable, variant_label
+from harness.results.labels import NULL, batch_label, fmt_ms, method_label, printable, variant_label
 from harness.results.load import (
     machine_fingerprint,
     machine_label,
@@ -53,7 +53,7 @@ from harness.results.load import (
     run_records,
 )
 from harness.results.markdown import markdown_table, md_cell
-from harness.results.records import cell_folder, latency_samples
+from harness.results.records import cell_folder, latency_samples, record_point
 from harness.suite.loader import load_yaml, read_suite_text
 from harness.suite.schema import AccuracyGate
 
@@ -234,7 +234,8 @@ class Samples:
         self.run_dir = run_dir
         self._cache: dict[str, dict[str, Any]] = {}
 
-    def get(self, cell_id: str, batch_size: Any) -> list[float] | None:
+    def get(self, cell_id: str, point: Any) -> list[float] | None:
+        """The samples of one point of a cell: its batch size, or ``record_point``'s key."""
         if cell_id not in self._cache:
             folder = cell_folder(self.run_dir, cell_id)
             try:
@@ -242,7 +243,7 @@ class Samples:
             except (OSError, ValueError, RecursionError):
                 data = {}
             self._cache[cell_id] = data if isinstance(data, dict) else {}
-        return latency_samples(self._cache[cell_id].get(str(batch_size)))
+        return latency_samples(self._cache[cell_id].get(str(point)))
 
 
 #: How a machine difference names the keys of the machine facts (the first four keep their names).
@@ -329,7 +330,8 @@ def _p50(r: dict[str, Any] | None, samples: list[float] | None) -> float | None:
 
 def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: float, gate: AccuracyGate,
          base_samples: Samples, new_samples: Samples) -> Row:
-    cell_id, bs = key
+    cell_id, point = key  # point: the batch size (and a generation record's prompt length), record_point
+    bs = (new or base or {}).get("batch_size")
     if base is None or new is None:  # listed with the record's own p50; nothing to test it against
         only = new if base is None else base
         ms = _p50(only, None)
@@ -345,7 +347,7 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
         verdict = BROKE if b_ok else FIXED if n_ok else NOT_MEASURED
         return Row(cell_id, bs, base, new, verdict, _p50(base, None), _p50(new, None), accuracy=acc,
                    note=f"{_status_note(base)} → {_status_note(new)}")
-    b, n = base_samples.get(cell_id, bs), new_samples.get(cell_id, bs)
+    b, n = base_samples.get(cell_id, point), new_samples.get(cell_id, point)
     base_ms, new_ms = _p50(base, b), _p50(new, n)
     if b is None or n is None:
         missing = " and ".join(side for side, s in (("base", b), ("new", n)) if s is None)
@@ -391,7 +393,7 @@ def compare_runs(base_dir: Path | str, new_dir: Path | str, threshold: float = D
         cmp.same_machine = not cmp.machine_differences
 
     def keyed(records: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
-        return {(r["cell_id"], r.get("batch_size")): r for r in records if r.get("cell_id")}
+        return {(r["cell_id"], record_point(r)): r for r in records if r.get("cell_id")}
 
     base, new = keyed(run_records(base_dir)), keyed(run_records(new_dir))
     base_samples, new_samples = Samples(base_dir), Samples(new_dir)
@@ -469,7 +471,7 @@ def table_rows(cmp: Comparison) -> tuple[list[list[str]], list[Row], list[str]]:
     text = []
     for r in rows:
         change = NULL if r.change is None else f"{0.0 if abs(r.change) < 5e-4 else r.change:+.1%}"
-        text.append([_cell_label(r.record, shown, seeds), str(r.batch_size), fmt_ms(r.base_ms), fmt_ms(r.new_ms),
+        text.append([_cell_label(r.record, shown, seeds), batch_label(r.record), fmt_ms(r.base_ms), fmt_ms(r.new_ms),
                      change, _fmt_p(r.p_value), r.verdict, _fmt_acc(r), r.note])
     return [[printable(c) for c in row] for row in text], rows, [printable(f) for f in folded]
 

@@ -90,3 +90,23 @@ def fmt_float(v: float) -> str:
     """Three or so significant digits, without switching to exponent notation for big values."""
     a = abs(v)
     return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 1 else f"{v:.3f}"
+
+
+def batch_label(r: dict[str, Any]) -> str:
+    """The batch size, and a generation record's prompt length: "4", "4 · prompt 128"."""
+    b, prompt = r.get("batch_size"), r.get("prompt_tokens")
+    shown = str(b) if isinstance(b, int) and not isinstance(b, bool) else NULL
+    return f"{shown} · prompt {prompt}" if isinstance(prompt, int) and not isinstance(prompt, bool) else shown
+
+
+def fmt_generation(r: dict[str, Any]) -> str:
+    """A generation record's own figures: "TTFT 2.37 ms, TPOT 0.920 ms, 1087 tok/s"; "" for others."""
+    ttft, tpot, tps = (finite(r.get(k)) for k in ("ttft_p50_ms", "tpot_p50_ms", "decode_tokens_per_s"))
+    if ttft is None:
+        return ""
+    parts = [f"TTFT {fmt_ms(ttft)} ms"]
+    if tpot is not None:
+        parts.append(f"TPOT {fmt_ms(tpot)} ms")
+    if tps is not None:
+        parts.append(f"{tps:.0f} tok/s")
+    return ", ".join(parts)

@@ -40,7 +40,9 @@ TEXT = (*(f for f in TEXT_FIELDS if f not in TIMESTAMP), "machine", "torch")
 BOOLEAN = BOOL_FIELDS
 INTEGER = ("seed", "batch_size", "latency_n", "gpu_other_processes", "world_size", "ranks_used", "model_bytes",
            "serialized_bytes", "params_count", "nonzero_params", "flops", "effective_flops", "epochs_run",
-           "steps_run", "grad_evals", "epochs_to_target", "steps_to_target", "train_labels", "threads")
+           "steps_run", "grad_evals", "epochs_to_target", "steps_to_target", "train_labels", "threads",
+           "prompt_tokens", "new_tokens", "generations_n", "perplexity_tokens", "perplexity_window",
+           "perplexity_stride")
 NESTED = (*DICT_FIELDS, *LIST_FIELDS)
 
 
@@ -90,7 +92,7 @@ def run_dir_of(path: Path | str, what: str = "run") -> Path:
 
 
 def run_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The records as the report shows them: latest per (cell_id, batch_size), relative figures filled."""
+    """The records as the report shows them: latest per (cell_id, batch_size, prompt_tokens), relative figures filled."""
     return fill_relative_figures(read_records(run_dir))
 
 

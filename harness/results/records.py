@@ -4,7 +4,7 @@ The file is append-only. Each cell's records are written in one ``write`` follow
 ``flush`` and ``fsync`` as the cell ends, so a run killed at any moment loses no
 finished cell. A torn last line (the process died mid-write) is ignored on reading
 and cut off before the next append. When a cell appears more than once (a resumed
-run reran it), the last record for each (cell_id, batch_size) wins.
+run reran it), the last record for each (cell_id, batch_size, prompt_tokens) wins.
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ FIELDS: tuple[str, ...] = (
     "backend_params",
     "seed",
     "batch_size",
+    "prompt_tokens",
+    "new_tokens",
     "status",
     "error",
     "latency_p50_ms",
@@ -78,6 +80,26 @@ FIELDS: tuple[str, ...] = (
     "cosine",
     "max_abs_err",
     "fidelity_n",
+    "perplexity",
+    "nll_per_token",
+    "baseline_perplexity",
+    "ppl_ratio",
+    "perplexity_tokens",
+    "perplexity_window",
+    "perplexity_stride",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "tpot_p50_ms",
+    "tpot_p90_ms",
+    "e2e_p50_ms",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "generations_n",
+    "kv_cache_mb",
+    "baseline_ttft_p50_ms",
+    "baseline_tpot_p50_ms",
+    "ttft_speedup",
+    "decode_speedup",
     "speedup",
     "speedup_ci_low",
     "speedup_ci_high",
@@ -286,9 +308,20 @@ def validate_record(obj: Any) -> tuple[dict[str, Any] | None, str | None]:
     return record, "; ".join(text for _, text in nulled) + " (read as null)"
 
 
+def point_key(batch_size: Any, prompt_tokens: Any = None) -> str:
+    """The key of one measured point of a cell (its samples, its per-point results): the batch size,
+    and a generation record's prompt length after an ``@``."""
+    return str(batch_size) if prompt_tokens is None else f"{batch_size}@{prompt_tokens}"
+
+
+def record_point(record: dict[str, Any]) -> str:
+    """``point_key`` of a record."""
+    return point_key(record.get("batch_size"), record.get("prompt_tokens"))
+
+
 def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """Records compared with each other: same model, dataset and backend (params included),
-    seed and batch size."""
+    seed, batch size and (for generation) prompt length."""
 
     def canon(value: Any) -> str:
         return json.dumps(value or {}, sort_keys=True)
@@ -296,6 +329,7 @@ def baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (
         record["model"], record["dataset"], canon(record.get("dataset_params")),
         record["backend"], canon(record.get("backend_params")), record.get("seed"), record["batch_size"],
+        record.get("prompt_tokens"),
     )
 
 
@@ -496,7 +530,7 @@ def read_records(path: Path, *, latest_only: bool = True, warn: bool = True) -> 
     with ``warn``, one RecordWarning per bad line, naming the file and line; fields of the
     wrong type read as null). Raises OptbenchError only when the file exists but cannot be read.
 
-    With ``latest_only`` the last record of each (cell_id, batch_size) is kept, in
+    With ``latest_only`` the last record of each (cell_id, batch_size, prompt_tokens) is kept, in
     the order each key first appeared.
     """
     path = Path(path)
@@ -509,5 +543,5 @@ def read_records(path: Path, *, latest_only: bool = True, warn: bool = True) -> 
         return rows
     latest: dict[tuple[Any, Any], dict[str, Any]] = {}
     for row in rows:
-        latest[(row.get("cell_id"), row.get("batch_size"))] = row
+        latest[(row.get("cell_id"), row.get("batch_size"), row.get("prompt_tokens"))] = row
     return list(latest.values())

@@ -96,7 +96,7 @@ def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
     return suite, build_matrix(suite, pm.registry, file=str(suite_path), lines=lines)
 
 
-def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, Any]:
+def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int, prompt: int | None = None) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "cell_id": cell.cell_id,
@@ -117,6 +117,8 @@ def _base_record(cell: Cell, run_id: str, suite: Suite, bs: int) -> dict[str, An
         "reference_backend": cell.reference.name if cell.reference else None,
         "reference_backend_params": cell.reference.params if cell.reference else None,
         "batch_size": bs,
+        "prompt_tokens": prompt,
+        "new_tokens": suite.measure.generate.new_tokens if prompt is not None and suite.measure.generate else None,
         "seed": cell.seed,
     }
 
@@ -126,17 +128,19 @@ def records_for(cell: Cell, outcome: Outcome, run_id: str, suite: Suite, samples
     out = []
     facts = outcome.result.get("facts", {})
     per_batch = outcome.result.get("per_batch", {})
-    for bs in cell.batch_sizes:
-        r = _base_record(cell, run_id, suite, bs)
+    for bs, prompt in cell.points:
+        r = _base_record(cell, run_id, suite, bs, prompt)
         r.update(status=outcome.status, error=outcome.error, duration_s=round(outcome.wall_s, 3), started_at=started_at)
         if outcome.status == "ok":
-            ns = samples.get(str(bs))
+            key = rec.point_key(bs, prompt)
+            ns = samples.get(key)
             if not ns:
-                r.update(status="failed", error=f"no latency samples for batch size {bs}")
+                what = f"batch size {bs}" + (f", prompt {prompt} tokens" if prompt is not None else "")
+                r.update(status="failed", error=f"no latency samples for {what}")
             else:
                 r.update(summarize(ns, bs))
                 r.update(facts)
-                r.update(per_batch.get(str(bs), {}))
+                r.update(per_batch.get(key, {}))
         out.append(r)
     return out
 
@@ -244,7 +248,7 @@ class Runner:
         by_cell: dict[str, list[dict]] = {}
         for r in existing:
             by_cell.setdefault(r.get("cell_id"), []).append(r)
-        wanted = {c.cell_id: len(c.batch_sizes) for c in cells}
+        wanted = {c.cell_id: len(c.points) for c in cells}
         done = {cid for cid, rs in by_cell.items()
                 if cid in wanted and len(rs) >= wanted[cid] and all(r.get("status") == "ok" for r in rs)}
         baselines = {rec.baseline_key(r): r for r in existing if r.get("method") == "baseline" and r.get("cell_id") in done}
@@ -263,7 +267,8 @@ class Runner:
             cell_dir.mkdir(parents=True, exist_ok=True)
             return {
                 "cell": cell.to_dict(),
-                "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes)},
+                "measure": {**suite.measure.model_dump(mode="json"), "batch_sizes": list(cell.batch_sizes),
+                            "prompt_tokens": list(cell.prompt_tokens)},
                 "plugins": self.pm.setup_payload(),
                 "log_path": str(cell_dir / "log.txt"),
                 "result_path": str(cell_dir / "result.json"),

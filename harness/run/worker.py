@@ -35,7 +35,7 @@ from harness.plugin.types import (
     training_settings,
 )
 from harness.registry.manager import PluginManager
-from harness.run import limits
+from harness.run import language_cell, limits
 from harness.train import classifier, weight_cache
 from harness.train.fit import TrainingContext
 
@@ -210,6 +210,11 @@ def measure_cell(payload: dict) -> dict:
         log(f"model {cell['model']['id']}: {source}")
         ctx = MethodContext(data=data, device=session.device, backend=backend_spec.name, seed=seed, log=log,
                             batch_sizes=tuple(measure["batch_sizes"]))
+    lm = language_cell.language_model_of(pm, cell["model"]) if cell.get("train") is None else None
+    generating = lm is not None and bool(measure.get("prompt_tokens"))
+    tokens = lm_quality = None
+    if lm is not None:  # the held-out text as the model's tokens: perplexity's text, generation's prompts
+        tokens = language_cell.held_out_tokens(lm, data.test, measure["perplexity"]["max_tokens"])
     reference, baseline_copy, pair_with = None, None, None
     unpaired = "a training cell has no trained baseline to pair with"
     held_bytes = 0
@@ -217,7 +222,7 @@ def measure_cell(payload: dict) -> dict:
     if cell.get("train") is None:  # a compression cell: a copy of the trained baseline, before the method
         is_baseline = cell["method"]["name"] == "baseline"
         want_pair = measure.get("paired", True) and not is_baseline
-        if fidelity_n > 0 or want_pair:
+        if fidelity_n > 0 or want_pair or lm is not None:  # a language model's drift is read against it
             baseline_copy = _baseline_copy(model, session)
         unpaired = ("the baseline is the reference" if is_baseline
                     else "measure.paired is false" if not measure.get("paired", True)
@@ -240,7 +245,11 @@ def measure_cell(payload: dict) -> dict:
         # baseline's fidelity pass.
         with torch.inference_mode():
             call_model(model, session.prepare_input(data.test.example(1)))
-        reference = _reference_outputs(baseline_copy, base_data, session, fidelity_n)
+        if lm is None:
+            reference = _reference_outputs(baseline_copy, base_data, session, fidelity_n)
+        else:  # a language model: perplexity and drift over next-token distributions, not the outputs' fidelity
+            lm_quality = language_cell.text_fields(lm, model, baseline_copy, tokens, session, measure["perplexity"],
+                                                   exact=is_baseline, meaningful=meaningful, log=log)
         if pair_with is None:
             baseline_copy = None  # not timed against: freed before the timed window
     pair_bytes = model_stats.tensor_bytes(pair_with) if pair_with is not None else 0
@@ -281,12 +290,21 @@ def measure_cell(payload: dict) -> dict:
             log(f"accuracy {top[1]:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
     if reference is not None:
         facts.update(_fidelity(model, reference, data, session, exact=cell["method"]["name"] == "baseline"))
+    if lm is not None:
+        if lm_quality is None:  # no baseline copy to read drift against: perplexity alone
+            lm_quality = language_cell.text_fields(lm, model, None, tokens, session, measure["perplexity"],
+                                                   exact=cell["method"]["name"] == "baseline", meaningful=meaningful,
+                                                   log=log)
+        facts.update(lm_quality)
 
     warmup, repeat = Budget(**measure["warmup"]), Budget(**measure["repeat"])
     per_batch, samples = {}, {}
     if cell.get("train") is None and unpaired is not None and cell["method"]["name"] != "baseline":
         log(f"timing: not paired with the baseline ({unpaired}); the speedup is the ratio of the two cells' medians")
-    for bs in measure["batch_sizes"]:
+    if generating:
+        per_batch, samples = language_cell.generation_points(lm, model, pair_with, tokens, session, measure, seed,
+                                                             rss_before_model + pair_bytes, log=log)
+    for bs in measure["batch_sizes"] if not generating else ():
         x = session.prepare_input(data.test.example(bs))  # real test inputs (the split repeated if short)
         screen = contention.Screen(retries=measure.get("remeasure_contended", contention.RETRIES),
                                    probe=session.block_load)

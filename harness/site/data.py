@@ -39,6 +39,7 @@ from harness.results.records import (
     latency_samples,
     own_file,
     read_records,
+    record_point,
 )
 from harness.results.seeds import is_training
 from harness.site.runs import Run, env_facts
@@ -92,13 +93,13 @@ def _speedup_intervals(run_dir: Path, records: list[dict]) -> dict[int, tuple[fl
     by_cell: dict[str, dict[str, Any]] = {}
 
     def interval(r: dict) -> tuple[float, float] | None:
-        key = (r.get("cell_id"), r.get("batch_size"))
+        key = (r.get("cell_id"), record_point(r))
         if key not in medians:
             cid = str(r.get("cell_id"))
             if cid not in by_cell:
                 folder = cell_folder(run_dir, cid)
                 by_cell[cid] = _read_samples(folder / "samples.json") if folder else {}
-            samples = latency_samples(by_cell[cid].get(str(r.get("batch_size"))))
+            samples = latency_samples(by_cell[cid].get(key[1]))
             medians[key] = median_interval(samples) if samples else None
         return medians[key]
 

@@ -63,6 +63,14 @@ class Cell:
     train: dict[str, Any] | None = None
     #: The suite's reference backend (resolved like ``backend``): reference_speedup is against its baseline.
     reference: Resolved | None = None
+    #: A causal language model's prompt lengths under ``measure.generate``: a record per batch size and prompt
+    #: length, each timing generations; empty: a record per batch size, timing one forward pass.
+    prompt_tokens: tuple[int, ...] = ()
+
+    @property
+    def points(self) -> list[tuple[int, int | None]]:
+        """(batch size, prompt length or None) of each record the cell writes, in order."""
+        return [(bs, p) for bs in self.batch_sizes for p in (self.prompt_tokens or (None,))]
 
     @property
     def label(self) -> str:
@@ -86,6 +94,13 @@ def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resol
         ident["train"] = train
     blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _generates(spec: Any, params: dict) -> bool:
+    """Whether a model with these (validated) params is a causal language model (``language_model``)."""
+    if getattr(spec, "language_model", None) is None:
+        return False
+    return spec.language_model(spec.params.model_validate(params)) is not None
 
 
 def _is_list_type(annotation: Any) -> bool:
@@ -353,7 +368,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
                         given=repr(ref), hint=suggest(ref, dataset_ids))
 
     models, ids = [], {}
-    pairing: dict[str, tuple[set[str] | None, tuple[int, ...]]] = {}
+    pairing: dict[str, tuple[set[str] | None, tuple[int, ...], dict]] = {}
+    prompts: dict[str, tuple[int, ...]] = {}
     for i, entry in enumerate(suite.models):
         if entry.display_id in ids:
             out.add(("models", i), f"duplicate model id {entry.display_id!r} (also models[{ids[entry.display_id]}])",
@@ -365,8 +381,10 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             p = _validate_params(spec.params, entry.params, ("models", i), out)
             if p is not None:
                 models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
-                pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None,
-                                             tuple(entry.batch_sizes or suite.measure.batch_sizes),
+                generate = suite.measure.generate if _generates(spec, p) else None
+                prompts[entry.display_id] = tuple(generate.prompt_tokens) if generate else ()
+                sizes = entry.batch_sizes or (generate.batch_sizes if generate else None) or suite.measure.batch_sizes
+                pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None, tuple(sizes),
                                              suite.train.merged(entry.train).model_dump(mode="json"))
 
     backends = _resolve_plain(suite.backends, "backends", registry, out)
@@ -422,7 +440,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
                         if allowed is not None and m.id not in allowed:
                             continue
                         t = train if trains(meth, registry) else None
-                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t, reference))
+                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t, reference,
+                                          prompts[m.id]))
     if not cells:
         raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
                                         line=out.lines.line(("models",)))])

@@ -125,6 +125,36 @@ class Repeat(Budget):
         return self
 
 
+class Generate(_Strict):
+    """Generation timing for causal language models (a model whose plugin declares ``language_model``):
+    greedy, exactly ``new_tokens`` new tokens per prompt, at each batch size and prompt length."""
+
+    prompt_tokens: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        min_length=1, description="prompt lengths in tokens (real held-out text); one record per batch size and "
+                                  "prompt length")
+    new_tokens: int = Field(64, ge=1, le=1_000_000, description="tokens generated per prompt (never fewer: "
+                                                                "end-of-sequence does not stop it)")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        None, min_length=1, description="sequences generated at once (default: measure.batch_sizes)")
+
+    @field_validator("prompt_tokens", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Perplexity(_Strict):
+    """Perplexity of a causal language model on the dataset's held-out text, with a sliding window."""
+
+    window: int | None = Field(None, ge=2, le=1_000_000, description="tokens per window (default and most: the "
+                                                                     "model's context)")
+    stride: int | None = Field(None, ge=1, le=1_000_000, description="tokens between window starts (default: "
+                                                                     "half the window); each window scores only "
+                                                                     "the tokens the last one did not")
+    max_tokens: int = Field(16384, ge=2, le=100_000_000, description="read at most this many held-out tokens")
+    batch: int = Field(4, ge=1, le=4096, description="windows per forward pass")
+
+
 class Measure(_Strict):
     batch_sizes: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [1], min_length=1, description="one record per batch size"
@@ -149,6 +179,12 @@ class Measure(_Strict):
         description="compare the method's outputs with the baseline's on this many test inputs "
         "(agreement, kl_div, cosine, max_abs_err); 0 turns it off",
     )
+    generate: Generate | None = Field(
+        None, description="causal language models: time greedy generations (TTFT, TPOT, tokens/s) instead of one "
+                          "forward pass")
+    perplexity: Perplexity = Field(default_factory=Perplexity,
+                                   description="causal language models: perplexity and next-token drift on the "
+                                               "held-out text")
 
 
 class AccuracyGate(_Strict):

@@ -12,10 +12,11 @@ torch imports stay inside functions: this module is imported at plugin discovery
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness import MethodContext, Params, Skip
 
@@ -41,6 +42,19 @@ class SVDParams(Params):
         description="keep the smallest rank whose share of the squared singular values is >= energy",
     )
     skip_classifier: bool = Field(False, description="leave the model's last nn.Linear (the classifier) alone")
+    include: str | None = Field(
+        None, description="factorize only layers whose module name matches this regular expression (searched), "
+                          "e.g. 'mlp' for a transformer's MLP blocks; default: every layer")
+
+    @field_validator("include")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +187,7 @@ class Outcome:
     params_before: int
     params_after: int
     energy_kept: list[float]  # per factorized layer, share of squared singular values kept
+    excluded: list[str] = field(default_factory=list)  # left alone: not matching ``include``
 
 
 def candidate_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -213,8 +228,12 @@ def factorize(model: nn.Module, params: SVDParams) -> tuple[nn.Module, Outcome]:
             classifier = linears[-1][0]
     outcome = Outcome([], [], [], classifier, params_before, params_before, [])
     replacements: dict[int, nn.Module] = {}
+    pattern = re.compile(params.include) if params.include is not None else None
     for name, layer in layers:
         if name == classifier:
+            continue
+        if pattern is not None and not pattern.search(name):
+            outcome.excluded.append(name)
             continue
         is_conv = isinstance(layer, torch.nn.Conv2d)
         if is_conv and layer.groups != 1:
@@ -259,6 +278,8 @@ def apply(model: nn.Module, params: SVDParams, ctx: MethodContext) -> nn.Module:
         msg += f", {len(out.grouped)} grouped conv(s) left alone"
     if out.classifier is not None:
         msg += f", classifier {out.classifier!r} left alone (skip_classifier)"
+    if out.excluded:
+        msg += f", {len(out.excluded)} not matching include {params.include!r} left alone"
     msg += f"; params {out.params_before} -> {out.params_after}"
     if out.energy_kept:
         msg += f"; energy kept per factorized layer: min {min(out.energy_kept):.4f}"

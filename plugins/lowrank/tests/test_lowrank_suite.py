@@ -21,7 +21,7 @@ def test_svd_factorization_in_a_suite_records_fewer_params(lowrank_entry_point, 
     (base,) = run.by_method("baseline")
     (low,) = run.by_method("lowrank.svd")
     assert base["status"] == low["status"] == "ok"
-    assert low["params"] == {"rank_ratio": 0.25, "energy": None, "skip_classifier": False}
+    assert low["params"] == {"rank_ratio": 0.25, "energy": None, "skip_classifier": False, "include": None}
     # digits mlp 64-128-128-10 at r = 16, 32, 3: (64+128)*16 + 2*128*32 + (128+10)*3 weights
     # plus the 128+128+10 biases, instead of 26,122
     assert base["params_count"] == 26_122

@@ -309,3 +309,22 @@ def test_both_rules_at_once_names_both():
 
 def test_params_have_descriptions():
     assert all(f.description for f in SVDParams.model_fields.values())
+
+
+def test_include_factorizes_only_the_layers_whose_name_matches():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.Linear(64, 64)
+            self.mlp = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 64))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mlp(self.attn(x))
+
+    from optbench_lowrank.svd import factorize as factorize_model
+
+    model, out = factorize_model(Block(), SVDParams(rank_ratio=0.25, include=r"^mlp\."))
+    assert out.factorized == ["mlp.0", "mlp.2"] and out.excluded == ["attn"]
+    assert type(model.attn) is nn.Linear and type(model.mlp[0]) is not nn.Linear
+    with pytest.raises(ValueError, match="regular expression"):
+        SVDParams(include="(")

@@ -67,9 +67,67 @@ def _pretrained(loader: Any, params: TransformersParams, what: str, **kwargs: An
         raise hub_error(what, source, params.revision, exc, local=params.path is not None) from None
 
 
+def _module_class() -> type:
+    """TransformersModule's class, made on first use (it subclasses torch.nn.Module, and this module is
+    imported when plugins load, before torch need be)."""
+    global _MODULE_CLASS
+    if _MODULE_CLASS is not None:
+        return _MODULE_CLASS
+    import inspect
+
+    import torch
+
+    class TransformersModule(torch.nn.Module):
+        """The transformers model behind one tensor output: logits, hidden states or a pooled embedding.
+        ``.model`` is the transformers model itself (what a causal LM's ``generate`` is called on)."""
+
+        def __init__(self, model: Any, task: str, pooling: str) -> None:
+            super().__init__()
+            self.model, self.task, self.pooling = model, task, pooling
+            self.accepts = set(inspect.signature(model.forward).parameters)
+
+        def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
+            kwargs = {"input_ids": input_ids.long()}
+            if attention_mask is not None:
+                kwargs["attention_mask"] = attention_mask
+            if token_type_ids is not None and "token_type_ids" in self.accepts:
+                kwargs["token_type_ids"] = token_type_ids
+            out = self.model(**kwargs)
+            if self.task != "base":
+                return out.logits
+            hidden = out.last_hidden_state
+            if self.pooling == "mean":
+                mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).to(hidden.dtype)
+                mask = mask.unsqueeze(-1)
+                return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+            if self.pooling == "cls":
+                return hidden[:, 0]
+            return hidden
+
+    _MODULE_CLASS = TransformersModule
+    return _MODULE_CLASS
+
+
+_MODULE_CLASS: type | None = None
+
+
+def transformers_module(model: Any, task: str, pooling: str) -> Any:
+    """A cell's module around a transformers model (the class from ``_module_class``)."""
+    return _module_class()(model, task, pooling)
+
+
+def is_transformers_module(module: Any) -> bool:
+    return _MODULE_CLASS is not None and isinstance(module, _MODULE_CLASS)
+
+
+def pretrained_tokenizer(params: TransformersParams) -> Any:
+    """The model's own tokenizer from its source (the hub's cache or a local directory)."""
+    transformers = require("transformers", "transformers")
+    return _pretrained(transformers.AutoTokenizer, params, "tokenizer")
+
+
 def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
     transformers = require("transformers", "transformers")
-    import torch
 
     check_input_shape([params.seq_len], data.input_shape, "transformers model")
     auto = {"sequence-classification": transformers.AutoModelForSequenceClassification,
@@ -85,36 +143,7 @@ def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
         cfg.setdefault("num_labels", data.num_classes)
         config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         inner = auto.from_config(config)
-    import inspect
-
-    accepts = set(inspect.signature(inner.forward).parameters)
-
-    class TransformersModel(torch.nn.Module):
-        """The transformers model behind one tensor output: logits, hidden states or a pooled embedding."""
-
-        def __init__(self, model: Any, task: str, pooling: str) -> None:
-            super().__init__()
-            self.model, self.task, self.pooling = model, task, pooling
-
-        def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
-            kwargs = {"input_ids": input_ids.long()}
-            if attention_mask is not None:
-                kwargs["attention_mask"] = attention_mask
-            if token_type_ids is not None and "token_type_ids" in accepts:
-                kwargs["token_type_ids"] = token_type_ids
-            out = self.model(**kwargs)
-            if self.task != "base":
-                return out.logits
-            hidden = out.last_hidden_state
-            if self.pooling == "mean":
-                mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).to(hidden.dtype)
-                mask = mask.unsqueeze(-1)
-                return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
-            if self.pooling == "cls":
-                return hidden[:, 0]
-            return hidden
-
-    return TransformersModel(inner, params.task, params.pooling)
+    return transformers_module(inner, params.task, params.pooling)
 
 
 def preprocess_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
@@ -134,8 +163,7 @@ def preprocess_transformers(params: TransformersParams, data: DatasetSplits) -> 
             if params.source is None:
                 raise ValueError("this model comes from a config (random weights) and has no tokenizer, so it "
                                  "cannot read text; give `model_id` or `path` of a model saved with its tokenizer")
-            transformers = require("transformers", "transformers")
-            tokenizer = _pretrained(transformers.AutoTokenizer, params, "tokenizer")
+            tokenizer = pretrained_tokenizer(params)
         pairs = isinstance(first, tuple)
         texts = [r[0] if pairs else r for r in raw]
         second = [r[1] for r in raw] if pairs else None
@@ -168,8 +196,14 @@ TRANSFORMERS = Model(
     description="a Hugging Face transformers model: a hub id (cached), a local directory or a config dict",
     build=build_transformers, params=TransformersParams, trainable=False,
     preprocess=preprocess_transformers, pretrained=lambda params: params.source is not None,
-    preload=("transformers",),
+    preload=("transformers",), language_model=lambda params: _language_model(params),
 )
+
+
+def _language_model(params: TransformersParams) -> Any:
+    from optbench_models.causal_lm import transformers_language_model
+
+    return transformers_language_model(params)
 TOKENS = Dataset(
     name="tokens", description="random token ids of a declared length, for text models (no accuracy)",
     load=load_tokens, params=TokenParams,

@@ -7,6 +7,7 @@ from harness import Method, NoParams, hookimpl
 from optbench_prune import (
     gradient,
     magnitude,
+    mlp_channels,
     random_unstructured,
     semi_structured,
     structured,
@@ -49,6 +50,16 @@ def register_methods(register: Callable[[Method], None]) -> None:
             description="removes conv channels / linear features with Torch-Pruning: a smaller dense model",
             params=structured.StructuredParams,
             apply=structured.apply,
+        )
+    )
+    register(
+        Method(
+            name=mlp_channels.NAME,
+            kind="pruner",
+            description="removes a share of every transformer MLP block's intermediate channels (SwiGLU or fc1/fc2): "
+                        "smaller dense layers",
+            params=mlp_channels.MLPChannelParams,
+            apply=mlp_channels.apply,
         )
     )
     register(

@@ -15,6 +15,10 @@ from torch import nn
 class CastWrapper(nn.Module):
     """Casts floating input to ``compute_dtype``, runs ``model``, casts floating output to float32."""
 
+    #: Only dtypes change around ``self.model``: a language model's generation (integer token ids in)
+    #: may call the wrapped model directly (``harness.plugin.language_model.unwrap``).
+    passes_through = "model"
+
     def __init__(self, model: nn.Module, compute_dtype: torch.dtype) -> None:
         super().__init__()
         self.model = model

@@ -1,0 +1,114 @@
+"""Causal language models through the real runner (issue 16): tiny-lm trained on the English that
+ships with Python, and a transformers model saved to a local directory with its own tokenizer,
+measured for perplexity, next-token drift from the baseline and generation speed per batch size and
+prompt length."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+TINY = {"layers": 1, "hidden": 32, "heads": 2, "intermediate": 64, "context": 96, "seq_len": 48, "epochs": 1,
+        "batch_size": 32, "lr": 0.01}
+DOCS = {"sample_chars": 48, "max_train_chars": 40_000}
+MEASURE = {"batch_sizes": [1, 2], "warmup": {"min_iters": 1, "min_seconds": 0.0},
+           "repeat": {"min_iters": 5, "min_seconds": 0.0},
+           "generate": {"prompt_tokens": [8, 24], "new_tokens": 6},
+           "perplexity": {"max_tokens": 1024, "window": 64, "stride": 32}}
+
+
+@pytest.fixture(scope="module")
+def local_llama(tmp_path_factory) -> Path:
+    """A 1-layer Llama saved with save_pretrained beside a word-level tokenizer built offline."""
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from harness.builtin.text_corpus import python_docs_text
+
+    words = sorted({w for t in python_docs_text().values() for w in t.split()})[:2000]
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", *words])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = tmp_path_factory.mktemp("llama") / "tiny-llama"
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=None,
+                         eos_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prompt_length(optbench_run, local_llama):
+    suite = {
+        "name": "llm",
+        "models": [{"name": "tiny-lm", "params": TINY},
+                   {"name": "transformers", "id": "local-llama",
+                    "params": {"path": str(local_llama), "task": "causal-lm", "seq_len": 64}}],
+        "datasets": [{"name": "python-docs", "params": DOCS}],
+        "methods": [{"name": "quantize.dynamic_int8"}, {"name": "prune.mlp_channels", "params": {"ratio": 0.5}}],
+        "backends": [{"name": "cpu", "params": {"threads": 1}}],
+        "measure": MEASURE,
+    }
+    run = optbench_run(suite)
+    assert run.exit_code == 0
+    recs = run.records
+    assert len(recs) == 2 * 3 * 2 * 2  # models x methods x batch sizes x prompt lengths
+    assert {(r["batch_size"], r["prompt_tokens"]) for r in recs} == {(1, 8), (1, 24), (2, 8), (2, 24)}
+    assert all(r["status"] == "ok" and r["new_tokens"] == 6 for r in recs), [r["error"] for r in recs]
+    for r in recs:
+        assert 0 < r["ttft_p50_ms"] <= r["ttft_p90_ms"] and 0 < r["tpot_p50_ms"] <= r["tpot_p90_ms"]
+        # a record's latency is one generation end to end: the prefill and five steps after it
+        assert r["latency_p50_ms"] == pytest.approx(r["e2e_p50_ms"], rel=0.35)
+        assert r["decode_tokens_per_s"] == pytest.approx(r["batch_size"] * 5 / (r["e2e_p50_ms"] - r["ttft_p50_ms"])
+                                                         * 1e3, rel=0.35)
+        assert r["kv_cache_mb"] > 0 and r["perplexity_window"] == 64 and r["perplexity_stride"] == 32
+        assert r["perplexity_tokens"] == 1023
+    tiny = {(r["method"], r["batch_size"], r["prompt_tokens"]): r for r in recs if r["model"] == "tiny-lm"}
+    base = tiny[("baseline", 1, 8)]
+    assert base["kl_div"] == 0.0 and base["agreement"] == 1.0 and base["ppl_ratio"] == 1.0
+    # trained on the training topics: far better than the 256 of a uniform guess over bytes
+    assert base["perplexity"] < 40, base["perplexity"]
+    int8 = tiny[("quantize.dynamic_int8", 1, 8)]
+    assert int8["paired"] is True and int8["speedup_ci_low"] <= int8["speedup"] <= int8["speedup_ci_high"]
+    assert 0 < int8["kl_div"] < 0.05 and 0.9 < int8["agreement"] <= 1.0
+    assert int8["baseline_perplexity"] == pytest.approx(base["perplexity"], rel=1e-6)
+    pruned = tiny[("prune.mlp_channels", 2, 24)]
+    assert pruned["params_count"] < base["params_count"] and pruned["kl_div"] > int8["kl_div"]
+    # KV cache: 1 layer x 2 (keys, values) x 2 heads x 16 x (24 + 6) positions x 2 sequences x 4 bytes
+    assert pruned["kv_cache_mb"] * 2**20 == pytest.approx(1 * 2 * 2 * 16 * 30 * 2 * 4)
+
+    local = [r for r in recs if r["model"] == "local-llama"]
+    assert all(math.isfinite(r["perplexity"]) for r in local)  # its own tokenizer read the text
+    assert {r["kl_div"] for r in local if r["method"] == "baseline"} == {0.0}
+    assert "trained in" in run.log(base) and "pretrained weights, as built" in run.log(local[0])
+
+
+def test_without_generate_a_language_model_times_one_forward_pass_and_a_too_long_prompt_fails_clearly(optbench_run):
+    suite = {
+        "name": "llm-forward",
+        "models": [{"name": "tiny-lm", "params": TINY}],
+        "datasets": [{"name": "python-docs", "params": DOCS}],
+        "methods": [{"name": "quantize.half", "params": {"dtype": "bfloat16"}}],
+        "backends": [{"name": "cpu", "params": {"threads": 1}}],
+        "measure": {**MEASURE, "generate": None, "batch_sizes": [2]},
+    }
+    run = optbench_run(suite)
+    assert run.exit_code == 0 and len(run.records) == 2
+    for r in run.records:
+        assert r["status"] == "ok" and r["prompt_tokens"] is None and r["ttft_p50_ms"] is None
+        assert r["perplexity"] < 40
+    half = next(r for r in run.records if r["method"] != "baseline")
+    assert 0 < half["kl_div"] < 0.05
+
+    too_long = {**suite, "name": "llm-long", "methods": [],
+                "measure": {**MEASURE, "generate": {"prompt_tokens": [90], "new_tokens": 10}}}
+    run = optbench_run(too_long)
+    (r,) = run.records  # the baseline alone, one batch size, one prompt length
+    assert r["status"] == "failed"
+    assert "a prompt of 90 tokens and 10 new ones need 100 positions; the model takes 96" in r["error"]
