@@ -69,7 +69,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{args.suite}: valid. {len(cells)} cells ({per['model']} models x {per['dataset']} datasets x "
         f"{per['method']} methods incl. baseline x {per['backend']} backends"
         + (f" x {len(seeds)} seeds" if len(seeds) > 1 else "") + ", as paired), "
-        f"{sum(len(c.batch_sizes) for c in cells)} records (one per cell x batch size)"
+        f"{sum(len(c.points) for c in cells)} records (one per cell x batch size"
+        + (" x prompt length for generation)" if any(c.prompt_tokens for c in cells) else ")")
     )
     if not args.quiet:
         for c in cells:

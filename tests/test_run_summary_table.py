@@ -287,3 +287,17 @@ def test_a_table_that_cannot_be_drawn_does_not_hide_the_report(tmp_path, capsys,
     assert main(["report", str(run), "--summary"]) == 0
     done = capsys.readouterr()
     assert done.out == f"{run / 'report.html'}\n" and "no summary table (ValueError: a bug)" in done.err
+
+
+def test_language_model_rows_group_by_prompt_length_and_show_perplexity_drift_and_generation(tmp_path):
+    lm = {"model": "tiny-lm", "dataset": "python-docs", "accuracy": None, "new_tokens": 64,
+          "perplexity_tokens": 1000}
+    gen = {"ttft_p50_ms": 9.88, "tpot_p50_ms": 3.555, "decode_tokens_per_s": 281.2}
+    records = [record(**lm, prompt_tokens=64, perplexity=11.666, kl_div=0.0, **gen),
+               record(**lm, prompt_tokens=256, perplexity=11.666, kl_div=0.0, cell_id="tiny-lm-baseline-{}", **gen),
+               paired(**lm, prompt_tokens=64, perplexity=13.09, kl_div=0.0806, **gen)]
+    out = words(plain(tmp_path, records))
+    assert "tiny-lm · batch 1 · prompt 64" in out and "tiny-lm · batch 1 · prompt 256" in out
+    assert "ppl 13.09 kl 0.081" in out and "ppl 11.67 kl 0" in out
+    assert "TTFT 9.88 ms, TPOT 3.56 ms, 281 tok/s" in out
+    assert "ppl is the perplexity on the held-out text" in out  # the legend says what they are

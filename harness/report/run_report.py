@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.report.language_figures import is_language_record, language_section
 from harness.report.markup import (
     CSS,
     FIGURES_JS,
@@ -186,6 +187,7 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("params", False, _text(lambda r: fmt_params(r.get("params")))),
     ("backend", False, _backend),
     ("batch", True, _number("batch_size", lambda v: f"{v:g}")),
+    ("prompt", True, _number("prompt_tokens", lambda v: f"{v:g}")),
     ("status", False, _status),
     ("p50 ms", True, _number("latency_p50_ms")),
     ("p99 ms", True, _number("latency_p99_ms")),
@@ -198,6 +200,11 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
     ("agreement", True, _number("agreement", lambda v: f"{v:.4f}", worse_below=1.0)),
     ("cosine", True, _number("cosine", lambda v: f"{v:.4f}", worse_below=1.0)),
     ("KL", True, _number("kl_div", lambda v: f"{v:.3g}")),
+    ("perplexity", True, _number("perplexity", lambda v: f"{v:.4g}")),
+    ("TTFT ms", True, _number("ttft_p50_ms")),
+    ("TPOT ms", True, _number("tpot_p50_ms")),
+    ("decode tok/s", True, _number("decode_tokens_per_s", lambda v: f"{v:,.0f}")),
+    ("KV cache MB", True, _number("kv_cache_mb", lambda v: f"{v:.3g}")),
     ("speedup (×) [95% CI]", True, _speedup),
     ("vs reference (×)", True, _reference_speedup),
     ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
@@ -209,11 +216,15 @@ COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
 ]
 
 
+#: Columns shown only when the run has a language model's records.
+LANGUAGE_COLUMNS = ("prompt", "perplexity", "TTFT ms", "TPOT ms", "decode tok/s", "KV cache MB")
+
+
 def row_order(r: dict) -> tuple:
     """Group rows the way they are compared: per model/dataset/backend/batch, baseline first."""
     b = finite(r.get("batch_size"))
     return (str(r.get("model")), variant_label(r, "dataset"), variant_label(r, "backend"), b is None, b or 0,
-            r.get("method") != "baseline", str(r.get("method")), fmt_params(r.get("params")))
+            finite(r.get("prompt_tokens")) or 0, r.get("method") != "baseline", str(r.get("method")), fmt_params(r.get("params")))
 
 
 def _table(records: list[dict]) -> str:
@@ -222,6 +233,8 @@ def _table(records: list[dict]) -> str:
     # against the reference backend: a column only where the run has more than one backend to rank
     several = len({variant_label(r, "backend") for r in records}) > 1
     columns = [c for c in COLUMNS if several or c[2] is not _reference_speedup]
+    if not any(is_language_record(r) for r in records):  # the language-model columns only where they mean something
+        columns = [c for c in columns if c[0] not in LANGUAGE_COLUMNS]
     head = "".join(
         f'<th tabindex="0" data-type="{"num" if numeric else "text"}">{esc(label)}'
         f'<span class="arrow"></span></th>' for label, numeric, _ in columns)
@@ -392,6 +405,8 @@ def render_report(records: list[dict], meta: dict, curves: dict[str, Any] | None
     figures, n_figs = _figures(records)
     training, n_training = training_section(records, curves or {}, n_figs)
     n_figs += n_training
+    language, n_language = language_section(records, n_figs)
+    n_figs += n_language
     plotly_js = plotly_script(plotly) if n_figs else ""
     suite, run_id = _names(records, run)
     title = f"optbench · {suite or 'unnamed suite'} · {run_id or ''}"
@@ -414,6 +429,7 @@ of the baseline's softmax from this row's. Baseline rows are shaded. Click a col
 <h2>Accuracy vs latency</h2>
 {figures}
 {training}
+{language}
 <script>{page_js}</script>
 </body></html>
 """

@@ -30,7 +30,13 @@ from harness.report.run_report import (
     render_run_report,
     row_order,
 )
-from harness.results.labels import finite, fmt_params, printable, variant_label
+from harness.results.labels import (
+    batch_label,
+    finite,
+    fmt_params,
+    printable,
+    variant_label,
+)
 from harness.results.records import (
     RecordWarning,
     baseline_key,
@@ -157,7 +163,9 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
     (``ROW_COLUMNS``), then whether it is its cell's first ok record in the run, its cell id, why it
     was contended and its reference backend. Old records have no ``contended``: they count as clean."""
     config = (str(r.get("model")), variant_label(r, "dataset"), str(r.get("method")), str(r.get("method_kind") or ""),
-              fmt_params(r.get("params")), backend_label(r), _round(r.get("batch_size")), _round(r.get("seed")),
+              fmt_params(r.get("params")), backend_label(r),
+              # a generation record's prompt length is part of what it measured: its own row, never merged
+              _round(r.get("batch_size")) if r.get("prompt_tokens") is None else batch_label(r), _round(r.get("seed")),
               int(is_training(r)))
     status = str(r.get("status") or "")
     error = str(r.get("error"))[:500] if r.get("error") and status != "ok" else None

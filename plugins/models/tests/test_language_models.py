@@ -88,6 +88,11 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
     assert {r["kl_div"] for r in local if r["method"] == "baseline"} == {0.0}
     assert "trained in" in run.log(base) and "pretrained weights, as built" in run.log(local[0])
 
+    # the report shows the generation columns and the three language-model figures per model
+    html = (run.run_dir / "report.html").read_text()
+    assert "Language models: generation and drift" in html and "<th" in html and "TTFT ms" in html
+    assert html.count('data-figure="plot-') >= 6 and "decode tokens/s" in html and "KL from the baseline" in html
+
 
 def test_without_generate_a_language_model_times_one_forward_pass_and_a_too_long_prompt_fails_clearly(optbench_run):
     suite = {
@@ -107,7 +112,7 @@ def test_without_generate_a_language_model_times_one_forward_pass_and_a_too_long
     assert 0 < half["kl_div"] < 0.05
 
     too_long = {**suite, "name": "llm-long", "methods": [],
-                "measure": {**MEASURE, "generate": {"prompt_tokens": [90], "new_tokens": 10}}}
+                "measure": {**MEASURE, "batch_sizes": [1], "generate": {"prompt_tokens": [90], "new_tokens": 10}}}
     run = optbench_run(too_long)
     (r,) = run.records  # the baseline alone, one batch size, one prompt length
     assert r["status"] == "failed"

@@ -58,6 +58,7 @@ def zero_counts(model: nn.Module) -> list[tuple[int, int]]:
 
 def test_registers_the_pruners_through_the_hookspec():
     from optbench_prune.gradient import GradientParams
+    from optbench_prune.mlp_channels import MLPChannelParams
     from optbench_prune.random_unstructured import RandomParams
     from optbench_prune.structured import StructuredParams
 
@@ -69,6 +70,7 @@ def test_registers_the_pruners_through_the_hookspec():
         ("prune.random", "pruner", RandomParams),
         ("prune.gradient", "pruner", GradientParams),
         ("prune.structured", "pruner", StructuredParams),
+        ("prune.mlp_channels", "pruner", MLPChannelParams),
         ("prune.semi_structured", "pruner", NoParams),
     ]
 

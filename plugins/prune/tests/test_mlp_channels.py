@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from optbench_prune.mlp_channels import MLPChannelParams, mlp_blocks, prune_mlp_channels
 
 
@@ -41,8 +40,9 @@ def test_channels_with_no_weight_are_the_ones_removed_and_the_output_is_unchange
 
 
 def test_a_model_without_mlp_blocks_is_skipped():
-    from harness import Skip
     from optbench_prune.mlp_channels import apply
+
+    from harness import Skip
 
     with pytest.raises(Skip, match="no transformer MLP block"):
         apply(torch.nn.Sequential(torch.nn.Linear(4, 4)), MLPChannelParams(), None)
