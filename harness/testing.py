@@ -19,7 +19,9 @@ Fixtures:
 The docs page "Testing a plugin" describes each with examples.
 
 ``registered_objects(plugin)`` returns what a plugin registers, through the same
-plugin manager (and validation) the harness uses.
+plugin manager (and validation) the harness uses. ``run_suite_file(path, results, cache_dir)``
+runs a suite file with the runner ``optbench run`` calls, in this process, for a fixture wider
+than one test (a second run reuses the first one's cell processes' server, so it starts faster).
 
 Trained baseline weights are cached for the whole test session in a temporary folder.
 This module imports nothing heavy at load time: pytest loads it in every project.
@@ -74,6 +76,21 @@ def registered_objects(plugin: Any, name: str = "under-test") -> list[Any]:
 
     pm = PluginManager.load(entry_points=False, extra=[])
     return list(pm.add(plugin, name=name).registered)
+
+
+def run_suite_file(suite: Path, results: Path, cache_dir: Path | None = None) -> Path:
+    """Run the suite file ``suite`` into ``results`` with the runner ``optbench run`` calls, in this process
+    (weights cached in ``cache_dir`` when given); returns the run folder. Fails the test when the run did
+    not end with exit code 0."""
+    from harness.run.runner import Runner
+
+    with pytest.MonkeyPatch.context() as mp:
+        if cache_dir is not None:
+            mp.setenv("OPTBENCH_CACHE_DIR", str(cache_dir))
+        result = Runner().run(Path(suite), Path(results))
+    if result.exit_code != 0:
+        pytest.fail(f"optbench run {suite} ended with exit code {result.exit_code} ({result.run_dir})")
+    return result.run_dir
 
 
 def make_tiny_suite(

@@ -94,21 +94,21 @@ _RUNS: dict[str, Runs] = {}
 
 
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Made once per session through the real CLI (about 20 s), then shared."""
+    """Made once per session by the runner ``optbench run`` calls, in this process (the second run reuses
+    the first one's forkserver), then shared."""
     if "runs" in _RUNS:
         return _RUNS["runs"]
     import datetime as dt
 
     root = tmp_path_factory.mktemp("published-runs")
     results = root / "results"
-    env = {"OPTBENCH_CACHE_DIR": str(root / "cache")}
+    from harness.testing import run_suite_file
+
     made = {}
     for name, text in (("tiny", COMPRESSION_SUITE), ("tiny-training", TRAINING_SUITE)):
         suite = root / f"{name}.yaml"
         suite.write_text(text)
-        proc = cli("run", str(suite), "--results", str(results), "-q", env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        made[name] = Path(proc.stdout.strip().splitlines()[-1]).parent
+        made[name] = run_suite_file(suite, results, root / "cache")
     started = dt.datetime.fromisoformat(json.loads((made["tiny"] / "run.json").read_text())["started_at"])
     later = (started + dt.timedelta(minutes=1)).isoformat()
     other = copy_run(made["tiny"], "20991231-000000-othr", hostname=OTHER_HOST, cpu_model=OTHER_CPU, started_at=later)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from harness.results.compare import (
     render_rich,
 )
 from harness.results.records import RECORDS_FILE, append_records, read_records
+from harness.testing import run_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
 # One intra-op thread: on a busy 2-core machine two threads of one op wait on each other for a
@@ -54,23 +54,14 @@ execution: {timeout_s: 120}
 RERUN_THRESHOLD = 0.25
 
 
-def run_suite(suite: Path, results: Path, cache: Path) -> Path:
-    """``optbench run`` through the real console entry point; returns the run directory."""
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results), "-q"],
-                         capture_output=True, text=True, cwd=REPO, timeout=300,
-                         env={**os.environ, "OPTBENCH_CACHE_DIR": str(cache)})
-    assert out.returncode == 0, out.stderr[-3000:]
-    return Path(out.stdout.strip().splitlines()[-1]).parent
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> tuple[Path, Path]:
     """The same suite run twice, back to back."""
     root = tmp_path_factory.mktemp("compare")
     suite = root / "tiny-compare.yaml"
     suite.write_text(SUITE)
-    first = run_suite(suite, root / "results", optbench_cache_dir)
-    second = run_suite(suite, root / "results", optbench_cache_dir)
+    first = run_suite_file(suite, root / "results", optbench_cache_dir)
+    second = run_suite_file(suite, root / "results", optbench_cache_dir)
     assert first != second
     for run in (first, second):  # these tests judge latencies: a busy test machine's contended flag is
         clean = [{**r, "contended": False, "contended_reason": None} for r in read_records(run)]  # not theirs

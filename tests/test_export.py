@@ -4,10 +4,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from harness.results.records import (
     fill_relative_figures,
     read_records,
 )
+from harness.testing import run_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = """\
@@ -47,14 +45,11 @@ execution: {timeout_s: 120}
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
-    """One real run (2 cells x 2 batch sizes) through the console entry point; tests copy it before changing it."""
+    """One real run (2 cells x 2 batch sizes) by the runner ``optbench run`` calls; tests copy it before
+    changing it."""
     root = tmp_path_factory.mktemp("export")
     (root / "tiny-export.yaml").write_text(SUITE)
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(root / "tiny-export.yaml"),
-                          "--results", str(root / "results"), "-q"], capture_output=True, text=True, cwd=REPO,
-                         timeout=300, env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
-    assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = Path(out.stdout.strip().splitlines()[-1]).parent
+    run_dir = run_suite_file(root / "tiny-export.yaml", root / "results", optbench_cache_dir)
     assert len(read_records(run_dir)) == 4
     return run_dir
 

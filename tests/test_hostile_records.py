@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from harness.results.records import (
     read_records,
     validate_record,
 )
+from harness.testing import run_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = """\
@@ -68,14 +68,10 @@ ESCAPES = ["\x1b[2J\x1b[H", "\x1b]0;pwned\x07", "bell\x07back\x08space", "\x9b31
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
-    """One real run (baseline + a pruner, one batch size) through the console entry point."""
+    """One real run (baseline + a pruner, one batch size) by the runner ``optbench run`` calls."""
     root = tmp_path_factory.mktemp("hostile")
     (root / "tiny-hostile.yaml").write_text(SUITE)
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(root / "tiny-hostile.yaml"),
-                          "--results", str(root / "results"), "-q"], check=False, capture_output=True, text=True, cwd=REPO,
-                         timeout=300, env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
-    assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = Path(out.stdout.strip().splitlines()[-1]).parent
+    run_dir = run_suite_file(root / "tiny-hostile.yaml", root / "results", optbench_cache_dir)
     # what a real run writes passes the check untouched (a new field of FIELDS that is not a number
     # must be given its kind in harness.results.records, or every reader would null it)
     assert [validate_record(r)[1] for r in lines(run_dir)] == [None, None]

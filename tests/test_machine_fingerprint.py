@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 import types
 from contextlib import redirect_stderr, redirect_stdout
@@ -22,7 +20,7 @@ from harness.results.compare import compare_runs, header_lines
 from harness.results.load import machine_fingerprint, machine_label
 from harness.run import machine_facts
 from harness.site import runs as site_runs
-from harness.testing import make_tiny_suite
+from harness.testing import make_tiny_suite, run_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,15 +203,11 @@ def test_no_nvml_or_no_gpu_gives_no_names_quietly(fake: str | None, monkeypatch:
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
-    """A real one-cell run through the console entry point (baseline alone, batch size 1)."""
+    """A real one-cell run by the runner ``optbench run`` calls (baseline alone, batch size 1)."""
     root = tmp_path_factory.mktemp("machine")
     suite = root / "tiny-machine.yaml"
     suite.write_text(yaml.safe_dump(make_tiny_suite(name="tiny-machine"), sort_keys=False))
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--results", str(root / "results"),
-                          "-q"], check=False, capture_output=True, text=True, cwd=REPO, timeout=300,
-                         env={**os.environ, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)})
-    assert out.returncode == 0, out.stderr[-3000:]
-    return Path(out.stdout.strip().splitlines()[-1]).parent
+    return run_suite_file(suite, root / "results", optbench_cache_dir)
 
 
 def variant(run: Path, dest: Path, change: Any) -> Path:

@@ -52,25 +52,29 @@ def model_log(run_dir: Path, records: list[dict]) -> str:
     return (run_dir / "cells" / baseline["cell_id"] / "log.txt").read_text()
 
 
-def test_a_model_file_beside_the_suite_is_trained_cached_and_retrained_after_an_edit(cli, tmp_path):
+def test_a_model_file_beside_the_suite_is_trained_cached_and_retrained_after_an_edit(optbench_run, tmp_path):
+    # in this process (the runner the CLI calls): the CLI's own path is what the tests below run
     suite = write(tmp_path / "project")
-    run_dir, records = run(cli, suite, tmp_path)
-    assert [r["status"] for r in records] == ["ok", "ok"]
-    baseline, int8 = records
+    first = optbench_run(suite)
+    assert first.exit_code == 0 and [r["status"] for r in first.records] == ["ok", "ok"]
+    baseline, int8 = first.records
     assert baseline["model"] == "mine" and baseline["model_name"] == "python" and baseline["accuracy"] > 0.85
     assert int8["cosine"] > 0.99 and int8["accuracy"] > 0.85
-    assert "trained in" in model_log(run_dir, records)
-    copy = yaml.safe_load((run_dir / "suite.yaml").read_text())  # what a --resume re-reads
+    assert "trained in" in first.log(baseline)
+    copy = yaml.safe_load((first.run_dir / "suite.yaml").read_text())  # what a --resume re-reads
     assert copy["models"][0]["params"]["factory"] == f"{(tmp_path / 'project' / 'mymodel.py').resolve()}:build"
 
-    again, records2 = run(cli, suite, tmp_path)
-    assert "cached weights" in model_log(again, records2)
-    assert records2[0]["accuracy"] == baseline["accuracy"]
+    data = yaml.safe_load(suite.read_text())
+    data["methods"] = []  # the baseline alone shows where its weights came from
+    suite.write_text(yaml.safe_dump(data, sort_keys=False))
+    again = optbench_run(suite)
+    assert "cached weights" in again.log(again.records[0])
+    assert again.records[0]["accuracy"] == baseline["accuracy"]
 
     (tmp_path / "project" / "mymodel.py").write_text(MODEL.replace("nn.ReLU()", "nn.Tanh()"))
-    edited, records3 = run(cli, suite, tmp_path)
-    assert "trained in" in model_log(edited, records3), "an edited model file must not load the old weights"
-    assert records3[0]["cell_id"] == baseline["cell_id"]  # the same cell; its weights follow the code
+    edited = optbench_run(suite)
+    assert "trained in" in edited.log(edited.records[0]), "an edited model file must not load the old weights"
+    assert edited.records[0]["cell_id"] == baseline["cell_id"]  # the same cell; its weights follow the code
 
 
 def test_epochs_0_uses_the_module_as_built_and_a_checkpoint_loads(cli, tmp_path):
