@@ -178,7 +178,9 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
             _round(interval[1]) if interval else None, _round(r.get("theoretical_speedup")), _round(r.get("accuracy")),
             _round(r.get("accuracy_delta")), _fidelity(r.get("agreement")), _fidelity(r.get("cosine")),
             _flag(r.get("passes_gate")), _flag(r.get("noisy")),
-            _round(r.get("size_ratio")), _round(r.get("model_bytes")), int(contended), first_of_cell,
+            _round(r.get("size_ratio")), _round(r.get("model_bytes")), int(contended),
+            *(_round(r.get(k)) for k in ("perplexity", "kl_div", "ttft_p50_ms", "tpot_p50_ms", "decode_tokens_per_s")),
+            first_of_cell,
             None if cell is None else str(cell), reason, _reference_label(r))
 
 
@@ -285,13 +287,17 @@ class _Strings:
         return self.index[s]
 
 
+#: A language model's figures (null for other records): perplexity, KL from the baseline's next-token
+#: distributions, and a generation record's TTFT, TPOT and decode tokens/s.
+LANGUAGE_COLUMNS = ("ppl", "kl", "ttft", "tpot", "tps")
 #: A record's figures on the page, in the order ``_row`` gives them; an aggregated row has the same ones.
 #: ``ref`` is ``reference_speedup``: the reference backend's baseline p50 / the record's (one scale for every backend).
 ROW_COLUMNS = ("p50", "p99", "speedup", "ref", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy",
-               "size", "bytes", "cont")
+               "size", "bytes", "cont", *LANGUAGE_COLUMNS)
 CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "batch", "seed", "training")
 #: The figures an aggregated row gives as the median over its runs, with their range where the runs differ.
-MEDIAN_COLUMNS = ("p50", "p99", "speedup", "ref", "theo", "acc", "dacc", "agree", "cos", "size", "bytes")
+MEDIAN_COLUMNS = ("p50", "p99", "speedup", "ref", "theo", "acc", "dacc", "agree", "cos", "size", "bytes",
+                  *LANGUAGE_COLUMNS)
 #: Six decimals for these (see ``_fidelity``), four significant digits for the others.
 FIDELITY_COLUMNS = ("agree", "cos")
 
@@ -503,11 +509,16 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
         run_cols["env"].append(env_index[key])
         run_cols["hasEnv"].append(int((run.path / "env.json").is_file()))
         run_cols["records"].append(len(run.records))
+    several = _several(agg, members)
+    for k in LANGUAGE_COLUMNS:  # a suite without language models carries none of their (null) columns
+        if all(v is None for v in cols[k]):
+            del cols[k]
+            several.pop(k, None)
     return {
         "strings": strings.items,
         "machines": [{"id": m, "label": machines[m]["label"], "short": machines[m]["short"],
                       "colour": machines[m]["colour"]} for m in machine_ids],
         "runs": run_cols, "envs": envs, "configs": config_cols, "rows": cols, "nAgg": len(members),
-        "agg": _several(agg, members), "ranges": agg.ranges, "member": member, "errors": errors, "reasons": reasons, "figures": figures,
+        "agg": several, "ranges": agg.ranges, "member": member, "errors": errors, "reasons": reasons, "figures": figures,
         "reference": list(references),
     }

@@ -81,6 +81,8 @@
   function times(v) { return v.toFixed(2) + "\u00d7"; }
   function signed(v) { return (v >= 0 ? "+" : "") + v.toFixed(4); }
   function fixed4(v) { return v.toFixed(4); }
+  function sig4(v) { return String(Number(v.toPrecision(4))); }
+  function sig3(v) { return v === 0 ? "0" : v.toPrecision(3); }
   function esc(s) {  // for plotly labels, which understand a little HTML
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
@@ -190,6 +192,11 @@
       var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
       if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine) in a run behind this row"; td.className = "worse"; }
     }}],
+    ["perplexity", num("ppl", sig4)],
+    ["KL", num("kl", sig3)],
+    ["TTFT ms", num("ttft", fmtFloat)],
+    ["TPOT ms", num("tpot", fmtFloat)],
+    ["decode tok/s", num("tps", fmtFloat)],
     ["size ratio (\u00d7)", num("size", times, 1.0)],
     ["noisy", {type: "num", value: row("noisy"), render: function (r, td) {
       var n = A.noisy[r];
@@ -204,6 +211,12 @@
     ["backend", text(backend)],
     ["seed", plain(seed)]
   ];
+  // A language model's columns only where some row has the figure: other suites keep their table.
+  var LANGUAGE = {"perplexity": "ppl", "KL": "kl", "TTFT ms": "ttft", "TPOT ms": "tpot", "decode tok/s": "tps"};
+  COLUMNS = COLUMNS.filter(function (c) {
+    var key = LANGUAGE[c[0]];
+    return key === undefined || (A[key] || []).some(function (v) { return v !== null && v !== undefined; });
+  });
 
   // --- the runs behind a row ----------------------------------------------------------------
   function recNum(key, fmt) {

@@ -38,10 +38,22 @@ def hf_model(module: Any) -> Any:
 
 
 def kv_cache_bytes(module: Any, batch: int, tokens: int) -> int | None:
-    """Keys and values of every layer at ``tokens`` positions per sequence, in the model's dtype (from its
-    config: layers x 2 x key/value heads x head size)."""
+    """Keys and values of every layer at ``tokens`` positions per sequence, in the model's dtype: from the
+    attention blocks' own key and value projections where they have them (so a model whose heads were
+    pruned is counted as it is), else from the config (layers x 2 x key/value heads x head size)."""
     outer = unwrap(module)
     inner = getattr(getattr(outer, "_orig_mod", outer), "model", None)
+    import torch
+
+    try:
+        dtype_bytes = next(p for p in inner.parameters() if p.is_floating_point()).element_size()
+    except (StopIteration, AttributeError):
+        return None
+    per_token = [m.k_proj.out_features + m.v_proj.out_features for m in inner.modules()
+                 if isinstance(getattr(m, "k_proj", None), torch.nn.Linear)
+                 and isinstance(getattr(m, "v_proj", None), torch.nn.Linear)]
+    if per_token:
+        return int(batch * tokens * sum(per_token) * dtype_bytes)
     config = getattr(inner, "config", None)
     if config is None:
         return None
@@ -53,10 +65,6 @@ def kv_cache_bytes(module: Any, batch: int, tokens: int) -> int | None:
         return None
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or hidden // heads
-    try:
-        dtype_bytes = next(p for p in inner.parameters() if p.is_floating_point()).element_size()
-    except StopIteration:
-        return None
     return int(batch * tokens * layers * 2 * kv_heads * head_dim * dtype_bytes)
 
 

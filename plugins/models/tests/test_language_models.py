@@ -100,6 +100,22 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
     assert "Language models: generation and drift" in html and "<th" in html and "TTFT ms" in html
     assert html.count('data-figure="plot-') >= 6 and "decode tokens/s" in html and "KL from the baseline" in html
 
+    # a published leaderboard keeps one row per prompt length, with the language-model figures
+    import json
+    import re
+
+    from harness.site.publish import publish
+
+    out = run.run_dir.parents[2] / "site"
+    publish(run.run_dir.parents[1], out)
+    page = (out / "suites" / "llm.html").read_text()
+    data = json.loads(re.search(r'id="board-data">(.*?)</script>', page, re.S).group(1))
+    batches = set(data["configs"]["batch"])
+    assert {"1 · prompt 8", "1 · prompt 24", "2 · prompt 8", "2 · prompt 24"} <= batches
+    ppl = [v for v in data["rows"]["ppl"] if v is not None]
+    tps = [v for v in data["rows"]["tps"] if v is not None]
+    assert ppl and tps and min(ppl) > 1
+
 
 def test_without_generate_a_language_model_times_one_forward_pass(optbench_run):
     suite = {

@@ -7,10 +7,10 @@ from harness import Method, NoParams, hookimpl
 from optbench_prune import (
     gradient,
     magnitude,
-    mlp_channels,
     random_unstructured,
     semi_structured,
     structured,
+    transformer_pruning,
 )
 
 
@@ -54,12 +54,22 @@ def register_methods(register: Callable[[Method], None]) -> None:
     )
     register(
         Method(
-            name=mlp_channels.NAME,
+            name=transformer_pruning.NAME,
             kind="pruner",
             description="removes a share of every transformer MLP block's intermediate channels (SwiGLU or fc1/fc2): "
                         "smaller dense layers",
-            params=mlp_channels.MLPChannelParams,
-            apply=mlp_channels.apply,
+            params=transformer_pruning.MLPChannelParams,
+            apply=transformer_pruning.apply,
+        )
+    )
+    register(
+        Method(
+            name=transformer_pruning.HEADS_NAME,
+            kind="pruner",
+            description="removes a share of every attention block's key/value heads with their query heads "
+                        "(transformers' Llama family): smaller layers and KV cache",
+            params=transformer_pruning.AttentionHeadParams,
+            apply=transformer_pruning.apply_heads,
         )
     )
     register(

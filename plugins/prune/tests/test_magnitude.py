@@ -58,9 +58,9 @@ def zero_counts(model: nn.Module) -> list[tuple[int, int]]:
 
 def test_registers_the_pruners_through_the_hookspec():
     from optbench_prune.gradient import GradientParams
-    from optbench_prune.mlp_channels import MLPChannelParams
     from optbench_prune.random_unstructured import RandomParams
     from optbench_prune.structured import StructuredParams
+    from optbench_prune.transformer_pruning import AttentionHeadParams, MLPChannelParams
 
     from harness import NoParams
 
@@ -71,6 +71,7 @@ def test_registers_the_pruners_through_the_hookspec():
         ("prune.gradient", "pruner", GradientParams),
         ("prune.structured", "pruner", StructuredParams),
         ("prune.mlp_channels", "pruner", MLPChannelParams),
+        ("prune.attention_heads", "pruner", AttentionHeadParams),
         ("prune.semi_structured", "pruner", NoParams),
     ]
 
