@@ -53,8 +53,14 @@ def _layout(x: str, y: str, *, log_x: bool = False, log_y: bool = False) -> dict
 
 
 def _plot(n: int, traces: list[dict[str, Any]], layout: dict[str, Any], caption: str) -> str:
+    # The legend goes under the plot, a row per trace (method labels with their params are long, and beside
+    # the plot they squeeze its axes); the figure grows by the rows it needs, so none is cut off.
+    rows = len(traces)
+    layout = {**layout, "height": layout["height"] + 20 * rows,
+              "margin": {**layout["margin"], "b": 90 + 20 * rows},
+              "legend": {"orientation": "h", "yanchor": "top", "y": -90 / 330, "xanchor": "left", "x": 0}}
     figure = script_json(figure_json(traces, layout))
-    return (f'<div class="plot" id="plot-{n}"></div>'
+    return (f'<div class="plot" id="plot-{n}" style="height:{layout["height"]}px"></div>'
             f'<script type="application/json" data-figure="plot-{n}">{figure}</script>'
             f'<p class="caption">{caption}</p>')
 
