@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.measure.timing import Budget, median_interval, precise_enough
+from harness.measure.timing import Budget, precise_enough
 
 
 class Decoder(Protocol):
@@ -358,8 +358,3 @@ def time_generation_paired(method: Decoder, baseline: Decoder, input_ids: Any, a
         baseline=GenerationTiming(b, p, new_tokens, kept.generations["baseline"], paired.precision_reached),
         paired=paired)
 
-
-def tpot_interval(timing: GenerationTiming) -> tuple[float, float, float] | None:
-    """(median, low, high) of the TPOT in ms with its distribution-free 95% interval, or None."""
-    tpot = [g.tpot_ns / 1e6 for g in timing.generations if g.tpot_ns is not None]
-    return median_interval(tpot) if tpot else None

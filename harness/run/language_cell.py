@@ -27,9 +27,6 @@ from harness.plugin.language_model import LanguageModel, split_text
 from harness.registry.manager import PluginManager
 from harness.results.records import point_key
 
-#: Perplexity reads at most this many held-out tokens unless the suite says otherwise.
-MAX_TOKENS = 16384
-
 
 def language_model_of(pm: PluginManager, model_ref: dict) -> LanguageModel | None:
     """The cell's model as a causal language model, or None when its plugin does not declare one."""
@@ -99,9 +96,11 @@ def _sync_for(device: Any) -> Any:
 
 
 def generation_points(lm: LanguageModel, model: Any, baseline: Any, tokens: torch.Tensor, session: Any,
-                      measure: dict, seed: int, rss_floor: int, *, log: Any) -> tuple[dict, dict]:
+                      measure: dict, seed: int, rss_floor: int, *, unpaired_reason: str | None = None,
+                      log: Any) -> tuple[dict, dict]:
     """(per_point fields, per_point samples) for every batch size x prompt length of ``measure.generate``;
-    timed against ``baseline``'s generations when it is given (paired), else alone."""
+    timed against ``baseline``'s generations when it is given (paired), else alone (``unpaired_reason``
+    says why, as in every unpaired record)."""
     gen = measure["generate"]
     new_tokens = gen["new_tokens"]
     longest = max(measure["prompt_tokens"]) + new_tokens
@@ -120,8 +119,8 @@ def generation_points(lm: LanguageModel, model: Any, baseline: Any, tokens: torc
             mask = torch.ones_like(ids)
             screen = contention.Screen(retries=measure.get("remeasure_contended", contention.RETRIES),
                                        probe=session.block_load)
-            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:
-                alone = time_generation(decoder, ids, mask, new_tokens, Budget(1), Budget(1), sync)
+            with memory.PeakRSS() as peak, session.memory_window(batch_size=bs) as dev_mem:  # the method alone
+                time_generation(decoder, ids, mask, new_tokens, Budget(1), Budget(1), sync)
             if base_decoder is not None:
                 paired = time_generation_paired(decoder, base_decoder, ids, mask, new_tokens, warmup, repeat,
                                                 screen=screen, seed=seed, sync=sync)
@@ -129,23 +128,20 @@ def generation_points(lm: LanguageModel, model: Any, baseline: Any, tokens: torc
                 pairing = {"paired": True, "unpaired_reason": None, **paired.fields()}
             else:
                 timing = time_generation(decoder, ids, mask, new_tokens, warmup, repeat, sync, screen=screen)
-                pairing = {"paired": False}
+                pairing = {"paired": False, "unpaired_reason": unpaired_reason}  # precision: the summary's
             kv = lm.kv_cache_bytes(model, bs, p + new_tokens) if lm.kv_cache_bytes is not None else None
+            s = timing.summary()
             fields = {
-                **timing.summary(),
+                **s,
                 **pairing,
                 "host_peak_mb": max(peak.bytes - rss_floor, 0) / 2**20,
                 "kv_cache_mb": kv / 2**20 if kv is not None else None,
                 **dev_mem.fields,
                 **screen.verdict(torch.get_num_threads()),
             }
-            if pairing["paired"] is False:
-                fields["precision_reached"] = timing.precision_reached
             key = point_key(bs, p)
             per_point[key] = fields
             samples[key] = [g.e2e_ns for g in timing.generations]
-            del alone
-            s = timing.summary()
             log(f"batch {bs}, prompt {p}, {new_tokens} new tokens: TTFT {s['ttft_p50_ms']:.2f} ms, TPOT "
                 + (f"{s['tpot_p50_ms']:.3f} ms" if s["tpot_p50_ms"] is not None else "-")
                 + f", {s['generations_n']} generations"

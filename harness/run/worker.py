@@ -303,7 +303,8 @@ def measure_cell(payload: dict) -> dict:
         log(f"timing: not paired with the baseline ({unpaired}); the speedup is the ratio of the two cells' medians")
     if generating:
         per_batch, samples = language_cell.generation_points(lm, model, pair_with, tokens, session, measure, seed,
-                                                             rss_before_model + pair_bytes, log=log)
+                                                             rss_before_model + pair_bytes,
+                                                             unpaired_reason=unpaired, log=log)
     for bs in measure["batch_sizes"] if not generating else ():
         x = session.prepare_input(data.test.example(bs))  # real test inputs (the split repeated if short)
         screen = contention.Screen(retries=measure.get("remeasure_contended", contention.RETRIES),

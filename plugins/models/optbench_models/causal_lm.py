@@ -95,14 +95,7 @@ def transformers_language_model(params: TransformersParams) -> LanguageModel | N
             pad = cached["tok"].pad_token_id or cached["tok"].eos_token_id
         return GenerateDecoder(inner, pad_token_id=pad)
 
-    return LanguageModel(tokenize=tokenize, context=params.seq_len, decoder=decoder, kv_cache_bytes=kv_cache_bytes,
-                         logits=_logits)
-
-
-def _logits(module: Any, input_ids: Any) -> Any:
-    import torch
-
-    return module(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    return LanguageModel(tokenize=tokenize, context=params.seq_len, decoder=decoder, kv_cache_bytes=kv_cache_bytes)
 
 
 # -- tiny-lm -------------------------------------------------------------------------------------
@@ -177,7 +170,7 @@ def tiny_lm_language_model(params: TinyLMParams) -> LanguageModel:
         return GenerateDecoder(hf_model(module), pad_token_id=PAD)
 
     return LanguageModel(tokenize=encode_bytes, context=params.context, decoder=decoder,
-                         kv_cache_bytes=kv_cache_bytes, logits=_logits)
+                         kv_cache_bytes=kv_cache_bytes)
 
 
 TINY_LM = Model(
