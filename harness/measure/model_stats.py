@@ -43,8 +43,23 @@ def _quantized(module: nn.Module) -> bool:
     return ".quantized" in mod and (mod.startswith("torch.ao.nn") or mod.startswith("torch.nn"))
 
 
+def _packed(module: nn.Module) -> bool:
+    """A layer that keeps its weight packed (no ``weight`` parameter) and gives it back through
+    ``dequantize()``: hqq's HQQLinear (bit-packed codes as a uint8 parameter, scales and zeros)."""
+    return (callable(getattr(module, "dequantize", None)) and hasattr(module, "in_features")
+            and hasattr(module, "out_features") and "weight" not in dict(module.named_parameters(recurse=False)))
+
+
 def _tensors_of(module: nn.Module) -> list[torch.Tensor]:
     """The weights of one module (not its children), packed quantized ones included."""
+    import torch
+
+    if _packed(module):  # its parameters are the packed codes: count the weight they stand for
+        tensors = [module.dequantize()]
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            tensors.append(bias)
+        return tensors
     tensors = list(module.parameters(recurse=False))
     if _quantized(module):
         for attr in ("weight", "bias"):
@@ -100,7 +115,7 @@ def _quantized_flops(module: nn.Module, out: Any) -> int:
 def _is_weight_layer(module: nn.Module) -> bool:
     from torch import nn
 
-    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or (
+    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or _packed(module) or (
         _quantized(module) and (hasattr(module, "in_features") or hasattr(module, "in_channels"))
     )
 

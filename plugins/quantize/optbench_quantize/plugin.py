@@ -7,6 +7,7 @@ from harness import Method, hookimpl
 from optbench_quantize import (
     dynamic_int8,
     half,
+    hqq_quantize,
     qat,
     static_int8,
     torchao_quantize,
@@ -68,5 +69,14 @@ def register_methods(register: Callable[[Method], None]) -> None:
             description="torchao quantize_ of nn.Linear weights: int8 weight-only, int8 dynamic, int4 weight-only, float8 dynamic",
             params=torchao_quantize.TorchAOParams,
             apply=torchao_quantize.apply,
+        )
+    )
+    register(
+        Method(
+            name=hqq_quantize.NAME,
+            kind="quantizer",
+            description="HQQ (half-quadratic quantization) of nn.Linear weights to 1..8 bits in groups, no calibration data",
+            params=hqq_quantize.HQQParams,
+            apply=hqq_quantize.apply,
         )
     )

@@ -11,6 +11,7 @@ import pytest
 from optbench_quantize import plugin
 from optbench_quantize.dynamic_int8 import DynamicInt8Params
 from optbench_quantize.half import HalfParams
+from optbench_quantize.hqq_quantize import HQQParams
 from optbench_quantize.qat import QATParams
 from optbench_quantize.static_int8 import StaticInt8Params
 from optbench_quantize.torchao_quantize import TORCHAO_VERSION, TorchAOParams
@@ -27,6 +28,7 @@ EXPECTED = [
     ("quantize.half", HalfParams),
     ("quantize.uniform", UniformParams),
     ("quantize.torchao", TorchAOParams),
+    ("quantize.hqq", HQQParams),
 ]
 
 
