@@ -95,6 +95,7 @@ FIELDS: tuple[str, ...] = (
     "prefill_tokens_per_s",
     "decode_tokens_per_s",
     "generations_n",
+    "first_generation_ms",
     "kv_cache_mb",
     "baseline_ttft_p50_ms",
     "baseline_tpot_p50_ms",

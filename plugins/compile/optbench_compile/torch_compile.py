@@ -6,6 +6,11 @@ runs one forward pass per measured batch size (``ctx.batch_sizes``) under
 ``torch.inference_mode()``, the mode the harness measures in, and reports the total
 as ``compile_s``; latency is then the latency of compiled code.
 
+A Hugging Face generative model (a causal LM) is also set up for compiled generation the way
+transformers does it: ``generate`` with a static key/value cache compiles its per-token decode step
+(``compile_generation``); those graphs compile on the first generation at each shape, which the
+harness's generation warm-up absorbs and records as ``first_generation_ms``.
+
 What cannot work here becomes ``Skip`` (a Python version or platform dynamo does not
 support, no working C++ compiler for inductor on CPU, no Triton for CUDA); what fails
 for this model (a graph break under ``fullgraph=True``, an inductor error) is a failed
@@ -148,7 +153,33 @@ def compile_model(model: nn.Module, params: CompileParams, ctx: MethodContext) -
     return compiled, facts
 
 
+def generative_models(model: nn.Module) -> list[Any]:
+    """The Hugging Face generative models inside ``model``: what ``generate`` runs on."""
+    return [m for m in model.modules()
+            if callable(getattr(m, "generate", None)) and hasattr(m, "generation_config")
+            and callable(getattr(m, "get_compiled_call", None))]
+
+
+def compile_generation(model: nn.Module, params: CompileParams) -> int:
+    """Have transformers' ``generate`` compile what it runs per new token: a static key/value cache
+    (fixed shapes, which compiled decode steps need) and ``compile_config`` with this method's mode,
+    dynamic and fullgraph, on every device (transformers compiles on CUDA only unless told). The
+    prefill stays eager, as transformers runs it. Returns the number of models set up so."""
+    found = generative_models(model)
+    if not found:
+        return 0
+    from transformers import CompileConfig
+
+    for m in found:
+        config = CompileConfig(fullgraph=params.fullgraph, dynamic=params.dynamic, mode=params.mode)
+        config._compile_all_devices = True
+        m.generation_config.cache_implementation = "static"
+        m.generation_config.compile_config = config
+    return len(found)
+
+
 def apply(model: nn.Module, params: CompileParams, ctx: MethodContext) -> nn.Module:
+    generating = compile_generation(model, params)
     compiled, facts = compile_model(model, params, ctx)
     ctx.report(compile_s=facts["compile_s"])
     times = ", ".join([f"torch.compile {facts['wrap_s']:.2f}s"] + [f"bs {bs}: {s:.2f}s" for bs, s in facts["per_batch_s"].items()])
@@ -157,6 +188,13 @@ def apply(model: nn.Module, params: CompileParams, ctx: MethodContext) -> nn.Mod
         f"on {ctx.device}: compiled in {facts['compile_s']:.2f}s ({times}); "
         f"{facts['graphs']} graph(s), {facts['graph_breaks']} graph break(s)"
     )
+    if generating:
+        ctx.log(
+            "compile.torch: generation: transformers' generate compiles its decode step (static key/value cache, "
+            f"CompileConfig(mode={params.mode!r}, dynamic={params.dynamic}, fullgraph={params.fullgraph})); the prefill "
+            "runs eager; the first generation at each batch size and prompt length compiles "
+            "(first_generation_ms in its record)"
+        )
     if facts["graphs"] == 0:
         ctx.log("compile.torch: warning: dynamo captured no graph (recompile limit?); the model runs eagerly")
     if facts["cudagraph_skips"]:

@@ -27,13 +27,16 @@ from optbench_models.text import (
 def hf_model(module: Any) -> Any:
     """The transformers model inside a (changed) cell module, or a Skip that says why there is none."""
     module = unwrap(module)
-    if hasattr(module, "_orig_mod"):
-        raise Skip("generation is not measured under torch.compile's wrapper: transformers' generate would call "
-                   "the uncompiled model inside it")
+    compiled = hasattr(module, "_orig_mod")
+    if compiled:  # torch.compile's wrapper compiles the forward pass; generate calls the model inside it
+        module = unwrap(module._orig_mod)
     inner = getattr(module, "model", None)
     if not is_transformers_module(module) or not hasattr(inner, "generate"):
         raise Skip(f"the method left a {type(module).__name__}, not the transformers model, so there is nothing to "
                    "call generate on")
+    if compiled and getattr(inner.generation_config, "compile_config", None) is None:
+        raise Skip("the model is under torch.compile's wrapper, but its generation config has no compile_config: "
+                   "generate would run the uncompiled model (compile.torch sets one up)")
     return inner
 
 
@@ -42,7 +45,7 @@ def kv_cache_bytes(module: Any, batch: int, tokens: int) -> int | None:
     attention blocks' own key and value projections where they have them (so a model whose heads were
     pruned is counted as it is), else from the config (layers x 2 x key/value heads x head size)."""
     outer = unwrap(module)
-    inner = getattr(getattr(outer, "_orig_mod", outer), "model", None)
+    inner = getattr(unwrap(getattr(outer, "_orig_mod", outer)), "model", None)
     import torch
 
     try:

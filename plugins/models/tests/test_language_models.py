@@ -55,7 +55,8 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
                     "params": {**TINY, "context": 24, "seq_len": 16}}],
         "datasets": [{"name": "python-docs", "params": DOCS}],
         "methods": [{"name": "quantize.dynamic_int8", "models": ["tiny-lm", "local-llama"]},
-                    {"name": "prune.mlp_channels", "params": {"ratio": 0.5}, "models": ["tiny-lm"]}],
+                    {"name": "prune.mlp_channels", "params": {"ratio": 0.5}, "models": ["tiny-lm"]},
+                    {"name": "quantize.hqq", "params": {"nbits": 4, "group_size": 32}, "models": ["tiny-lm"]}],
         "backends": [{"name": "cpu", "params": {"threads": 1}}],
         "measure": MEASURE,
     }
@@ -64,8 +65,8 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
     assert [r["status"] for r in short] == ["failed", "failed"]  # the baseline at both prompt lengths
     assert "a prompt of 24 tokens and 6 new ones need 30 positions; the model takes 24" in short[0]["error"]
     recs = [r for r in run.records if r["model"] != "tiny-short"]
-    # tiny-lm: 3 methods x 2 batch sizes x 2 prompt lengths; local-llama: 2 methods x batch 2 x 2 prompt lengths
-    assert len(recs) == 12 + 4
+    # tiny-lm: 4 methods x 2 batch sizes x 2 prompt lengths; local-llama: 2 methods x batch 2 x 2 prompt lengths
+    assert len(recs) == 16 + 4
     assert {(r["batch_size"], r["prompt_tokens"]) for r in recs} == {(1, 8), (1, 24), (2, 8), (2, 24)}
     assert all(r["status"] == "ok" and r["new_tokens"] == 6 for r in recs), [r["error"] for r in recs]
     for r in recs:
@@ -76,6 +77,7 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
                                                          * 1e3, rel=0.35)
         assert r["kv_cache_mb"] > 0 and r["perplexity_window"] == 64 and r["perplexity_stride"] == 32
         assert r["perplexity_tokens"] == 1023
+        assert r["first_generation_ms"] > 0
     tiny = {(r["method"], r["batch_size"], r["prompt_tokens"]): r for r in recs if r["model"] == "tiny-lm"}
     base = tiny[("baseline", 1, 8)]
     assert base["kl_div"] == 0.0 and base["agreement"] == 1.0 and base["ppl_ratio"] == 1.0
@@ -87,6 +89,10 @@ def test_a_language_model_suite_records_perplexity_drift_and_generation_per_prom
     assert int8["baseline_perplexity"] == pytest.approx(base["perplexity"], rel=1e-6)
     pruned = tiny[("prune.mlp_channels", 2, 24)]
     assert pruned["params_count"] < base["params_count"] and pruned["kl_div"] > int8["kl_div"]
+    # HQQ 4-bit: every nn.Linear but the tied head packed, the model's parameters counted as before
+    hqq = tiny[("quantize.hqq", 1, 8)]
+    assert hqq["status"] == "ok" and hqq["params_count"] == base["params_count"] and 0 < hqq["kl_div"] < 0.5
+    assert "7 nn.Linear layer(s) -> HQQ 4-bit, group 32" in run.log(hqq) and "(model.lm_head)" in run.log(hqq)
     # KV cache: 1 layer x 2 (keys, values) x 2 heads x 16 x (24 + 6) positions x 2 sequences x 4 bytes
     assert pruned["kv_cache_mb"] * 2**20 == pytest.approx(1 * 2 * 2 * 16 * 30 * 2 * 4)
 
@@ -134,3 +140,40 @@ def test_without_generate_a_language_model_times_one_forward_pass(optbench_run):
     half = next(r for r in run.records if r["method"] != "baseline")
     assert 0 < half["kl_div"] < 0.05
 
+
+def test_torch_compile_compiles_the_decode_step_of_generate(optbench_run):
+    """compile.torch on a causal LM: the forward pass compiled up front (compile_s), and transformers'
+    generate with a static cache compiling its decode step on the first generation at the point,
+    which the record keeps apart (first_generation_ms) from the timed, compiled generations."""
+    suite = {
+        "name": "llm-compile",
+        "models": [{"name": "tiny-lm", "params": TINY}],
+        "datasets": [{"name": "python-docs", "params": DOCS}],
+        "methods": ["compile.torch"],
+        "backends": [{"name": "cpu", "params": {"threads": 1}}],
+        "measure": {**MEASURE, "batch_sizes": [1], "generate": {"prompt_tokens": [8], "new_tokens": 6}},
+    }
+    run = optbench_run(suite)
+    base, compiled = (next(r for r in run.records if r["method"] == m) for m in ("baseline", "compile.torch"))
+    assert compiled["status"] == "ok", compiled["error"]
+    assert compiled["compile_s"] > 0 and compiled["kl_div"] < 1e-6 and compiled["agreement"] == 1.0
+    # compiling the decode step takes seconds; a warm generation of 6 tokens takes milliseconds
+    assert compiled["first_generation_ms"] > 20 * compiled["e2e_p50_ms"]
+    assert base["first_generation_ms"] < 20 * base["e2e_p50_ms"]
+    log = run.log(compiled)
+    assert "generate compiles its decode step (static key/value cache" in log
+
+
+def test_a_compiled_wrapper_without_a_compile_config_is_not_timed_as_compiled():
+    """Generation calls the transformers model inside torch.compile's wrapper; without the compile
+    config compile.torch sets, that would time the eager model under a compiled name: a Skip says so."""
+    from optbench_models.causal_lm import TinyLMParams, build_tiny_lm, hf_model
+
+    from harness import Skip
+
+    module = build_tiny_lm(TinyLMParams(**TINY), None)
+    assert hf_model(module) is module.model
+    with pytest.raises(Skip, match="has no compile_config: generate would run the uncompiled model"):
+        hf_model(torch.compile(module))
+    module.model.generation_config.compile_config = object()  # what compile.torch sets (a CompileConfig)
+    assert hf_model(torch.compile(module)) is module.model
