@@ -178,3 +178,39 @@ def test_a_compiled_wrapper_without_a_compile_config_is_not_timed_as_compiled():
         hf_model(torch.compile(module))
     module.model.generation_config.compile_config = object()  # what compile.torch sets (a CompileConfig)
     assert hf_model(torch.compile(module)) is module.model
+
+
+def test_a_hub_causal_lm_loads_from_a_prepopulated_cache_offline_and_generates(local_llama, tmp_path):
+    """``model_id`` with ``task: causal-lm``, as a user with a network runs it once the model is in the
+    Hugging Face cache: here the cache is filled by hand (the snapshot layout huggingface_hub writes),
+    the hub is offline, and ``optbench run`` in a fresh process reads text, scores and generates."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    repo = tmp_path / "hf" / "hub" / "models--optbench--tiny-llama"
+    shutil.copytree(local_llama, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    suite = {"name": "hub-lm", "datasets": [{"name": "python-docs", "params": DOCS}],
+             "models": [{"name": "transformers", "params": {"model_id": "optbench/tiny-llama", "task": "causal-lm",
+                                                            "seq_len": 64}}],
+             "backends": [{"name": "cpu", "params": {"threads": 1}}],
+             "measure": {**MEASURE, "batch_sizes": [1], "generate": {"prompt_tokens": [8], "new_tokens": 6}}}
+    path = tmp_path / "hub-lm.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
+           "OPTBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--results", str(tmp_path / "results"),
+                           "-q"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    (records,) = (tmp_path / "results" / "hub-lm").glob("*/records.jsonl")
+    (rec,) = [json.loads(line) for line in records.read_text().splitlines()]
+    assert rec["status"] == "ok" and rec["model"] == "transformers", rec["error"]
+    assert math.isfinite(rec["perplexity"]) and rec["kl_div"] == 0.0 and rec["perplexity_tokens"] > 0
+    assert rec["prompt_tokens"] == 8 and rec["new_tokens"] == 6 and 0 < rec["ttft_p50_ms"] < rec["e2e_p50_ms"]
