@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.run import limits
+
 HERE = Path(__file__).parent
 FAULTS = HERE / "faults"
 
@@ -63,7 +65,7 @@ def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_e
     assert time.monotonic() - t0 < 120 and "Traceback" not in done.stderr
     (run_dir,) = (tmp_path / "results").glob("faults/*")
     records = records_of(run_dir)
-    assert len(records) == 10  # the baseline and one per fault (two growths): none lost
+    assert len(records) == 11  # the baseline and one per fault (two growths): none lost
     grown = sorted((r for r in records if r["method"] == "faults.grow"), key=lambda r: r["params"]["megabytes"])
     got = {r["method"]: r for r in records}
 
@@ -80,6 +82,10 @@ def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_e
         text = log(method)  # faulthandler: the Python stack of the crash, down to the plugin's line
         assert f"Fatal Python error: {fatal}" in text and "optbench_faults/__init__.py" in text, text[-2000:]
     assert got["faults.exit"]["status"] == "failed" and "exited with code 7" in got["faults.exit"]["error"]
+    # a SIGKILL is told apart from the OOM killer's by the kernel's oom_kill count
+    killed = got["faults.kill"]
+    assert killed["status"] == "failed" and "killed by SIGKILL" in killed["error"], killed
+    assert ("not by the OOM killer" if limits.oom_kills() is not None else "likely out of memory") in killed["error"]
     assert got["faults.hang"]["status"] == "timeout" and "timeout_s=5" in got["faults.hang"]["error"]
     assert got["faults.children"]["status"] == "ok"
     assert "the cell left processes running; they were killed" in log("faults.children")
@@ -128,3 +134,21 @@ def test_ctrl_c_in_a_hung_cell_stops_the_run_and_everything_it_started(faults_en
     assert f"optbench run --resume {run_dir}" in err and "Traceback" not in err, err
     assert not [p for p in pids(tmp_path / "pids.txt") if alive(p)]
     assert json.loads((run_dir / "run.json").read_text())["interrupted_at"]
+
+
+def test_a_sigkill_is_the_oom_killers_only_when_the_kernels_count_rose():
+    """The OOM killer and a user's kill -9 both end a cell with SIGKILL; /proc/vmstat's oom_kill count
+    before and after the cell tells them apart, and an unknown count only hints."""
+    from harness.run.local_executor import describe_exit
+
+    status, error = describe_exit(-signal.SIGKILL, (3, 4))
+    assert status == "oom" and "OOM killer killed the cell process (its oom_kill count went 3 -> 4" in error
+    assert "execution.memory_limit_mb" in error
+    assert describe_exit(-signal.SIGKILL, (3, 3)) == (
+        "failed", "cell process killed by SIGKILL, not by the OOM killer (the kernel's oom_kill count did not change)")
+    assert describe_exit(-signal.SIGKILL, (None, None))[1].endswith("(likely out of memory: the kernel's OOM killer "
+                                                                    "sends SIGKILL)")
+    assert describe_exit(-signal.SIGSEGV, (3, 4)) == ("failed", "cell process killed by SIGSEGV")
+    assert describe_exit(7) == ("failed", "cell process exited with code 7 before writing its result")
+    if os.path.exists("/proc/vmstat"):
+        assert isinstance(limits.oom_kills(), int)

@@ -62,3 +62,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()
                                               or "std::bad_alloc" in text)
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot (``oom_kill`` in /proc/vmstat,
+    Linux 4.13+; it counts kills for a cgroup's limit too), or None where the kernel does not say."""
+    try:
+        with open("/proc/vmstat") as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None

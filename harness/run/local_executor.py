@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.run import limits
+
 #: Imported once by the forkserver: FLOP counting and torch.optim pull in torch._dynamo (~2 s),
 #: which every cell would otherwise pay again. scikit-learn (~2 s) is not: the digits split is
 #: cached, so only a cell that makes it imports scikit-learn.
@@ -49,17 +51,28 @@ class Outcome:
     overhead_s: float | None  # wall_s minus the time the cell itself reported working
 
 
-def describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None, oom_kills: tuple[int | None, int | None] = (None, None)) -> tuple[str, str]:
+    """(status, error) of a cell process that ended without writing its result. ``oom_kills`` is the
+    kernel's OOM-kill count before and after the cell ran (``limits.oom_kills``): a SIGKILL while it
+    rose is the OOM killer's (status ``oom``); one while it did not is someone else's."""
     if code is None:
-        return "did not exit"
+        return "failed", "did not exit"
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (likely out of memory: the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
-        return f"cell process killed by {name}{hint}"  # a crash's Python stack is in its log (faulthandler)
-    return f"cell process exited with code {code} before writing its result"
+        if -code != signal.SIGKILL:  # a crash's Python stack is in its log (faulthandler)
+            return "failed", f"cell process killed by {name}"
+        before, after = oom_kills
+        if before is None or after is None:
+            return "failed", f"cell process killed by {name} (likely out of memory: the kernel's OOM killer sends SIGKILL)"
+        if after > before:
+            return "oom", (f"out of memory: the kernel's OOM killer killed the cell process (its oom_kill count went "
+                           f"{before} -> {after} while the cell ran); set execution.memory_limit_mb below what the machine has "
+                           "free so the cell fails its own allocation instead")
+        return "failed", f"cell process killed by {name}, not by the OOM killer (the kernel's oom_kill count did not change)"
+    return "failed", f"cell process exited with code {code} before writing its result"
 
 
 class LocalExecutor:
@@ -105,6 +118,7 @@ class LocalExecutor:
         log = CappedLog(Path(payload["log_path"]), (payload.get("limits") or {}).get("log_mb"))
         receiver, sender = self.ctx.Pipe(duplex=False)
         t0 = time.perf_counter()
+        oom_before = limits.oom_kills()
         proc = self.ctx.Process(target=_run_cell, args=(payload, sender),
                                 name=f"cell-{payload['cell']['cell_id']}")
         self._current = proc
@@ -131,7 +145,8 @@ class LocalExecutor:
             return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed"
                            + where, wall, None)
         if result is None:
-            return Outcome("failed", {}, describe_exit(proc.exitcode) + where, wall, None)
+            status, error = describe_exit(proc.exitcode, (oom_before, limits.oom_kills()))
+            return Outcome(status, {}, error + where, wall, None)
         overhead = wall - result["work_s"] if "work_s" in result else None
         return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import OptbenchError
+from harness.run import limits
 
 if TYPE_CHECKING:  # importing this module (the driver, --help) needs no torch
     from harness.run.local_executor import Outcome
@@ -125,6 +126,7 @@ def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: 
     try:
         ctx = _context()
         t0 = time.perf_counter()
+        oom_before = limits.oom_kills()
         proc = ctx.Process(target=_cell_main, args=(payload, tmp, sys_path, env_vars), name="optbench-cell")
         try:
             with _no_main_module():
@@ -142,7 +144,7 @@ def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: 
             with contextlib.suppress(OSError):
                 files[name] = (Path(tmp) / name).read_text(errors="replace")
         return {"exitcode": proc.exitcode, "timed_out": timed_out, "wall_s": wall, "files": files,
-                "host": os.uname().nodename}
+                "host": os.uname().nodename, "oom_kills": (oom_before, limits.oom_kills())}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -347,7 +349,8 @@ class RayExecutor:
             return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed",
                            wall, None)
         if result is None:
-            return Outcome("failed", {}, describe_exit(data["exitcode"]), wall, None)
+            status, error = describe_exit(data["exitcode"], tuple(data.get("oom_kills") or (None, None)))
+            return Outcome(status, {}, error, wall, None)
         overhead = wall - result["work_s"] if "work_s" in result else None
         return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
 

@@ -7,6 +7,7 @@ Methods that start processes write their pids to ``pid_file`` so a test can chec
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ def _segfault(model, params, ctx):
     ctypes.string_at(0)
 
 
+def _kill(model, params, ctx):
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or a user's kill -9 ends a process
+
+
 def _exit(model, params, ctx):
     os._exit(7)
 
@@ -86,6 +91,7 @@ FAULTS = {
     "faults.abort": ("calls abort() (SIGABRT)", _abort),
     "faults.segfault": ("dereferences NULL (SIGSEGV)", _segfault),
     "faults.exit": ("os._exit(7) without a result", _exit),
+    "faults.kill": ("SIGKILLs its own process (not the OOM killer)", _kill),
     "faults.hang": ("starts two sleeping children and sleeps", _hang),
     "faults.children": ("starts two sleeping children and returns normally", _children),
     "faults.flood": ("prints `megabytes` MB to stdout", _flood),
