@@ -82,3 +82,24 @@ def test_report_has_a_training_section_with_curves_and_escaped_names():
     assert trace["x"] == [0.0, 0.5, 1.0] and trace["y"][-1] == pytest.approx(0.905)
     assert "lr=0.1" in trace["name"]  # the tuned value is named
     assert "0.9050 ± 0.0071" in section
+
+
+def test_malformed_curve_files_are_left_out_and_the_report_still_renders(tmp_path):
+    """curve.json is read back from the run folder, where a crashed writer, a hand edit or another
+    tool may have left anything: what is not a curve is dropped, the rest is drawn."""
+    from harness.report.training import load_curves
+
+    records = [rec("optim.sgd", 0.1, s, 0.9) for s in range(6)]
+    good = {"main": {"points": [{"epoch": 0, "elapsed_s": 0.0, "test_accuracy": 0.2},
+                                {"epoch": 1, "elapsed_s": 0.5, "test_accuracy": 0.9}]}}
+    contents = [json.dumps(good), "[1, 2, 3]", '{"main": [1, 2]}', '{"main": {"points": [[0], {"epoch": [1]}, 3]}}',
+                '{"main": {"points": "many", "loss_floor": "low"}, "reference": null}', "{not json"]
+    for r, text in zip(records, contents, strict=True):
+        (tmp_path / "cells" / r["cell_id"]).mkdir(parents=True)
+        (tmp_path / "cells" / r["cell_id"] / "curve.json").write_text(text)
+    curves = load_curves(tmp_path, records)
+    assert curves[records[0]["cell_id"]] == good
+    assert curves[records[3]["cell_id"]] == {"main": {"points": []}}  # the points without a numeric epoch dropped
+    assert set(curves) == {records[0]["cell_id"], records[3]["cell_id"]}
+    page = render_report(records, {}, curves)
+    assert "<h2>Training</h2>" in page

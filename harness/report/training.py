@@ -288,8 +288,35 @@ def load_curves(run_dir: Any, records: list[dict]) -> dict[str, Any]:
         if not is_training(r) or not isinstance(cid, str) or cid in out or "/" in cid or ".." in cid:
             continue
         try:
-            out[cid] = json.loads((Path(run_dir) / "cells" / cid / "curve.json").read_text(encoding="utf-8"))
+            data = json.loads((Path(run_dir) / "cells" / cid / "curve.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        curve = clean_curve(data)
+        if curve:
+            out[cid] = curve
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def clean_curve(data: Any) -> dict[str, Any]:
+    """What the report can draw of one curve.json, a file it did not write in this process and must
+    not crash on: each role (``main``, ``reference``) that is an object with a ``points`` list, its
+    points those that are objects with a numeric ``epoch`` (the key seeds are matched on), and
+    ``loss_floor`` only where it is a number. Anything else is left out, not guessed at."""
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for role in ("main", "reference"):
+        curve = data.get(role)
+        if not isinstance(curve, dict) or not isinstance(curve.get("points"), list):
+            continue
+        points = [p for p in curve["points"] if isinstance(p, dict) and _number(p.get("epoch"))]
+        kept = {k: v for k, v in curve.items() if k not in ("points", "loss_floor")}
+        if _number(curve.get("loss_floor")):
+            kept["loss_floor"] = curve["loss_floor"]
+        out[role] = {**kept, "points": points}
     return out
 
