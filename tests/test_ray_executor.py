@@ -142,3 +142,17 @@ def test_valid_ray_execution_validates(write_suite, capsys):
     path = write_suite("name: t\ndatasets: [digits]\nmodels: [mlp]\n"
                        "execution: {executor: ray, address: 'ray://head:10001', cpus_per_cell: 2, max_concurrent: 4}\n")
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_flooding_cells_log_is_capped_before_it_is_shipped_to_the_driver(tmp_path):
+    from harness.run.ray_executor import read_capped
+
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"x" * 1023 + b"\n" + b"y" * (2 * 2**20))
+    text = read_capped(log, 1)
+    assert len(text.encode()) < 2**20 + 200 and text.startswith("x" * 1023 + "\n")
+    assert text.endswith(f"log capped at execution.log_limit_mb=1: {2 * 2**20 + 1024 - 2**20:,} more bytes of "
+                         "output were dropped\n")
+    assert read_capped(log, None) == log.read_text()  # no limit: all of it
+    log.write_bytes(b"short\n")
+    assert read_capped(log, 1) == "short\n"

@@ -118,7 +118,23 @@ def _kill(proc: Any) -> None:
     proc.join(10)
 
 
-def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: dict[str, str]) -> dict[str, Any]:
+def read_capped(path: Path, limit_mb: float | None) -> str:
+    """A cell's log as shipped back to the driver: at most ``limit_mb`` (execution.log_limit_mb),
+    then the line the local executor writes, so a flooding cell does not fill the object store or the
+    run folder. (The node's temporary copy is written uncapped while the cell runs.)"""
+    limit = None if not limit_mb else int(limit_mb * 2**20)
+    with open(path, "rb") as fh:
+        data = fh.read() if limit is None else fh.read(limit)
+        size = fh.seek(0, os.SEEK_END)
+    text = data.decode("utf-8", errors="replace")
+    if limit is not None and size > limit:
+        text += (f"[optbench] log capped at execution.log_limit_mb={limit_mb:g}: {size - limit:,} more bytes of "
+                 "output were dropped\n")
+    return text
+
+
+def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: dict[str, str],
+               log_limit_mb: float | None = None) -> dict[str, Any]:
     """Runs on a Ray worker: one cell in its own process; returns its files' text."""
     import shutil
 
@@ -142,7 +158,8 @@ def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: 
         files = {}
         for name in CELL_FILES:
             with contextlib.suppress(OSError):
-                files[name] = (Path(tmp) / name).read_text(errors="replace")
+                files[name] = (read_capped(Path(tmp) / name, log_limit_mb) if name == "log.txt"
+                               else (Path(tmp) / name).read_text(errors="replace"))
         return {"exitcode": proc.exitcode, "timed_out": timed_out, "wall_s": wall, "files": files,
                 "host": os.uname().nodename, "oom_kills": (oom_before, limits.oom_kills())}
     finally:
@@ -309,7 +326,8 @@ class RayExecutor:
                 ref = self._remote.options(
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
                     name=f"cell-{job.cell_id}",
-                ).remote(pickle.dumps(job.payload), timeout_s, sys_path, env_vars)
+                ).remote(pickle.dumps(job.payload), timeout_s, sys_path, env_vars,
+                         (job.payload.get("limits") or {}).get("log_mb"))
                 now = time.perf_counter()
                 self._flights[ref] = _Flight(job, node, now, now + timeout_s + GRACE_S)
                 busy.add((node, job.device_key))
