@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from harness.measure.host_load import BlockLoad
 from harness.measure.inputs import call_model, map_tensors
@@ -47,6 +47,19 @@ class Params(BaseModel):
     """Base class for a plugin's parameters: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+#: A param that is a regular expression (Python's ``re``): a suite whose value does not compile is
+#: rejected with the parser's reason, as for any other bad value.
+Regex = Annotated[str, AfterValidator(_compiles)]
 
 
 class NoParams(Params):

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from harness import MethodContext, Params, Skip
+from harness import MethodContext, Params, Regex, Skip
 
 if TYPE_CHECKING:
     import torch
@@ -42,19 +42,9 @@ class SVDParams(Params):
         description="keep the smallest rank whose share of the squared singular values is >= energy",
     )
     skip_classifier: bool = Field(False, description="leave the model's last nn.Linear (the classifier) alone")
-    include: str | None = Field(
+    include: Regex | None = Field(
         None, description="factorize only layers whose module name matches this regular expression (searched), "
                           "e.g. 'mlp' for a transformer's MLP blocks; default: every layer")
-
-    @field_validator("include")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from harness import MethodContext, Params, Skip
+from harness import MethodContext, Params, Regex, Skip
 from harness.plugin.data import call_model, map_tensors
 
 if TYPE_CHECKING:
@@ -46,20 +46,10 @@ class HQQParams(Params):
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="the dtype weights are dequantized to and the model computes in; auto: float32 on a "
                             "CPU, float16 on CUDA (HQQ's default); a lower one casts the whole model, float32 outside")
-    include: str | None = Field(None, description="quantize only nn.Linear layers whose module name matches this "
+    include: Regex | None = Field(None, description="quantize only nn.Linear layers whose module name matches this "
                                                   "regular expression (searched); default: every one")
-    exclude: str | None = Field("lm_head", description="leave nn.Linear layers whose module name matches this "
+    exclude: Regex | None = Field("lm_head", description="leave nn.Linear layers whose module name matches this "
                                                        "regular expression alone (default: a language model's head)")
-
-    @field_validator("include", "exclude")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
 
     @field_validator("group_size")
     @classmethod
