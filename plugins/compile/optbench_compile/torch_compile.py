@@ -9,7 +9,7 @@ as ``compile_s``; latency is then the latency of compiled code.
 A Hugging Face generative model (a causal LM) is also set up for compiled generation the way
 transformers does it: ``generate`` with a static key/value cache compiles its per-token decode step
 (``compile_generation``); those graphs compile on the first generation at each shape, which the
-harness's generation warm-up absorbs and records as ``first_generation_ms``.
+harness makes apart, before timing, and records as ``first_generation_ms``.
 
 What cannot work here becomes ``Skip`` (a Python version or platform dynamo does not
 support, no working C++ compiler for inductor on CPU, no Triton for CUDA); what fails
