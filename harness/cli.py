@@ -1,4 +1,4 @@
-"""The ``optbench`` command line: plugins, validate, schema, run, report, publish, compare, export."""
+"""The ``optbench`` command line: plugins, fields, validate, schema, run, report, publish, compare, export."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +75,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.quiet:
         for c in cells:
             print(f"  {c.cell_id}  {c.label}" + (f"  seed {c.seed}" if len(seeds) > 1 else ""))
+    return EXIT_OK
+
+
+def cmd_fields(args: argparse.Namespace) -> int:
+    from harness.results.field_reference import reference_markdown, reference_text
+
+    schema = _pm().registry.schema
+    sys.stdout.write(reference_markdown(schema) if args.markdown else reference_text(schema))
     return EXIT_OK
 
 
@@ -199,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", metavar="SUITE")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("fields", parents=[common],
+                       help="every record field: type, unit and meaning (the harness's and the installed plugins')")
+    p.add_argument("--markdown", action="store_true", help="as the tables of the docs' records page")
+    p.set_defaults(func=cmd_fields)
 
     p = sub.add_parser("schema", parents=[common], help="print the suite JSON Schema, installed plugins included")
     p.set_defaults(func=cmd_schema)

@@ -74,6 +74,30 @@ def _busy_gpu(params):
     return BusySession(CPUParams())
 
 
+class WritesParams(Params):
+    field: str = Field("model_bytes", description="the record field the memory reading writes")
+    value: str = Field("1", description="its value, as JSON")
+
+
+def _writes(params):
+    """The cpu backend, whose memory reading writes ``params.field`` (a field the harness writes itself, one no
+    one declared, or a value of the wrong type)."""
+    import json
+    from contextlib import contextmanager
+
+    from harness.builtin.cpu import CPUParams, CPUSession
+    from harness.plugin.types import MemoryReading
+
+    class WritingSession(CPUSession):
+        @contextmanager
+        def memory_window(self, batch_size=None):
+            reading = MemoryReading()
+            yield reading
+            reading.fields[params.field] = json.loads(params.value)
+
+    return WritingSession(CPUParams())
+
+
 class ContendedParams(Params):
     blocks: int = Field(-1, ge=-1, description="timed blocks that read contended, then quiet ones; -1: every block")
 
@@ -168,6 +192,8 @@ def register_backends(register):
     register(Backend(name="test.busy-gpu", description="cpu, reporting a shared device", create=_busy_gpu))
     register(Backend(name="test.contended", description="cpu, whose probe reports a busy machine",
                      create=_contended, params=ContendedParams))
+    register(Backend(name="test.writes", description="cpu, whose memory reading writes a record field of its choice",
+                     create=_writes, params=WritesParams))
 
 
 @hookimpl

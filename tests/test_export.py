@@ -13,10 +13,10 @@ import pytest
 
 from harness.cli import main
 from harness.errors import OptbenchError
+from harness.record.schema import CORE_SCHEMA
 from harness.results.export import cmd_export
 from harness.results.load import find_runs, load, machine_label, read_env
 from harness.results.records import (
-    FIELDS,
     RECORDS_FILE,
     append_records,
     fill_relative_figures,
@@ -44,7 +44,7 @@ execution: {timeout_s: 120}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path, optbench_runs_suites: None) -> Path:
     """One real run (2 cells x 2 batch sizes) by the runner ``optbench run`` calls; tests copy it before
     changing it."""
     root = tmp_path_factory.mktemp("export")
@@ -70,7 +70,7 @@ def test_load_returns_the_records_as_typed_columns(run):
     df = load(run)
     want = expected(run)
     assert len(df) == 4
-    assert list(df.columns[: len(FIELDS)]) == list(FIELDS)
+    assert list(df.columns[: len(CORE_SCHEMA.names)]) == list(CORE_SCHEMA.names)
     assert list(df.columns[-2:]) == ["machine", "torch"]
     dtypes = {c: str(df[c].dtype) for c in df.columns}
     assert dtypes["batch_size"] == dtypes["latency_n"] == dtypes["model_bytes"] == "Int64"
@@ -87,8 +87,9 @@ def test_load_returns_the_records_as_typed_columns(run):
             assert row[key] == pytest.approx(r[key]), key
         assert row["params"] == r["params"] and isinstance(row["params"], dict)
         assert row["backend_params"] == {"threads": 1}
-        assert pd.isna(row["error"]) and pd.isna(row["device_peak_allocated_mb"])
+        assert pd.isna(row["error"]) and pd.isna(row["compile_s"])
         assert isinstance(r["passes_gate"], bool) and bool(row["passes_gate"]) == r["passes_gate"]
+    assert "device_peak_allocated_mb" not in df.columns  # the gpu plugin's field: only in records of its cells
     assert set(df["machine"]) == {machine_label(read_env(run))} and set(df["torch"]) == {read_env(run)["torch"]}
     assert df.loc[df["method"] == "prune.magnitude", "params"].iloc[0] == {"sparsity": 0.5, "scope": "layer"}
     pd.testing.assert_frame_equal(load(run / RECORDS_FILE), df)  # the records file names the same run
@@ -173,8 +174,8 @@ def test_markdown_is_a_compact_table_for_a_pull_request(run, tmp_path):
     assert "dataset: digits(test_fraction=0.25)" in out and "backend: cpu(threads=1)" in out  # shared: said once
     assert "machine: " in out
     table = [line for line in lines if line.startswith("|")]
-    assert table[0] == ("| model | method | batch | status | p50 ms | speedup | accuracy | Δ accuracy "
-                        "| size ratio | gate | noisy |")
+    assert table[0] == ("| model | method | batch | status | p50 ms | speedup \\[95% CI\\] | accuracy | Δ accuracy "
+                        "| size ratio (×) | gate | noisy |")
     rows = table[2:]
     assert len(rows) == 4 and all(row.count(" | ") == 10 for row in rows)  # the error's pipe is escaped
     assert rows[0].startswith("| mlp | baseline | 1 | ok | ")
@@ -184,7 +185,8 @@ def test_markdown_is_a_compact_table_for_a_pull_request(run, tmp_path):
     assert "failed: RuntimeError: &lt;b&gt;a&lt;/b&gt; \\| b line two" in rows[3] and "| — |" in rows[3]
     assert "<b>" not in out  # names and errors come from plugins: no HTML reaches a PR comment
     want = expected(copy)[("prune.magnitude", 1)]
-    assert f"| {want['speedup']:.2f} |" in rows[2] and f"| {want['accuracy']:.4f} |" in rows[2]
+    interval = f" \\[{want['speedup_ci_low']:.2f}, {want['speedup_ci_high']:.2f}\\]" if want["paired"] else ""
+    assert f"| {want['speedup']:.2f}×{interval} |" in rows[2] and f"| {want['accuracy']:.4f} |" in rows[2]
     assert f"| {want['accuracy_delta']:+.4f} |" in rows[2]
 
 

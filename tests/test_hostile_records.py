@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from harness.record.schema import CORE_SCHEMA
 from harness.results.compare import compare_runs, render_rich
 from harness.results.export import csv_text
 from harness.results.labels import printable
 from harness.results.load import load
 from harness.results.markdown import md_cell
 from harness.results.records import (
-    NUMERIC_FIELDS,
     RECORDS_FILE,
     RecordWarning,
     read_records,
@@ -67,13 +67,12 @@ ESCAPES = ["\x1b[2J\x1b[H", "\x1b]0;pwned\x07", "bell\x07back\x08space", "\x9b31
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path, optbench_runs_suites: None) -> Path:
     """One real run (baseline + a pruner, one batch size) by the runner ``optbench run`` calls."""
     root = tmp_path_factory.mktemp("hostile")
     (root / "tiny-hostile.yaml").write_text(SUITE)
     run_dir = run_suite_file(root / "tiny-hostile.yaml", root / "results", optbench_cache_dir)
-    # what a real run writes passes the check untouched (a new field of FIELDS that is not a number
-    # must be given its kind in harness.results.records, or every reader would null it)
+    # what a real run writes passes the check untouched (every field it holds is declared with its type)
     assert [validate_record(r)[1] for r in lines(run_dir)] == [None, None]
     assert len(read_records(run_dir)) == 2
     return run_dir
@@ -136,8 +135,9 @@ def test_validate_record_checks_identity_types_and_numbers() -> None:
     for key in ("latency_p50_ms", "accuracy", "speedup", "noisy", "flops", "setup_s", "error", "params", "extra"):
         assert record[key] is None and key in problem, key
     assert record["mine"] == "ok" and problem.endswith("(read as null)")
-    assert {"latency_p50_ms", "accuracy", "speedup", "flops", "setup_s", "seed"} <= set(NUMERIC_FIELDS)
-    assert not {"model", "status", "params", "noisy", "batch_size"} & set(NUMERIC_FIELDS)
+    numeric = set(CORE_SCHEMA.of_type("number", "integer"))
+    assert {"latency_p50_ms", "accuracy", "speedup", "flops", "setup_s", "seed"} <= numeric
+    assert not {"model", "status", "params", "noisy"} & numeric
 
 
 def test_read_records_skips_bad_lines_with_one_warning_each(run: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pluggy
 
 from harness.plugin.types import Backend, Dataset, Method, Model
+from harness.record.field import RecordField
 
 PROJECT = "optbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -40,3 +41,14 @@ def register_models(register: Callable[[Model], None]) -> None:
 @hookspec
 def register_datasets(register: Callable[[Dataset], None]) -> None:
     """Called once at plugin discovery; call ``register(Dataset(...))`` for each dataset."""
+
+
+@hookspec
+def register_fields(register: Callable[[RecordField], None]) -> None:
+    """Called once at plugin discovery; call ``register(RecordField(...))`` for each record field the
+    plugin's objects write (a backend's facts and memory reading, a method's figures).
+
+    A field is declared once across the harness and every plugin: a name the harness or another plugin
+    already declares fails at registration, naming both. A cell that writes a field no one declared
+    fails, naming the field. The records page of the docs lists every declaration with its owner.
+    """

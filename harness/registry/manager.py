@@ -33,6 +33,9 @@ from harness.plugin.types import (
     Params,
     TrainableParams,
 )
+from harness.record.core_fields import CORE_FIELDS
+from harness.record.field import RecordField
+from harness.record.schema import RecordSchema
 from harness.version import __version__
 
 ENTRY_POINT_GROUP = "optbench"
@@ -45,6 +48,7 @@ HOOKS: dict[str, tuple[str, type]] = {
     "register_backends": ("backends", Backend),
     "register_models": ("models", Model),
     "register_datasets": ("datasets", Dataset),
+    "register_fields": ("fields", RecordField),
 }
 
 
@@ -57,6 +61,7 @@ class PluginInfo:
     version: str
     module: str
     registered: list[Any] = field(default_factory=list)
+    fields: list[RecordField] = field(default_factory=list)
     error: str | None = None
 
 
@@ -66,7 +71,19 @@ class Registry:
     backends: dict[str, Backend] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
+    #: Record fields plugins declare (the core's are ``harness.record.core_fields``), each with its owner.
+    fields: dict[str, RecordField] = field(default_factory=dict)
     owner: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> RecordSchema:
+        """Every field a record may hold: the core's, then the plugins' in the order they loaded."""
+        return RecordSchema((*CORE_FIELDS, *self.fields.values()))
+
+    def owners(self, objects: Iterable[Any]) -> list[str]:
+        """The plugins that registered ``objects`` (a cell's backend, model, dataset, methods): the owners
+        of the fields its records hold besides the core's."""
+        return [self.owner[(o.plugin_type, o.name)].name for o in objects if (o.plugin_type, o.name) in self.owner]
 
     def lookup(self, table: str, name: str) -> Any:
         """The named object, or a RegistrationError listing valid names."""
@@ -208,11 +225,13 @@ class PluginManager:
             )
             for table, obj in staged:  # all-or-nothing: a half-registered plugin is confusing
                 getattr(self.registry, table).pop(obj.name, None)
-                self.registry.owner.pop((obj.plugin_type, obj.name), None)
+                if table != "fields":
+                    self.registry.owner.pop((obj.plugin_type, obj.name), None)
             self.pm.unregister(name=info.name)
             self.broken[info.name] = info
             return info
-        info.registered = [obj for _, obj in staged]
+        info.registered = [obj for table, obj in staged if table != "fields"]
+        info.fields = [self.registry.fields[obj.name] for table, obj in staged if table == "fields"]
         self.plugins[info.name] = info
         return info
 
@@ -228,6 +247,9 @@ class PluginManager:
         return out
 
     def _register_fn(self, info: PluginInfo, table: str, expected: type, staged: list) -> Callable[[Any], None]:
+        if table == "fields":
+            return self._register_field_fn(info, staged)
+
         def register(obj: Any) -> None:
             _validate(obj, expected, info)
             items = getattr(self.registry, table)
@@ -241,6 +263,25 @@ class PluginManager:
             items[obj.name] = obj
             self.registry.owner[(obj.plugin_type, obj.name)] = info
             staged.append((table, obj))
+
+        return register
+
+    def _register_field_fn(self, info: PluginInfo, staged: list) -> Callable[[Any], None]:
+        who = f"plugin {info.name!r} (distribution {info.distribution} {info.version})"
+        core = {f.name for f in CORE_FIELDS}
+
+        def register(declared: Any) -> None:
+            if not isinstance(declared, RecordField):
+                raise RegistrationError(f"{who} registered {type(declared).__name__} {declared!r:.80} from its fields "
+                                        "hook; expected a harness.RecordField")
+            if declared.name in core:
+                raise RegistrationError(f"{who} declares record field {declared.name!r}, which the harness declares")
+            first = self.registry.fields.get(declared.name)
+            if first is not None:
+                raise RegistrationError(f"{who} declares record field {declared.name!r}, already declared by plugin "
+                                        f"{first.owner!r}")
+            self.registry.fields[declared.name] = declared.with_owner(info.name)
+            staged.append(("fields", declared))
 
         return register
 
@@ -260,6 +301,7 @@ class PluginManager:
                     "module": info.module,
                     "error": info.error,
                     "registers": [describe_object(o) for o in info.registered],
+                    "fields": [describe_field(f) for f in info.fields],
                 }
             )
         return out
@@ -328,6 +370,12 @@ def describe_object(obj: Any) -> dict[str, Any]:
     return out
 
 
+def describe_field(declared: RecordField) -> dict[str, Any]:
+    """A record field's declaration, JSON-ready (``optbench plugins --json``, the records page)."""
+    return {"name": declared.name, "type": declared.type, "unit": declared.unit, "label": declared.label,
+            "group": declared.group, "doc": declared.doc, "owner": declared.owner}
+
+
 def _type_text(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     return text or str(annotation).replace("typing.", "")
@@ -356,6 +404,11 @@ def register_session_plugin(plugin: Any, name: str) -> None:
     if any(n == name for n, _ in _session_plugins):
         raise RegistrationError(f"a session plugin named {name!r} is already registered")
     _session_plugins.append((name, plugin))
+
+
+def session_plugin_names() -> tuple[str, ...]:
+    """The names of this process's session plugins, in the order they were registered."""
+    return tuple(name for name, _ in _session_plugins)
 
 
 def unregister_session_plugin(name: str) -> None:

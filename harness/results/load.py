@@ -16,16 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import OptbenchError
-from harness.results.records import (
-    BOOL_FIELDS,
-    DICT_FIELDS,
-    FIELDS,
-    LIST_FIELDS,
-    RECORDS_FILE,
-    TEXT_FIELDS,
-    fill_relative_figures,
-    read_records,
-)
+from harness.record.field import BOOL, INTEGER, LIST, OBJECT, TEXT, TIMESTAMP
+from harness.record.schema import RecordSchema
+from harness.registry.installed_schema import installed_schema
+from harness.results.records import RECORDS_FILE, fill_relative_figures, read_records
 
 if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
     import pandas as pd
@@ -33,17 +27,11 @@ if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
 ENV_FILE = "env.json"
 ENV_COLUMNS = ("machine", "torch")  # from env.json, last in a frame
 
-# Column types of the known record fields (what records.validate_record checks on reading); a field
-# not listed here gets its type from its values.
-TIMESTAMP = ("started_at",)
-TEXT = (*(f for f in TEXT_FIELDS if f not in TIMESTAMP), "machine", "torch")
-BOOLEAN = BOOL_FIELDS
-INTEGER = ("seed", "batch_size", "latency_n", "gpu_other_processes", "world_size", "ranks_used", "model_bytes",
-           "serialized_bytes", "params_count", "nonzero_params", "flops", "effective_flops", "epochs_run",
-           "steps_run", "grad_evals", "epochs_to_target", "steps_to_target", "train_labels", "threads",
-           "prompt_tokens", "new_tokens", "generations_n", "perplexity_tokens", "perplexity_window",
-           "perplexity_stride")
-NESTED = (*DICT_FIELDS, *LIST_FIELDS)
+#: A declared field's column kind in a DataFrame, by its type (``harness.record.field``).
+COLUMN_KIND = {TEXT: "text", TIMESTAMP: "timestamp", BOOL: "boolean", INTEGER: "integer", OBJECT: "nested",
+               LIST: "nested"}
+#: The columns from env.json are text.
+ENV_KINDS = {"machine": "text", "torch": "text"}
 
 
 def read_json(path: Path) -> dict:
@@ -208,14 +196,13 @@ def rows_with_machine(groups: list[tuple[Path, list[dict[str, Any]]]]) -> list[d
     return rows
 
 
-def _column_kind(name: str, values: Sequence[Any]) -> str:
-    if name in NESTED:
-        return "nested"
-    if name in TIMESTAMP:
-        return "timestamp"
-    for kind, names in (("text", TEXT), ("boolean", BOOLEAN), ("integer", INTEGER)):
-        if name in names:
-            return kind
+def _column_kind(name: str, values: Sequence[Any], schema: RecordSchema) -> str:
+    """A declared field's kind from its type (a number: float), an env column's, else from its values."""
+    declared = schema.get(name)
+    if declared is not None:
+        return COLUMN_KIND.get(declared.type, "float")
+    if name in ENV_KINDS:
+        return ENV_KINDS[name]
     present = [v for v in values if v is not None]
     if not present:
         return "float"
@@ -262,7 +249,8 @@ def _float(v: Any) -> float:
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A DataFrame of records: the record fields in their order, then extra fields, one typed column each.
+    """A DataFrame of records: the harness's record fields in their order, then the plugins' declared fields
+    the records hold, then any other field, one typed column each.
 
     Text is ``string``, counts ``Int64``, flags ``boolean`` (all nullable), measurements
     ``float64`` (NaN when not measured), ``started_at`` a UTC timestamp; dict and list
@@ -270,14 +258,17 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    seen = dict.fromkeys(FIELDS)
+    schema = installed_schema()
+    present: dict[str, None] = {}
     for r in rows:
-        seen.update(dict.fromkeys(k for k in r if k not in seen))
+        present.update(dict.fromkeys(k for k in r if k not in present))
+    declared = [*schema.owned_by(()), *(c for c in schema.names if c in present)]
+    seen = dict.fromkeys([*declared, *present])
     columns = [c for c in seen if c not in ENV_COLUMNS] + list(ENV_COLUMNS)
     data = {}
     for name in columns:
         values = [r.get(name) for r in rows]
-        data[name] = _series(name, values, _column_kind(name, values))
+        data[name] = _series(name, values, _column_kind(name, values, schema))
     return pd.DataFrame(data, columns=columns)
 
 

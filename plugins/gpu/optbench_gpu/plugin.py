@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Backend, hookimpl
+from harness import Backend, RecordField, hookimpl
 from optbench_gpu.backend import CUDA
+from optbench_gpu.fields import FIELDS
 from optbench_gpu.multigpu import MULTI_GPU
 
 
@@ -12,3 +13,9 @@ from optbench_gpu.multigpu import MULTI_GPU
 def register_backends(register: Callable[[Backend], None]) -> None:
     register(CUDA)
     register(MULTI_GPU)
+
+
+@hookimpl
+def register_fields(register: Callable[[RecordField], None]) -> None:
+    for declared in FIELDS:
+        register(declared)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Backend, Method, hookimpl
+from harness import Backend, Method, RecordField, hookimpl
+from optbench_runtimes.fields import FIELDS
 from optbench_runtimes.onnx_quantize import QUANTIZE_DYNAMIC, QUANTIZE_STATIC
 from optbench_runtimes.onnxruntime_backend import ONNXRUNTIME
 from optbench_runtimes.openvino_backend import OPENVINO
@@ -22,3 +23,9 @@ def register_methods(register: Callable[[Method], None]) -> None:
     register(QUANTIZE_DYNAMIC)
     register(QUANTIZE_STATIC)
     register(OPENVINO_QUANTIZE)
+
+
+@hookimpl
+def register_fields(register: Callable[[RecordField], None]) -> None:
+    for declared in FIELDS:
+        register(declared)
