@@ -56,7 +56,7 @@ def records_of(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
 
 
-def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_env, cli, tmp_path, optbench_cache_dir):
+def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_env, cli, tmp_path, optbench_cache_dir, optbench_runs_suites):
     env = {**faults_env, "OPTBENCH_CACHE_DIR": str(optbench_cache_dir)}
     path = suite_file(tmp_path, execution={"timeout_s": 5, "memory_limit_mb": 2000, "log_limit_mb": 1})
     t0 = time.monotonic()
@@ -109,7 +109,7 @@ def test_every_fault_costs_only_its_cell_and_a_resume_reruns_only_those(faults_e
     assert not [p for p in pids(tmp_path / "pids.txt") if alive(p)]
 
 
-def test_ctrl_c_in_a_hung_cell_stops_the_run_and_everything_it_started(faults_env, tmp_path, optbench_cache_dir):
+def test_ctrl_c_in_a_hung_cell_stops_the_run_and_everything_it_started(faults_env, tmp_path, optbench_cache_dir, optbench_runs_suites):
     """Pressed twice, 0.2 s apart, as an impatient user does (once is tests/test_runner.py's Ctrl-C test)."""
     presses = 2
     path = suite_file(tmp_path, methods=[{"name": "faults.hang", "params": {"pid_file": str(tmp_path / "pids.txt")}}],
@@ -139,7 +139,7 @@ def test_ctrl_c_in_a_hung_cell_stops_the_run_and_everything_it_started(faults_en
 def test_a_sigkill_is_the_oom_killers_only_when_the_kernels_count_rose():
     """The OOM killer and a user's kill -9 both end a cell with SIGKILL; /proc/vmstat's oom_kill count
     before and after the cell tells them apart, and an unknown count only hints."""
-    from harness.run.local_executor import describe_exit
+    from harness.run.executor import describe_exit
 
     status, error = describe_exit(-signal.SIGKILL, (3, 4))
     assert status == "oom" and "OOM killer killed the cell process (its oom_kill count went 3 -> 4" in error

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from harness.measure.pairing import ratio_interval, time_paired
-from harness.measure.timing import Budget, median_interval, precise_enough, time_calls
+from harness.measure.stats import median_interval, precise_enough
+from harness.measure.timing import Budget, time_calls
 
 
 def matmul(n: int = 96):

@@ -145,7 +145,7 @@ def test_valid_ray_execution_validates(write_suite, capsys):
 
 
 def test_a_flooding_cells_log_is_capped_before_it_is_shipped_to_the_driver(tmp_path):
-    from harness.run.ray_executor import read_capped
+    from harness.run.cell_log import read_capped
 
     log = tmp_path / "log.txt"
     log.write_bytes(b"x" * 1023 + b"\n" + b"y" * (2 * 2**20))

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from harness.measure import host_load
 from harness.measure.pairing import BLOCK_S, MIN_BLOCKS
-from harness.measure.timing import Budget, precise_enough
+from harness.measure.stats import precise_enough
+from harness.measure.timing import Budget
 
 #: A block whose running threads waited for a CPU more than this share of their time is contended.
 WAIT_LIMIT = 0.05

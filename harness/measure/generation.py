@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.measure.timing import Budget, precise_enough
+from harness.measure.stats import precise_enough
+from harness.measure.timing import Budget
 
 
 class Decoder(Protocol):

@@ -11,11 +11,12 @@ Rules (the same on every backend):
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from harness.measure.stats import precise_enough
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,6 @@ class Budget:
             raise ValueError(f"Budget.target_rel_ci must be in (0, 1), got {self.target_rel_ci!r}")
         if self.max_seconds is not None and self.max_seconds < self.min_seconds:
             raise ValueError(f"Budget.max_seconds ({self.max_seconds}) must be at least min_seconds ({self.min_seconds})")
-
-
-def median_interval(samples: list[int] | list[float]) -> tuple[float, float, float]:
-    """(median, low, high): the sample median and its distribution-free 95% interval, from the order
-    statistics around it (the binomial rule: ranks n/2 -/+ 1.96 sqrt(n)/2)."""
-    s = sorted(samples)
-    n = len(s)
-    if n == 0:
-        raise ValueError("no samples")
-    med = float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
-    half = 1.96 * math.sqrt(n) / 2
-    lo = max(math.floor(n / 2 - half) - 1, 0)
-    hi = min(math.ceil(n / 2 + half), n - 1)
-    return med, float(s[lo]), float(s[hi])
-
-
-def precise_enough(samples: list[int], target_rel_ci: float) -> bool:
-    med, lo, hi = median_interval(samples)
-    return med > 0 and (hi - lo) / 2 / med <= target_rel_ci
 
 
 def time_calls(

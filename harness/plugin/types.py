@@ -37,9 +37,17 @@ METHOD_KINDS = (
     "transfer",
 )
 PLUGIN_KINDS = METHOD_KINDS[1:] + ("backend", "model", "dataset")
-#: Kinds benchmarked by training a model from scratch (harness.train.classifier.TrainingContext)
-#: rather than by changing a trained one.
-TRAINING_KINDS = ("optimizer", "distiller", "transfer")
+#: What a method of a kind does unless it declares otherwise (``Method.trains``, ``Method.finetune_after``):
+#: optimizers, distillers and transfer train a model from scratch; the suite's ``finetune`` schedule runs
+#: after pruners and factorizers (the others leave no float weights to train, converted quantizers and
+#: compilers, or would be undone by it, weight sharing and simulated quantization).
+KIND_BEHAVIOUR: dict[str, dict[str, bool]] = {
+    "optimizer": {"trains": True},
+    "distiller": {"trains": True},
+    "transfer": {"trains": True},
+    "pruner": {"finetune_after": True},
+    "factorizer": {"finetune_after": True},
+}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(-[a-z0-9_]+)*(\.[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 
 
@@ -306,7 +314,20 @@ class Method:
     #: runtime): a run whose suite uses it imports them once, in the process cells are forked from,
     #: instead of once per cell.
     preload: tuple[str, ...] = ()
+    #: Trains its model from scratch through ``ctx.fit`` (its ctx is a ``TrainingContext``, its cells carry the
+    #: suite's ``train`` budget) instead of changing a trained model. None: what its kind does
+    #: (``KIND_BEHAVIOUR``). Only the first step of a pipeline may train.
+    trains: bool | None = None
+    #: The suite's ``finetune`` schedule runs after it (after the last such step of a pipeline). None: what
+    #: its kind does (``KIND_BEHAVIOUR``).
+    finetune_after: bool | None = None
     plugin_type: ClassVar[str] = "method"
+
+    def __post_init__(self) -> None:
+        usual = KIND_BEHAVIOUR.get(self.kind, {})
+        for flag in ("trains", "finetune_after"):
+            if getattr(self, flag) is None:
+                object.__setattr__(self, flag, usual.get(flag, False))
 
 
 @dataclass(frozen=True)
@@ -395,10 +416,19 @@ class MemoryReading:
 
 
 class BackendSession(abc.ABC):
-    """One backend opened for one cell, inside the cell's own process."""
+    """One backend opened for one cell, inside the cell's own process.
+
+    Optional capabilities are declared, not detected: ``times_whole_calls`` (its ``time_model`` spreads one
+    call over several devices or processes), ``deployed_bytes`` (what it runs is not the torch module
+    itself but something made from it, whose size is the model's size there).
+    """
 
     #: Cells whose latency is timed on the same device key never run at the same time.
     device_key: str = "cpu"
+    #: True when ``time_model`` is the backend's own (a call spread over several devices or processes): the
+    #: harness then times a point in one window with it, judges that window's contention instead of
+    #: re-measuring blocks, and does not pair it with the baseline.
+    times_whole_calls: ClassVar[bool] = False
 
     @abc.abstractmethod
     def unavailable_reason(self) -> str | None:
@@ -427,17 +457,23 @@ class BackendSession(abc.ABC):
         """Time ``model(x)`` (``model(**x)`` for a dict; x from ``prepare_input``): ``time_calls`` around one
         call by default.
 
-        A backend that spreads a call over several devices or processes overrides this; it
-        may add record fields to the reading of the enclosing ``memory_window``.
+        A backend that spreads a call over several devices or processes overrides this and sets
+        ``times_whole_calls``; it may add record fields to the reading of the enclosing ``memory_window``.
         """
         return self.time_calls(lambda: call_model(model, x), warmup, repeat)
+
+    def deployed_bytes(self) -> int | None:
+        """The size of what this backend runs for the cell's model (an exported graph a runtime loads), read
+        after the model was prepared and timed; it becomes the record's ``model_bytes`` (and so its size
+        ratio). None: the model is the torch module itself, whose ``torch.save`` size the harness measures."""
+        return None
 
     def pairing_unavailable(self) -> str | None:
         """None when a compression cell's model and its baseline can be timed in alternating blocks
         here (``harness.measure.pairing``), else why not (the speedup is then the ratio of separately
         measured medians, and the record says so). Paired timing holds both models at once and reads
-        memory from the host: it is offered for CPU devices whose ``time_model`` is the default one."""
-        if type(self).time_model is not BackendSession.time_model:
+        memory from the host: it is offered for CPU devices that time one call at a time."""
+        if self.times_whole_calls:
             return f"{type(self).__name__} times a call in its own way (time_model), which pairing does not repeat"
         if getattr(self.device, "type", "cpu") != "cpu":
             return f"paired timing is implemented for CPU backends; on {self.device} both models would share the device"

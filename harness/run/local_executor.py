@@ -7,18 +7,19 @@ torch (about a second) while still getting a clean address space: a segfault,
 """
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from harness.run import limits
+from harness.run.cell_log import CappedLog
+from harness.run.cell_payload import CellPayload, CellResult
+from harness.run.executor import Executor, Job, Outcome, describe_exit
 
 #: Imported once by the forkserver: FLOP counting and torch.optim pull in torch._dynamo (~2 s),
 #: which every cell would otherwise pay again. scikit-learn (~2 s) is not: the digits split is
@@ -26,7 +27,7 @@ from harness.run import limits
 PRELOAD = ["harness.run.worker", "torch._dynamo"]
 
 
-def _run_cell(payload: dict[str, Any], sender: Any) -> None:
+def _run_cell(payload: CellPayload, sender: Any) -> None:
     """The cell process's entry point. The worker (torch and all) is imported here, in the cell, where
     the forkserver has it already: the run's own process does not wait for torch to start it."""
     from harness.run import worker
@@ -40,42 +41,7 @@ def _backend_info(plugins: Any, backends: Any, sender: Any) -> None:
     worker.backend_info(plugins, backends, sender)
 
 
-@dataclass
-class Outcome:
-    """What came back from one cell process."""
-
-    status: str  # ok | failed | timeout | skipped
-    result: dict[str, Any]
-    error: str | None
-    wall_s: float  # from asking for a process to having its result
-    overhead_s: float | None  # wall_s minus the time the cell itself reported working
-
-
-def describe_exit(code: int | None, oom_kills: tuple[int | None, int | None] = (None, None)) -> tuple[str, str]:
-    """(status, error) of a cell process that ended without writing its result. ``oom_kills`` is the
-    kernel's OOM-kill count before and after the cell ran (``limits.oom_kills``): a SIGKILL while it
-    rose is the OOM killer's (status ``oom``); one while it did not is someone else's."""
-    if code is None:
-        return "failed", "did not exit"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        if -code != signal.SIGKILL:  # a crash's Python stack is in its log (faulthandler)
-            return "failed", f"cell process killed by {name}"
-        before, after = oom_kills
-        if before is None or after is None:
-            return "failed", f"cell process killed by {name} (likely out of memory: the kernel's OOM killer sends SIGKILL)"
-        if after > before:
-            return "oom", (f"out of memory: the kernel's OOM killer killed the cell process (its oom_kill count went "
-                           f"{before} -> {after} while the cell ran); set execution.memory_limit_mb below what the machine has "
-                           "free so the cell fails its own allocation instead")
-        return "failed", f"cell process killed by {name}, not by the OOM killer (the kernel's oom_kill count did not change)"
-    return "failed", f"cell process exited with code {code} before writing its result"
-
-
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs one cell at a time in a fresh process from a shared forkserver."""
 
     name = "local"
@@ -109,18 +75,24 @@ class LocalExecutor:
             self.startup_s = time.perf_counter() - t0
         return self.startup_s
 
-    def run(self, payload: dict[str, Any], timeout_s: float) -> Outcome:
+    def run_many(self, jobs: list[Job], timeout_s: float, on_start: Callable[[Job], None],
+                 on_done: Callable[[Job, Outcome], None]) -> None:
+        """One cell after another, in the order given."""
+        for job in jobs:
+            on_start(job)
+            on_done(job, self.run(job.payload, timeout_s))
+
+    def run(self, payload: CellPayload, timeout_s: float) -> Outcome:
         """Run one cell to its end, however it ends: its output copied into its log (capped), its whole
         process group killed afterwards (children it left running included), its result read back."""
         self.start()
-        result_path = Path(payload["result_path"])
-        result_path.unlink(missing_ok=True)
-        log = CappedLog(Path(payload["log_path"]), (payload.get("limits") or {}).get("log_mb"))
+        files = payload.files
+        files.result.unlink(missing_ok=True)
+        log = CappedLog(files.log, payload.log_limit_mb)
         receiver, sender = self.ctx.Pipe(duplex=False)
         t0 = time.perf_counter()
         oom_before = limits.oom_kills()
-        proc = self.ctx.Process(target=_run_cell, args=(payload, sender),
-                                name=f"cell-{payload['cell']['cell_id']}")
+        proc = self.ctx.Process(target=_run_cell, args=(payload, sender), name=f"cell-{payload.cell.cell_id}")
         self._current = proc
         timed_out = False
         try:
@@ -139,16 +111,15 @@ class LocalExecutor:
             receiver.close()
             self._current = None
         wall = time.perf_counter() - t0
-        result = _read_result(result_path)
-        where = f"; see {payload['log_path']}"
+        result = CellResult.read(files.result)
+        where = f"; see {files.log}"
         if timed_out:
-            return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed"
+            return Outcome("timeout", result, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed"
                            + where, wall, None)
         if result is None:
             status, error = describe_exit(proc.exitcode, (oom_before, limits.oom_kills()))
-            return Outcome(status, {}, error + where, wall, None)
-        overhead = wall - result["work_s"] if "work_s" in result else None
-        return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
+            return Outcome(status, None, error + where, wall, None)
+        return Outcome.of(result, wall)
 
     def backend_info(self, plugins: dict[str, Any], backends: list[dict[str, Any]],
                      timeout_s: float = 120.0) -> dict[str, Any]:
@@ -201,55 +172,6 @@ def _start_unbroken(proc: Any) -> None:
         proc.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class CappedLog:
-    """A cell's log file, written by the executor from the cell's output pipe, keeping at most
-    ``limit_mb`` (then a line saying how much was dropped)."""
-
-    def __init__(self, path: Path, limit_mb: float | None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.fh = open(path, "ab")  # noqa: SIM115 - closed by close()
-        self.limit = None if not limit_mb else int(limit_mb * 2**20)
-        self.written = 0
-        self.dropped = 0
-
-    def write(self, data: bytes) -> None:
-        if self.limit is not None and self.written + len(data) > self.limit:
-            keep = max(self.limit - self.written, 0)
-            self.dropped += len(data) - keep
-            data = data[:keep]
-        if data:
-            self.fh.write(data)
-            self.fh.flush()
-            self.written += len(data)
-
-    def drain(self, receiver: Any, max_bytes: int = 64 * 2**20) -> None:
-        """What is still in the pipe once the cell is gone (without waiting for writers that escaped)."""
-        fd = receiver.fileno()
-        os.set_blocking(fd, False)
-        got = 0
-        while got < max_bytes:
-            try:
-                data = os.read(fd, 1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            if not data:
-                break
-            got += len(data)
-            self.write(data)
-
-    def note(self, text: str) -> None:
-        self.fh.write(f"[optbench] {text}\n".encode())
-
-    def close(self) -> None:
-        if self.dropped:
-            self.note(f"log capped at execution.log_limit_mb={self.limit / 2**20:g}: {self.dropped:,} more bytes of "
-                      "output were dropped")
-        self.fh.close()
 
 
 def _copy_output(proc: Any, receiver: Any, log: CappedLog, deadline: float) -> bool:
@@ -308,10 +230,3 @@ def start_forkserver() -> None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
-
-
-def _read_result(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from harness.record.status import Status
 from harness.results.labels import printable
 
 
@@ -25,7 +26,7 @@ class Progress:
 
     def cell_finished(self, label: str, status: str, seconds: float, error: str | None) -> None:
         self.done += 1
-        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != "ok" else ""
+        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != Status.OK else ""
         label = printable(label)  # a plugin's error or a suite's id must not drive the terminal
         self.line(f"[{self.done}/{self.total}] {status:<7} {label} ({seconds:.1f}s){tail}")
 
@@ -90,7 +91,7 @@ class RichProgress(Progress):
     def cell_finished(self, label: str, status: str, seconds: float, error: str | None) -> None:
         self.done += 1
         colour = {"ok": "green", "skipped": "yellow"}.get(status, "red")
-        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != "ok" else ""
+        tail = f": {printable(error.splitlines()[0][:160])}" if error and status != Status.OK else ""
         label = printable(label)  # a plugin's error or a suite's id must not drive the terminal
         from rich.text import Text
 

@@ -24,18 +24,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import OptbenchError
 from harness.run import limits
-
-if TYPE_CHECKING:  # importing this module (the driver, --help) needs no torch
-    from harness.run.local_executor import Outcome
+from harness.run.cell_log import read_capped
+from harness.run.cell_payload import CURVE_FILE, LOG_FILE, RESULT_FILE, SAMPLES_FILE, CellPayload, CellResult
+from harness.run.executor import Executor, Job, Outcome, describe_exit
 
 MISSING_RAY = "the ray executor needs Ray: pip install 'optbench[ray]'"
 
 #: Files a cell writes (worker.run_cell), shipped back from the node to the driver.
-CELL_FILES = ("result.json", "samples.json", "curve.json", "log.txt")
+CELL_FILES = (RESULT_FILE, SAMPLES_FILE, CURVE_FILE, LOG_FILE)
 
 #: Environment variables passed from the driver to every cell process.
 FORWARDED_ENV = ("OPTBENCH_CACHE_DIR", "OPTBENCH_DISABLE_PLUGINS", "XDG_CACHE_HOME")
@@ -52,12 +52,10 @@ def _cell_main(payload: bytes, tmp: str, sys_path: list[str], env_vars: dict[str
     _die_with_parent()
     os.environ.update(env_vars)
     sys.path[:0] = [p for p in sys_path if p not in sys.path and os.path.isdir(p)]
-    data = pickle.loads(payload)  # plugins given as objects need the driver's sys.path
-    data.update(log_path=os.path.join(tmp, "log.txt"), result_path=os.path.join(tmp, "result.json"),
-                samples_path=os.path.join(tmp, "samples.json"))
+    data: CellPayload = pickle.loads(payload)  # plugins given as objects need the driver's sys.path
     from harness.run import worker
 
-    worker.run_cell(data)
+    worker.run_cell(data.elsewhere(tmp))
 
 
 @contextlib.contextmanager
@@ -118,21 +116,6 @@ def _kill(proc: Any) -> None:
     proc.join(10)
 
 
-def read_capped(path: Path, limit_mb: float | None) -> str:
-    """A cell's log as shipped back to the driver: at most ``limit_mb`` (execution.log_limit_mb),
-    then the line the local executor writes, so a flooding cell does not fill the object store or the
-    run folder. (The node's temporary copy is written uncapped while the cell runs.)"""
-    limit = None if not limit_mb else int(limit_mb * 2**20)
-    with open(path, "rb") as fh:
-        data = fh.read() if limit is None else fh.read(limit)
-        size = fh.seek(0, os.SEEK_END)
-    text = data.decode("utf-8", errors="replace")
-    if limit is not None and size > limit:
-        text += (f"[optbench] log capped at execution.log_limit_mb={limit_mb:g}: {size - limit:,} more bytes of "
-                 "output were dropped\n")
-    return text
-
-
 def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: dict[str, str],
                log_limit_mb: float | None = None) -> dict[str, Any]:
     """Runs on a Ray worker: one cell in its own process; returns its files' text."""
@@ -158,22 +141,12 @@ def _cell_task(payload: bytes, timeout_s: float, sys_path: list[str], env_vars: 
         files = {}
         for name in CELL_FILES:
             with contextlib.suppress(OSError):
-                files[name] = (read_capped(Path(tmp) / name, log_limit_mb) if name == "log.txt"
+                files[name] = (read_capped(Path(tmp) / name, log_limit_mb) if name == LOG_FILE
                                else (Path(tmp) / name).read_text(errors="replace"))
         return {"exitcode": proc.exitcode, "timed_out": timed_out, "wall_s": wall, "files": files,
                 "host": os.uname().nodename, "oom_kills": (oom_before, limits.oom_kills())}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@dataclass
-class Job:
-    """One cell for the Ray executor: its payload (paths on the driver) and device slot."""
-
-    cell_id: str
-    payload: dict[str, Any]
-    device_key: str
-    label: str = ""
 
 
 @dataclass
@@ -185,7 +158,7 @@ class _Flight:
 
 
 @dataclass
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs cells as Ray tasks, streaming outcomes back to the driver as they finish."""
 
     address: str = "local"
@@ -300,15 +273,13 @@ class RayExecutor:
                  on_done: Callable[[Job, Outcome], None]) -> None:
         """Run jobs, calling ``on_done`` in this (the driver's) thread as each finishes.
 
-        Jobs are started in the order given whenever a node has a free slot for them.
+        Baseline jobs first, then the others in the order given, each whenever a node has a free slot.
         """
-        from harness.run.local_executor import Outcome
-
         self.start()
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        queue = list(jobs)
+        queue = sorted(jobs, key=lambda j: not j.baseline)  # stable: the suite's order otherwise
         env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         sys_path = [p for p in sys.path if p]
         while queue or self._flights:
@@ -322,12 +293,11 @@ class RayExecutor:
                 node = self._pick_node(job, busy, per_node)
                 if node is None:
                     continue
-                Path(job.payload["result_path"]).unlink(missing_ok=True)
+                job.payload.files.result.unlink(missing_ok=True)
                 ref = self._remote.options(
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
                     name=f"cell-{job.cell_id}",
-                ).remote(pickle.dumps(job.payload), timeout_s, sys_path, env_vars,
-                         (job.payload.get("limits") or {}).get("log_mb"))
+                ).remote(pickle.dumps(job.payload), timeout_s, sys_path, env_vars, job.payload.log_limit_mb)
                 now = time.perf_counter()
                 self._flights[ref] = _Flight(job, node, now, now + timeout_s + GRACE_S)
                 busy.add((node, job.device_key))
@@ -350,42 +320,39 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
                     del self._flights[ref]
                     on_done(flight.job, Outcome(
-                        "timeout", {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and its Ray task was "
+                        "timeout", None, f"cell exceeded execution.timeout_s={timeout_s:g}s and its Ray task was "
                         "cancelled", now - flight.t0, None))
 
     def _outcome(self, ref: Any, flight: _Flight, timeout_s: float) -> Outcome:
-        from harness.run.local_executor import Outcome, describe_exit
-
         wall = time.perf_counter() - flight.t0
         try:
             data = self._ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - the task itself died (worker killed, node lost)
-            return Outcome("failed", {}, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}",
+            return Outcome("failed", None, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}",
                            wall, None)
-        result = _write_cell_files(Path(flight.job.payload["result_path"]).parent, data)
+        result = _write_cell_files(Path(flight.job.payload.files.folder), data)
         if data["timed_out"]:
-            return Outcome("timeout", result or {}, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed",
+            return Outcome("timeout", result, f"cell exceeded execution.timeout_s={timeout_s:g}s and was killed",
                            wall, None)
         if result is None:
             status, error = describe_exit(data["exitcode"], tuple(data.get("oom_kills") or (None, None)))
-            return Outcome(status, {}, error, wall, None)
-        overhead = wall - result["work_s"] if "work_s" in result else None
-        return Outcome(result.get("status", "failed"), result, result.get("error"), wall, overhead)
+            return Outcome(status, None, error, wall, None)
+        return Outcome.of(result, wall)
 
 
-def _write_cell_files(cell_dir: Path, data: dict[str, Any]) -> dict[str, Any] | None:
-    """Write what the task shipped back into the run directory; returns result.json's content."""
+def _write_cell_files(cell_dir: Path, data: dict[str, Any]) -> CellResult | None:
+    """Write what the task shipped back into the run directory; returns the cell's result."""
     import json
 
     cell_dir.mkdir(parents=True, exist_ok=True)
     files = dict(data.get("files", {}))
-    log = files.pop("log.txt", "")
-    (cell_dir / "log.txt").write_text(f"[ray] ran on {data.get('host')}\n" + log)
+    log = files.pop(LOG_FILE, "")
+    (cell_dir / LOG_FILE).write_text(f"[ray] ran on {data.get('host')}\n" + log)
     for name, text in files.items():
         tmp = cell_dir / (name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, cell_dir / name)
     try:
-        return json.loads(files["result.json"])
+        return CellResult.from_json(json.loads(files[RESULT_FILE]))
     except (KeyError, ValueError):
         return None

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import Problem, SuiteError, suggest
-from harness.plugin.types import TRAINING_KINDS
+from harness.record.status import BASELINE
 from harness.registry.manager import Registry
 from harness.suite.loader import LineMap, format_loc, problems_from_validation
 from harness.suite.schema import Entry, Suite
@@ -123,7 +123,7 @@ class _Collector:
 
 def _choices(items: dict[str, Any]) -> list[str]:
     """Names a suite may use (the baseline is implicit, so it is never offered)."""
-    return [n for n, obj in items.items() if getattr(obj, "kind", None) != "baseline"]
+    return [n for n, obj in items.items() if getattr(obj, "kind", None) != BASELINE]
 
 
 def _lookup(reg: Registry, table: str, entry: Entry, loc: tuple, out: _Collector) -> Any:
@@ -252,7 +252,7 @@ def _resolve_model_refs(model: type[BaseModel], params: dict, loc: tuple, regist
 
 def _method_spec(registry: Registry, entry: Any, loc: tuple, out: _Collector) -> Any:
     spec = _lookup(registry, "methods", entry, loc, out)
-    if spec is not None and spec.kind == "baseline":
+    if spec is not None and spec.name == BASELINE:
         out.add(loc + ("name",), "the baseline is added automatically; remove this entry")
         return None
     return spec
@@ -272,7 +272,7 @@ def _expand_pipeline(entry: Any, i: int, registry: Registry, out: _Collector) ->
         spec = _method_spec(registry, step, loc, out)
         if spec is None:
             return []
-        if j > 0 and spec.kind in TRAINING_KINDS:
+        if j > 0 and spec.trains:
             out.add(loc + ("name",), f"{step.name} (kind {spec.kind}) trains a model from scratch, "
                     "so it can only be the first step of a pipeline")
             return []
@@ -285,18 +285,16 @@ def _expand_pipeline(entry: Any, i: int, registry: Registry, out: _Collector) ->
 
 
 def trains(method: Resolved, registry: Registry) -> bool:
-    """Whether a cell of this method trains its model from scratch (a training-time kind first)."""
-    if method.kind == PIPELINE_KIND:
-        first = registry.methods.get(method.params["steps"][0]["name"])
-        return first is not None and first.kind in TRAINING_KINDS
-    return method.kind in TRAINING_KINDS
+    """Whether a cell of this method trains its model from scratch (its first step declares ``trains``)."""
+    first = registry.methods.get(method_steps(method)[0]["name"])
+    return first is not None and bool(first.trains)
 
 
-def method_steps(method: dict) -> list[dict]:
+def method_steps(method: Resolved) -> list[dict]:
     """The methods a cell applies, in order ({name, params} each): one, or a pipeline's steps."""
-    if method["kind"] == PIPELINE_KIND:
-        return list(method["params"]["steps"])
-    return [{"name": method["name"], "params": method["params"]}]
+    if method.kind == PIPELINE_KIND:
+        return list(method.params["steps"])
+    return [{"name": method.name, "params": method.params}]
 
 
 def _step_label(name: str, params: dict) -> str:
@@ -353,8 +351,60 @@ def check_names(data: Any, registry: Registry, lines: LineMap) -> list[Problem]:
 def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, lines: LineMap | None = None) -> list[Cell]:
     """All cells of the suite in run order; raises SuiteError listing every problem."""
     out = _Collector(file, lines or LineMap(""))
-
     datasets = _resolve_plain(suite.datasets, "datasets", registry, out)
+    dataset_ids = _dataset_ids(suite, out)
+    models, shapes = _resolve_models(suite, registry, dataset_ids, out)
+    backends = _resolve_plain(suite.backends, "backends", registry, out)
+    methods, only_models = _resolve_methods(suite, registry, {m.id for m in models} | _model_ids(suite), out)
+    if out.problems:
+        raise SuiteError(file, out.problems)
+    # the reference backend's cells first, so that its baselines are there when every other record is
+    # written (its reference_speedup)
+    reference = backends[next(i for i, b in enumerate(suite.backends) if b is suite.reference)]
+    backends = sorted(backends, key=lambda b: b is not reference)
+    cells = []
+    for seed in suite.seed_list:
+        for d in datasets:
+            for m in models:
+                cells += _cells_of(m, d, backends, methods, only_models, shapes[m.id], reference, seed, registry)
+    if not cells:
+        raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
+                                        line=out.lines.line(("models",)))])
+    return cells
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a model entry decides about its cells: the datasets it pairs with (None: all), its batch sizes, its
+    training budget, and its prompt lengths when it generates."""
+
+    datasets: set[str] | None
+    batch_sizes: tuple[int, ...]
+    train: dict[str, Any]
+    prompts: tuple[int, ...]
+
+
+def _cells_of(m: Resolved, d: Resolved, backends: list[Resolved], methods: list[Resolved],
+              only_models: dict[tuple[str, str], set[str] | None], shape: _Shape, reference: Resolved, seed: int,
+              registry: Registry) -> list[Cell]:
+    """The cells of one model on one dataset: the baseline and every method it is given, on every backend."""
+    if shape.datasets is not None and d.id not in shape.datasets:
+        return []
+    baseline = Resolved(BASELINE, {}, kind=BASELINE)
+    cells = []
+    for b in backends:
+        for meth in [baseline, *methods]:
+            allowed = only_models.get((meth.name, json.dumps(meth.params, sort_keys=True)))
+            if allowed is not None and m.id not in allowed:
+                continue
+            t = shape.train if trains(meth, registry) else None
+            cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, shape.batch_sizes, t, reference,
+                              shape.prompts))
+    return cells
+
+
+def _dataset_ids(suite: Suite, out: _Collector) -> dict[str, int]:
+    """Each dataset entry's id and where it is; duplicates and models naming an unknown id are problems."""
     dataset_ids: dict[str, int] = {}
     for i, entry in enumerate(suite.datasets):
         if entry.display_id in dataset_ids:
@@ -366,10 +416,17 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             if ref not in dataset_ids:
                 out.add(("models", i, "datasets", j), f"no dataset with id {ref!r} in this suite",
                         given=repr(ref), hint=suggest(ref, dataset_ids))
+    return dataset_ids
 
-    models, ids = [], {}
-    pairing: dict[str, tuple[set[str] | None, tuple[int, ...], dict]] = {}
-    prompts: dict[str, tuple[int, ...]] = {}
+
+def _model_ids(suite: Suite) -> set[str]:
+    return {entry.display_id for entry in suite.models}
+
+
+def _resolve_models(suite: Suite, registry: Registry, dataset_ids: dict[str, int], out: _Collector
+                    ) -> tuple[list[Resolved], dict[str, _Shape]]:
+    """The models, resolved, and what each decides about its cells."""
+    models, ids, shapes = [], {}, {}
     for i, entry in enumerate(suite.models):
         if entry.display_id in ids:
             out.add(("models", i), f"duplicate model id {entry.display_id!r} (also models[{ids[entry.display_id]}])",
@@ -377,25 +434,28 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             continue
         ids[entry.display_id] = i
         spec = _lookup(registry, "models", entry, ("models", i), out)
-        if spec:
-            p = _validate_params(spec.params, entry.params, ("models", i), out)
-            if p is not None:
-                models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
-                generate = suite.measure.generate if _generates(spec, p) else None
-                prompts[entry.display_id] = tuple(generate.prompt_tokens) if generate else ()
-                sizes = entry.batch_sizes or (generate.batch_sizes if generate else None) or suite.measure.batch_sizes
-                pairing[entry.display_id] = (set(entry.datasets) if entry.datasets else None, tuple(sizes),
-                                             suite.train.merged(entry.train).model_dump(mode="json"))
+        if not spec:
+            continue
+        p = _validate_params(spec.params, entry.params, ("models", i), out)
+        if p is None:
+            continue
+        models.append(Resolved(entry.name, p, id=entry.display_id, kind="model", checkpoint=entry.checkpoint))
+        generate = suite.measure.generate if _generates(spec, p) else None
+        sizes = entry.batch_sizes or (generate.batch_sizes if generate else None) or suite.measure.batch_sizes
+        shapes[entry.display_id] = _Shape(set(entry.datasets) if entry.datasets else None, tuple(sizes),
+                                          suite.train.merged(entry.train).model_dump(mode="json"),
+                                          tuple(generate.prompt_tokens) if generate else ())
+    return models, shapes
 
-    backends = _resolve_plain(suite.backends, "backends", registry, out)
 
+def _resolve_methods(suite: Suite, registry: Registry, model_ids: set[str], out: _Collector
+                     ) -> tuple[list[Resolved], dict[tuple[str, str], set[str] | None]]:
+    """Every method entry expanded (grids, searches, pipelines), each once, and the models each is limited to."""
     for i, entry in enumerate(suite.methods):
         for j, ref in enumerate(entry.models or []):
-            if ref not in ids:
+            if ref not in model_ids:
                 out.add(("methods", i, "models", j), f"no model with id {ref!r} in this suite",
-                        given=repr(ref), hint=suggest(ref, ids))
-    only_models: dict[tuple[str, str], set[str] | None] = {}
-
+                        given=repr(ref), hint=suggest(ref, model_ids))
     methods: list[tuple[int, Resolved]] = []
     for i, entry in enumerate(suite.methods):
         if entry.pipeline is not None:
@@ -408,8 +468,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
                 p = _resolve_model_refs(spec.params, p, ("methods", i), registry, out)
                 if p is not None:
                     methods.append((i, Resolved(entry.name, p, id=entry.id, kind=spec.kind, search=searched)))
-
     seen: dict[tuple, int] = {}
+    only_models: dict[tuple[str, str], set[str] | None] = {}
     for i, m in methods:
         key = (m.name, json.dumps(m.params, sort_keys=True))
         only_models[key] = set(suite.methods[i].models) if suite.methods[i].models else None
@@ -417,32 +477,5 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
             out.add(("methods", i), f"duplicate method {m.label} (also methods[{seen[key]}])",
                     hint="each method and params combination may appear once")
         seen.setdefault(key, i)
-
-    if out.problems:
-        raise SuiteError(file, out.problems)
-
-    baseline = Resolved("baseline", {}, kind="baseline")
-    unique_methods = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
-    # the reference backend's cells first, so that its baselines are there when every other record is
-    # written (its reference_speedup)
-    reference = backends[next(i for i, b in enumerate(suite.backends) if b is suite.reference)]
-    backends = sorted(backends, key=lambda b: b is not reference)
-    cells = []
-    for seed in suite.seed_list:
-        for d in datasets:
-            for m in models:
-                only, batch_sizes, train = pairing[m.id]
-                if only is not None and d.id not in only:
-                    continue
-                for b in backends:
-                    for meth in [baseline, *unique_methods]:
-                        allowed = only_models.get((meth.name, json.dumps(meth.params, sort_keys=True)))
-                        if allowed is not None and m.id not in allowed:
-                            continue
-                        t = train if trains(meth, registry) else None
-                        cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, batch_sizes, t, reference,
-                                          prompts[m.id]))
-    if not cells:
-        raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
-                                        line=out.lines.line(("models",)))])
-    return cells
+    unique = list({(m.name, json.dumps(m.params, sort_keys=True)): m for _, m in methods}.values())
+    return unique, only_models

@@ -371,113 +371,151 @@ def fit(
     hidden labels read -1 (a distiller's soft targets cover them). Returns the model
     (in eval mode, on the CPU) with its curve and figures in a ``FitResult``.
     """
-    import torch
-
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     if not data.trainable:
         raise ValueError("this dataset has neither labels nor an objective: nothing to train on")
     if not 0.0 < labels_fraction <= 1.0:
         raise ValueError(f"labels_fraction must be in (0, 1], got {labels_fraction}")
-    epochs = budget.epochs if epochs is None else epochs
-    device = torch.device(device)
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
+    run = _FitRun(model, data, budget, seed=seed, device=device, role=role, log=log,
+                  epochs=budget.epochs if epochs is None else epochs)
+    run.place(list(extra_modules), list(frozen_modules))
+    run.make_optimizer(optimizer, schedule, loss)
+    run.choose_labels(labels_fraction, keep_unlabelled)
+    run.set_targets()
+    return run.train()
 
-    extra = list(extra_modules)
-    frozen = [(m, _module_device(m)) for m in frozen_modules]
-    model.to(device).train()
-    for m in extra:
-        m.to(device).train()
-    for m, _ in frozen:
-        m.to(device)
-    rank, world = _process_group()
-    net: nn.Module = model
-    manual: list[Any] = []
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        owned = {id(p) for p in model.parameters()}
-        manual = [p for m in extra for p in m.parameters() if p.requires_grad and id(p) not in owned]
-    seen, params = set(), []
-    for p in [*model.parameters(), *(q for m in extra for q in m.parameters())]:
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            params.append(p)
-    if not params:
-        raise ValueError("nothing to train: no parameter requires grad")
-    if optimizer is None:
-        lr = budget.lr
-        optimizer = ((lambda ps: torch.optim.Adam(ps, lr=lr)) if budget.optimizer == "adam"
-                     else (lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9)))
-    opt = optimizer(params)
+class _FitRun:
+    """One run of ``fit``: its set-up in steps (devices, optimizer, labels, targets), then epochs of steps
+    with the clock running and evaluations with it paused."""
 
-    inputs_at = _batch_reader(data.train, device)
-    n_all = len(data.train)
-    train_labels = data.train.labels
-    y_all = train_labels.to(device) if train_labels is not None else None
-    labelled = n_all
-    pool = None  # None: every input, one permutation per epoch
-    if y_all is not None and labels_fraction < 1.0:
-        subset = labelled_subset(train_labels, labels_fraction, seed).to(device)
-        labelled = subset.numel()
-        if keep_unlabelled:
-            hidden = torch.ones(n_all, dtype=torch.bool, device=device)
-            hidden[subset] = False
-            y_all = y_all.clone()
-            y_all[hidden] = -1
-        else:
-            pool = subset
-    bs = budget.batch_size
-    steps_per_epoch = math.ceil(n_all / bs)
-    total_steps = steps_per_epoch * epochs
-    lam = _lr_lambda(schedule, total_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam) if lam is not None else None
-    loss_fn: LossFn = loss or (lambda m, x, y: data.loss(call_model(m, x), x, y))
+    def __init__(self, model: nn.Module, data: DatasetSplits, budget: Train, *, seed: int, device: Any, role: str,
+                 log: Callable[[str], None], epochs: int) -> None:
+        import torch
 
-    is_loss = data.metric == "loss"
-    floor = data.loss_floor
-    target_acc = budget.target_accuracy if not is_loss else None
-    target_loss = budget.target_loss
-    if is_loss and target_loss is None and floor is not None:
-        target_loss = floor + DEFAULT_FLOOR_GAP * abs(floor)
+        self.model, self.data, self.budget, self.seed, self.role, self.log = model, data, budget, seed, role, log
+        self.epochs = epochs
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        self.g = torch.Generator().manual_seed(seed)
+        self.rank, self.world = _process_group()
+        self.elapsed = 0.0
+        self.stream: list[torch.Tensor] = []
 
-    result = FitResult(model=model, role=role, metric=data.metric, curve=[], train_time_s=0.0, epochs_run=0,
-                       steps_run=0, grad_evals=0, diverged=False, labelled=labelled,
-                       target_accuracy=target_acc, target_loss=target_loss if is_loss else None, loss_floor=floor,
-                       world_size=world)
+    def place(self, extra: list[nn.Module], frozen: list[nn.Module]) -> None:
+        """The modules on the training device (a DDP wrapper around the model across ranks), and the parameters
+        that train."""
+        model, device = self.model, self.device
+        self.extra = extra
+        self.frozen = [(m, _module_device(m)) for m in frozen]
+        model.to(device).train()
+        for m in extra:
+            m.to(device).train()
+        for m, _ in self.frozen:
+            m.to(device)
+        self.net: nn.Module = model
+        self.manual: list[Any] = []
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def reached(point: dict) -> bool:
-        if is_loss:
-            return target_loss is not None and point.get("objective") is not None and point["objective"] <= target_loss
-        return target_acc is not None and point.get("test_accuracy") is not None and point["test_accuracy"] >= target_acc
+            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            owned = {id(p) for p in model.parameters()}
+            self.manual = [p for m in extra for p in m.parameters() if p.requires_grad and id(p) not in owned]
+        seen, self.params = set(), []
+        for p in [*model.parameters(), *(q for m in extra for q in m.parameters())]:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                self.params.append(p)
+        if not self.params:
+            raise ValueError("nothing to train: no parameter requires grad")
 
-    elapsed = 0.0
-    stream: list[torch.Tensor] = []
+    def make_optimizer(self, optimizer: OptimizerFactory | None, schedule: str, loss: LossFn | None) -> None:
+        import torch
 
-    def record(epoch: int, step: int, train_losses: list[float]) -> None:
-        if rank != 0:  # rank 0 evaluates for the run; the others wait at the next epoch's barrier
+        if optimizer is None:
+            lr = self.budget.lr
+            optimizer = ((lambda ps: torch.optim.Adam(ps, lr=lr)) if self.budget.optimizer == "adam"
+                         else (lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9)))
+        self.opt = optimizer(self.params)
+        self.n_all = len(self.data.train)
+        self.bs = self.budget.batch_size
+        self.steps_per_epoch = math.ceil(self.n_all / self.bs)
+        lam = _lr_lambda(schedule, self.steps_per_epoch * self.epochs)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lam) if lam is not None else None
+        data = self.data
+        self.loss_fn: LossFn = loss or (lambda m, x, y: data.loss(call_model(m, x), x, y))
+
+    def choose_labels(self, labels_fraction: float, keep_unlabelled: bool) -> None:
+        """The labels the run may see: every one, or a stratified share (the others -1, or left out)."""
+        import torch
+
+        device = self.device
+        self.inputs_at = _batch_reader(self.data.train, device)
+        train_labels = self.data.train.labels
+        self.y_all = train_labels.to(device) if train_labels is not None else None
+        self.labelled = self.n_all
+        self.pool = None  # None: every input, one permutation per epoch
+        if self.y_all is not None and labels_fraction < 1.0:
+            subset = labelled_subset(train_labels, labels_fraction, self.seed).to(device)
+            self.labelled = subset.numel()
+            if keep_unlabelled:
+                hidden = torch.ones(self.n_all, dtype=torch.bool, device=device)
+                hidden[subset] = False
+                self.y_all = self.y_all.clone()
+                self.y_all[hidden] = -1
+            else:
+                self.pool = subset
+
+    def set_targets(self) -> None:
+        data, budget = self.data, self.budget
+        self.is_loss = data.metric == "loss"
+        floor = data.loss_floor
+        self.target_acc = budget.target_accuracy if not self.is_loss else None
+        self.target_loss = budget.target_loss
+        if self.is_loss and self.target_loss is None and floor is not None:
+            self.target_loss = floor + DEFAULT_FLOOR_GAP * abs(floor)
+        self.result = FitResult(model=self.model, role=self.role, metric=data.metric, curve=[], train_time_s=0.0,
+                                epochs_run=0, steps_run=0, grad_evals=0, diverged=False, labelled=self.labelled,
+                                target_accuracy=self.target_acc,
+                                target_loss=self.target_loss if self.is_loss else None, loss_floor=floor,
+                                world_size=self.world)
+
+    # -- the run -------------------------------------------------------------------------------------
+    def reached(self, point: dict) -> bool:
+        if self.is_loss:
+            return (self.target_loss is not None and point.get("objective") is not None
+                    and point["objective"] <= self.target_loss)
+        return (self.target_acc is not None and point.get("test_accuracy") is not None
+                and point["test_accuracy"] >= self.target_acc)
+
+    def record(self, epoch: int, step: int, train_losses: list[float]) -> None:
+        if self.rank != 0:  # rank 0 evaluates for the run; the others wait at the next epoch's barrier
             return
-        point = {"epoch": epoch, "step": step, "elapsed_s": elapsed,
+        point = {"epoch": epoch, "step": step, "elapsed_s": self.elapsed,
                  "train_loss": _finite(sum(train_losses) / len(train_losses)) if train_losses else None}
-        point.update(evaluate(model, data, device, objective=is_loss))
+        point.update(evaluate(self.model, self.data, self.device, objective=self.is_loss))
+        result = self.result
         result.curve.append(point)
-        if result.time_to_target_s is None and reached(point):
-            result.time_to_target_s, result.epochs_to_target, result.steps_to_target = elapsed, epoch, step
+        if result.time_to_target_s is None and self.reached(point):
+            result.time_to_target_s, result.epochs_to_target, result.steps_to_target = self.elapsed, epoch, step
 
-    def batches() -> Iterable[torch.Tensor]:
-        if pool is None:
+    def batches(self) -> Iterable[torch.Tensor]:
+        import torch
+
+        n_all, bs, g, device = self.n_all, self.bs, self.g, self.device
+        if self.pool is None:
             order = torch.randperm(n_all, generator=g).to(device)
             for start in range(0, n_all, bs):
                 yield order[start : start + bs]
             return
-        for _ in range(steps_per_epoch):  # a stream of permutations of the labelled subset
+        stream = self.stream
+        for _ in range(self.steps_per_epoch):  # a stream of permutations of the labelled subset
             need = bs
             parts = []
             while need > 0:
                 if not stream:
-                    stream.append(pool[torch.randperm(pool.numel(), generator=g).to(device)])
+                    stream.append(self.pool[torch.randperm(self.pool.numel(), generator=g).to(device)])
                 take = stream[0][:need]
                 stream[0] = stream[0][need:]
                 if stream[0].numel() == 0:
@@ -486,21 +524,21 @@ def fit(
                 need -= take.numel()
             yield torch.cat(parts)
 
-    def pause_point() -> None:  # every rank starts the clock together, after rank 0 evaluated
-        _sync(device)
-        if world > 1:
+    def pause_point(self) -> None:  # every rank starts the clock together, after rank 0 evaluated
+        _sync(self.device)
+        if self.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
 
-    record(0, 0, [])
-    step = 0
-    for epoch in range(1, epochs + 1):
+    def epoch(self, step: int) -> tuple[int, list[float], int]:
+        """One epoch of optimizer steps: (the step count after it, the batch losses, the inputs seen)."""
+        import torch
+
+        result, world, rank = self.result, self.world, self.rank
         losses: list[float] = []
         seen_inputs = 0
-        pause_point()
-        t0 = time.perf_counter()
-        for idx in batches():
+        for idx in self.batches():
             shard = None
             if world > 1:
                 global_n = idx.numel()
@@ -508,50 +546,66 @@ def fit(
                     result.skipped_steps += 1
                     continue
                 local = torch.tensor_split(idx, world)[rank]
-                shard = Shard(world=world, share=local.numel() / global_n, manual=manual)
+                shard = Shard(world=world, share=local.numel() / global_n, manual=self.manual)
                 seen_inputs += global_n
                 idx = local
             else:
                 seen_inputs += idx.numel()
-            closure = Closure(net, loss_fn, inputs_at(idx), y_all[idx] if y_all is not None else None, params, shard)
-            value = opt.step(closure)
-            if sched is not None:
-                sched.step()
+            closure = Closure(self.net, self.loss_fn, self.inputs_at(idx),
+                              self.y_all[idx] if self.y_all is not None else None, self.params, shard)
+            value = self.opt.step(closure)
+            if self.sched is not None:
+                self.sched.step()
             step += 1
             result.grad_evals += closure.evals
-            value = float(value.detach() if hasattr(value, 'detach') else value) if value is not None else math.nan
+            value = float(value.detach() if hasattr(value, "detach") else value) if value is not None else math.nan
             losses.append(value)
             if not math.isfinite(value):
                 result.diverged = True
                 break
-        _sync(device)
-        took = time.perf_counter() - t0
-        elapsed += took
-        result.epoch_times.append(took)
-        result.epoch_samples.append(seen_inputs)
-        result.epochs_run, result.steps_run, result.train_time_s = epoch, step, elapsed
-        if result.diverged or epoch % budget.eval_every == 0 or epoch == epochs:
-            record(epoch, step, losses)
-        if result.diverged:
-            log(f"{role}: loss is no longer finite at epoch {epoch}, step {step}: stopped (diverged)")
-            break
-    model.eval().to("cpu")
-    for m in extra:
-        m.eval().to("cpu")
-    for m, where in frozen:
-        m.to(where)
-    if rank != 0:
+        return step, losses, seen_inputs
+
+    def train(self) -> FitResult:
+        result = self.result
+        self.record(0, 0, [])
+        step = 0
+        for epoch in range(1, self.epochs + 1):
+            self.pause_point()
+            t0 = time.perf_counter()
+            step, losses, seen_inputs = self.epoch(step)
+            _sync(self.device)
+            took = time.perf_counter() - t0
+            self.elapsed += took
+            result.epoch_times.append(took)
+            result.epoch_samples.append(seen_inputs)
+            result.epochs_run, result.steps_run, result.train_time_s = epoch, step, self.elapsed
+            if result.diverged or epoch % self.budget.eval_every == 0 or epoch == self.epochs:
+                self.record(epoch, step, losses)
+            if result.diverged:
+                self.log(f"{self.role}: loss is no longer finite at epoch {epoch}, step {step}: stopped (diverged)")
+                break
+        self.model.eval().to("cpu")
+        for m in self.extra:
+            m.eval().to("cpu")
+        for m, where in self.frozen:
+            m.to(where)
+        if self.rank == 0:
+            self._say()
         return result
-    last = result.curve[-1]
-    shown = (f"accuracy {last['test_accuracy']:.4f}" if last.get("test_accuracy") is not None
-             else f"objective {last.get('objective')}")
-    log(f"{role}: {result.epochs_run} epochs, {result.steps_run} steps in {elapsed:.2f}s, {shown}"
-        + (f", target reached at epoch {result.epochs_to_target} ({result.time_to_target_s:.2f}s)"
-           if result.time_to_target_s is not None else ", target not reached" if (target_acc or target_loss) else "")
-        + (f"; data-parallel over {world} ranks, {result.samples_per_s or 0:.0f} samples/s"
-           + (f", {result.skipped_steps} tail batches smaller than {world} skipped" if result.skipped_steps else "")
-           if world > 1 else ""))
-    return result
+
+    def _say(self) -> None:
+        result, world = self.result, self.world
+        last = result.curve[-1]
+        shown = (f"accuracy {last['test_accuracy']:.4f}" if last.get("test_accuracy") is not None
+                 else f"objective {last.get('objective')}")
+        reached = (f", target reached at epoch {result.epochs_to_target} ({result.time_to_target_s:.2f}s)"
+                   if result.time_to_target_s is not None
+                   else ", target not reached" if (self.target_acc or self.target_loss) else "")
+        ranks = (f"; data-parallel over {world} ranks, {result.samples_per_s or 0:.0f} samples/s"
+                 + (f", {result.skipped_steps} tail batches smaller than {world} skipped" if result.skipped_steps else "")
+                 if world > 1 else "")
+        self.log(f"{self.role}: {result.epochs_run} epochs, {result.steps_run} steps in {self.elapsed:.2f}s, {shown}"
+                 + reached + ranks)
 
 
 @dataclass

@@ -22,6 +22,25 @@ def cache_dir() -> Path:
     return cache_root() / "weights"
 
 
+#: An optional part of ``baseline_identity`` that is absent (None is a value a fingerprint may return).
+ABSENT: Any = object()
+
+
+def baseline_identity(model: str, params: dict[str, Any], dataset: tuple[str, dict[str, Any]], seed: int,
+                      provider: tuple[str, str], training: Any = ABSENT, code: Any = ABSENT,
+                      data: Any = ABSENT) -> dict[str, Any]:
+    """What a baseline's trained weights depend on, as ``cache_key`` hashes it: the model and its params, the
+    dataset and its params, the seed, the distribution and version that provide the model, the training
+    settings when the model's params do not hold them (the harness's defaults stand in), the model's code
+    (``Model.fingerprint``: an edit retrains it) and the data (``Dataset.fingerprint``: new files retrain it)."""
+    ident: dict[str, Any] = {"model": model, "params": params, "dataset": list(dataset), "seed": seed,
+                             "provider": list(provider)}
+    for key, value in (("training", training), ("code", code), ("data", data)):
+        if value is not ABSENT:
+            ident[key] = value
+    return ident
+
+
 def cache_key(parts: dict[str, Any]) -> str:
     import torch
 

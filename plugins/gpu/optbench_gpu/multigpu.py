@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.plugin.types import Backend, BackendSession, MemoryReading, Params
+from harness import Backend, BackendSession, MemoryReading, Params
 
 RANK_TIMEOUT_S = 600.0
 RANK_WAIT_FOREVER_S = 7 * 24 * 3600.0
@@ -111,7 +111,7 @@ def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int 
             dist.destroy_process_group()
     except BaseException as exc:  # a failing rank reports, the parent raises with its message
         code = 1
-        from harness.plugin.types import Skip
+        from harness import Skip
 
         try:
             _send(conn, {"ok": False, "rank": rank, "skip": isinstance(exc, Skip),
@@ -133,7 +133,7 @@ def launch(world: int, work: RankWork, *, device_type: str, threads: int | None,
     killed. ``timeout_s`` None waits as long as the cell may run (its own timeout kills
     the cell's process group, ranks included).
     """
-    from harness.plugin.types import Skip
+    from harness import Skip
 
     ctx = mp.get_context("fork")
     port = _free_port()
@@ -183,7 +183,7 @@ def _timing_work(model: Any, shares: list[Any], warmup: tuple[int, float], repea
         import torch
         import torch.distributed as dist
 
-        from harness.plugin.data import batch_size, call_model, map_tensors
+        from harness import batch_size, call_model, map_tensors
 
         replica = model.to(device)
         share = shares[rank]
@@ -248,6 +248,8 @@ def _training_work(train: Callable[..., Any], modules: list[Any], max_epochs: in
 
 
 class MultiGPUSession(BackendSession):
+    times_whole_calls = True  # one call is spread over the ranks (``time_model``)
+
     def __init__(self, params: MultiGPUParams) -> None:
         self.params = params
         self.device_key = f"multi-gpu:{params.device_type}"
@@ -286,15 +288,14 @@ class MultiGPUSession(BackendSession):
         return torch.device("cpu")  # the cell's process keeps the model on the CPU; ranks move their replica
 
     def time_calls(self, fn: Callable[[], Any], warmup: Any, repeat: Any) -> list[int]:
-        from harness.measure.timing import time_calls
+        from harness import time_calls
 
         return time_calls(fn, warmup, repeat)
 
     def time_model(self, model: Any, x: Any, warmup: Any, repeat: Any) -> list[int]:
         import torch
 
-        from harness.measure.stats import summarize
-        from harness.plugin.data import batch_size
+        from harness import batch_size, summarize
 
         n = self.params.devices
         if isinstance(x, dict):  # every named tensor split the same way, so each rank's share stays aligned

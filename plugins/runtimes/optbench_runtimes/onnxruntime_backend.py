@@ -28,8 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.measure.timing import time_calls
-from harness.plugin.types import Backend, BackendSession, MemoryReading, Params, Skip
+from harness import Backend, BackendSession, MemoryReading, Params, Skip, time_calls
 from optbench_runtimes.exported import (
     example_inputs,
     in_dispatch_mode,
@@ -214,10 +213,13 @@ class OrtSession(BackendSession):
         yield reading
         model = self.exported
         if model is not None and model.onnx_bytes is not None:
-            # the size of a model here is the graph the session loads (a runtime-native quantizer
-            # changes only that): model_bytes and the size ratio against the baseline's graph
-            reading.fields.update(export_s=model.export_s, onnx_bytes=model.onnx_bytes, model_bytes=model.onnx_bytes,
-                                  quantize_s=model.transform_s)
+            reading.fields.update(export_s=model.export_s, onnx_bytes=model.onnx_bytes, quantize_s=model.transform_s)
+
+    def deployed_bytes(self) -> int | None:
+        """The ONNX graph the session loads: a runtime-native quantizer changes only that, so it is the model's
+        size here (model_bytes, and the size ratio against the baseline's graph)."""
+        model = self.exported
+        return model.onnx_bytes if model is not None else None
 
     def info(self) -> dict[str, Any]:
         try:

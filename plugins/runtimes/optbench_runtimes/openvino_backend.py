@@ -36,8 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.measure.timing import time_calls
-from harness.plugin.types import Backend, BackendSession, MemoryReading, Params, Skip
+from harness import Backend, BackendSession, MemoryReading, Params, Skip, time_calls
 from optbench_runtimes.exported import (
     example_inputs,
     in_dispatch_mode,
@@ -246,10 +245,15 @@ class OvSession(BackendSession):
         if model is not None and model.compiled is not None:
             ran = runtime_precisions(model.compiled)
             reading.fields.update(
-                export_s=model.export_s, ir_bytes=model.ir_bytes, model_bytes=model.ir_bytes,
+                export_s=model.export_s, ir_bytes=model.ir_bytes,
                 quantize_s=model.transform_s,
                 runtime_precision=precision_name(model.compiled.get_property("INFERENCE_PRECISION_HINT")),
                 precision_ops=", ".join(f"{p} {n}" for p, n in ran.most_common()) or None)
+
+    def deployed_bytes(self) -> int | None:
+        """The OpenVINO IR the runtime compiles (xml and bin): the model's size here."""
+        model = self.exported
+        return model.ir_bytes if model is not None else None
 
     def info(self) -> dict[str, Any]:
         try:

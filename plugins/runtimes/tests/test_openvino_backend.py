@@ -43,7 +43,7 @@ def test_a_model_runs_in_openvino_in_f32_with_torch_s_answers_at_any_batch_size(
     with s.memory_window(batch_size=1) as reading:
         pass
     f = reading.fields
-    assert f["model_bytes"] == f["ir_bytes"] == ov_model.ir_bytes and f["quantize_s"] is None
+    assert s.deployed_bytes() == f["ir_bytes"] == ov_model.ir_bytes and f["quantize_s"] is None
     assert f["runtime_precision"] == "f32" and "f32" in f["precision_ops"] and "bf16" not in f["precision_ops"]
     facts = s.setup()
     assert facts["runtime"] == "openvino" and facts["provider"] == "CPU" and facts["threads"] == 1
@@ -169,7 +169,7 @@ def test_openvino_quantize_makes_an_int8_graph_with_nearly_the_same_answers():
     with s.memory_window() as reading:
         pass
     assert reading.fields["quantize_s"] > 0 and "i8" in reading.fields["precision_ops"]
-    assert reading.fields["model_bytes"] < float_bytes / 2  # int8 weights, stored as int8
+    assert s.deployed_bytes() < float_bytes / 2  # int8 weights, stored as int8
     assert not torch.allclose(got, want, atol=1e-6)
     assert torch.nn.functional.cosine_similarity(got, want).min() > 0.99
 

@@ -75,5 +75,7 @@ def test_a_suite_across_torch_onnxruntime_and_openvino(optbench_run):
         ref = by[("cpu", "baseline", key[2])]
         want = r["speedup"] if key[0] == "cpu" else ref["latency_p50_ms"] / r["latency_p50_ms"]
         assert r["reference_speedup"] == pytest.approx(want) and again[key]["reference_speedup"] == pytest.approx(want)
-    html = (run.run_dir / "report.html").read_text()
-    assert "vs reference (×)" in html and "cpu's baseline p50 / this p50" in html
+    import html as markup
+
+    page = markup.unescape((run.run_dir / "report.html").read_text())
+    assert "vs reference (×)" in page and "cpu's baseline p50 / this p50" in page
