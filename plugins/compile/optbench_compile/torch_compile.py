@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from harness import MethodContext, Params, Skip
-from harness.plugin.data import call_model, map_tensors
+from harness import MethodContext, Params, Skip, call_model, map_tensors
 
 if TYPE_CHECKING:
     import torch

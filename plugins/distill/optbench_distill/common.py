@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from harness import Params, Skip
-from harness.plugin.data import call_model
-from harness.plugin.types import ModelRef
+from harness import ModelRef, Params, Skip, call_model
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from harness.train.fit import FitResult, TrainingContext
+    from harness import FitResult, TrainingContext
 
 
 class DistillParams(Params):
@@ -94,7 +92,7 @@ def prepare_teacher(ctx: TrainingContext, ref: ModelRef, method: str) -> nn.Modu
     """The harness-trained teacher, frozen, in eval mode, on the cell's device."""
     import torch
 
-    from harness.train.fit import evaluate
+    from harness import evaluate
 
     # ctx.trained_model builds the teacher from the global RNG as it finds it (here: after
     # the student was built), and caches the trained weights under a key that does not say

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from harness.plugin.data import call_model, map_tensors
+from harness import call_model, map_tensors
 from optbench_distill.common import (
     DistillParams,
     as_tensor,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from harness.train.fit import TrainingContext
+    from harness import TrainingContext
 
 NAME = "distill.feature"
 PROBE_BATCH = 2

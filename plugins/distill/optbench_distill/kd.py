@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from harness.plugin.data import call_model
+from harness import call_model
 from optbench_distill.common import (
     DistillParams,
     describe,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from harness.train.fit import TrainingContext
+    from harness import TrainingContext
 
 NAME = "distill.kd"
 

@@ -13,6 +13,7 @@ def register_methods(register: Callable[[Method], None]) -> None:
         Method(
             name=kd.NAME,
             kind="distiller",
+            trains=True,
             description="Hinton knowledge distillation: the teacher's temperature-softened probabilities on every "
             "input plus cross-entropy on the labelled ones; paired with the student trained alone",
             params=kd.KDParams,
@@ -23,6 +24,7 @@ def register_methods(register: Callable[[Method], None]) -> None:
         Method(
             name=feature.NAME,
             kind="distiller",
+            trains=True,
             description="FitNets hints: MSE between a projected student feature and a teacher feature (forward "
             "hooks) plus cross-entropy, optionally soft targets; paired with the student trained alone",
             params=feature.FeatureParams,

@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.measure.timing import Budget, time_calls
-from harness.plugin.types import Backend, BackendSession, MemoryReading, Params
+from harness import Backend, BackendSession, Budget, MemoryReading, Params, time_calls
 from optbench_gpu import nvml
 
 log = logging.getLogger("optbench_gpu")
@@ -238,7 +237,7 @@ class CudaSession(BackendSession):
 
     def prepare_input(self, x: Any) -> Any:
         """To the device; floating tensors (not token ids or masks) to the session's dtype."""
-        from harness.plugin.data import map_tensors
+        from harness import map_tensors
 
         def move(t: Any) -> Any:
             t = t.to(self.device, non_blocking=True)

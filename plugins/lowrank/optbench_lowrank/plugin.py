@@ -13,6 +13,7 @@ def register_methods(register: Callable[[Method], None]) -> None:
         Method(
             name="lowrank.svd",
             kind="factorizer",
+            finetune_after=True,
             description="truncated-SVD factorization of Linear/Conv2d layers into two thinner layers",
             params=svd.SVDParams,
             apply=svd.apply,

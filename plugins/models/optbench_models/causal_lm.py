@@ -12,9 +12,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from harness import DatasetSplits, LanguageModel, Model, Skip, TrainableParams
-from harness.measure.generation import GenerateDecoder
-from harness.plugin.language_model import unwrap
+from harness import DatasetSplits, GenerateDecoder, LanguageModel, Model, Skip, TrainableParams, unwrap
 from optbench_models.requirements import require
 from optbench_models.text import (
     TransformersParams,

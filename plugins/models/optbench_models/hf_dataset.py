@@ -14,8 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from harness import Dataset, DatasetSplits, Params, SuitePath, files_fingerprint
-from harness.plugin.data import Split
+from harness import Dataset, DatasetSplits, Params, Split, SuitePath, files_fingerprint
 from optbench_models.requirements import hub_error, require
 
 FILE_BUILDERS = ("csv", "json", "parquet", "text")

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from harness import Dataset, Model, hookimpl
 from optbench_models.causal_lm import TINY_LM
 from optbench_models.hf_dataset import HF
-from optbench_models.text import TOKENS, TRANSFORMERS
+from optbench_models.text import TOKENS
+from optbench_models.transformers_model import TRANSFORMERS
 from optbench_models.vision import TIMM, TORCHVISION
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness import Dataset, DatasetSplits, Model, Params, SuitePath
+from harness import Dataset, DatasetSplits, Params, SuitePath
 from optbench_models.requirements import check_input_shape, hub_error, require
 
 TASKS = ("sequence-classification", "base", "causal-lm")
@@ -191,19 +191,6 @@ def load_tokens(params: TokenParams, seed: int) -> DatasetSplits:
     return DatasetSplits(x_train=x_train, y_train=None, x_test=x_test, y_test=None, num_classes=params.classes)
 
 
-TRANSFORMERS = Model(
-    name="transformers",
-    description="a Hugging Face transformers model: a hub id (cached), a local directory or a config dict",
-    build=build_transformers, params=TransformersParams, trainable=False,
-    preprocess=preprocess_transformers, pretrained=lambda params: params.source is not None,
-    preload=("transformers",), language_model=lambda params: _language_model(params),
-)
-
-
-def _language_model(params: TransformersParams) -> Any:
-    from optbench_models.causal_lm import transformers_language_model
-
-    return transformers_language_model(params)
 TOKENS = Dataset(
     name="tokens", description="random token ids of a declared length, for text models (no accuracy)",
     load=load_tokens, params=TokenParams,

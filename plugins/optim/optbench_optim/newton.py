@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.autograd.functional import hessian
 
-from harness.train.fit import Closure
+from harness import Closure
 
 #: Below this many parameters one backward per Hessian row is faster than the vectorized
 #: (vmap) form on CPU: 0.07 s against 0.49 s for the 100-dim quadratic at batch 1000, while

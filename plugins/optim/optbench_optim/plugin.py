@@ -30,5 +30,5 @@ METHODS = [
 def register_methods(register: Callable[[Method], None]) -> None:
     for name, params, apply, description in METHODS:
         register(
-            Method(name=name, kind="optimizer", description=description, apply=apply, params=params)
+            Method(name=name, kind="optimizer", description=description, apply=apply, params=params, trains=True)
         )

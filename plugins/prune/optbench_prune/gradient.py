@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from harness import DatasetSplits, MethodContext, Skip
-from harness.plugin.data import call_model, map_tensors
+from harness import DatasetSplits, MethodContext, Skip, call_model, map_tensors
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.masks import UnstructuredParams, prune_by_scores, zero_summary
 

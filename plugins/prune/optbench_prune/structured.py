@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from harness import MethodContext, Params, Skip
-from harness.measure.fidelity import output_tensor
-from harness.plugin.data import call_model, map_tensors
+from harness import MethodContext, Params, Skip, call_model, map_tensors, output_tensor
 from optbench_prune.gradient import NEEDS_LABELS, eval_mode, training_batches
 from optbench_prune.magnitude import prunable_layers
 

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from harness import MethodContext, Params, Regex, Skip
-from harness.plugin.data import call_model, map_tensors
+from harness import MethodContext, Params, Regex, Skip, call_model, map_tensors
 
 if TYPE_CHECKING:
     from torch import nn

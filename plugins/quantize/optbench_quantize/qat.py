@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from harness import MethodContext, Params, Skip
-from harness.plugin.data import call_model
+from harness import MethodContext, Params, Skip, call_model
 from optbench_quantize import fx_graph_mode
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def apply(model: nn.Module, params: QATParams, ctx: MethodContext) -> nn.Module:
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
-    from harness.train.classifier import train_classifier
+    from harness import train_classifier
 
     if not ctx.data.train.has_labels:
         raise Skip("needs labelled training data")

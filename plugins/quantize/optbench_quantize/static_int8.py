@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from harness import MethodContext, Params
-from harness.plugin.data import Split, TensorSplit, call_model
+from harness import MethodContext, Params, Split, TensorSplit, call_model
 from optbench_quantize import fx_graph_mode
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.plugin.types import MethodContext, Skip
+from harness import MethodContext, Skip
 
 
 def runtime_only(ctx: MethodContext, method: str, backend: str, graph: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.plugin.types import Method, MethodContext, Params
+from harness import Method, MethodContext, Params
 from optbench_runtimes.calibration import (
     calibration_batches,
     named_arrays,

@@ -13,6 +13,7 @@ def register_methods(register: Callable[[Method], None]) -> None:
         Method(
             name="transfer.finetune",
             kind="transfer",
+            trains=True,
             description="pre-train on source classes, then fine-tune (full or linear probe) on target classes "
             "with few labels; compared with training from scratch on the same target data and budget",
             params=finetune.FinetuneParams,
