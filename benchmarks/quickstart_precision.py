@@ -44,7 +44,7 @@ def run(suite: dict, folder: Path, name: str, cache: Path) -> tuple[float, Path]
 
 def intervals(run_dir: Path) -> dict[tuple, tuple[float, float, float]]:
     """(model, method, params, batch) -> (speedup, low, high)."""
-    from harness.site.data import median_interval
+    from harness.site.data import median_interval_ms as median_interval
 
     rows = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     samples = {}

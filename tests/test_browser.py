@@ -27,12 +27,12 @@ import pytest
 
 from harness.results.labels import fmt_params, variant_label
 from harness.results.records import (
-    FIELDS,
     append_records,
     fill_relative_figures,
     read_records,
 )
 from harness.site.publish import publish
+from harness.testing import make_record
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +44,7 @@ def browser() -> Any:
 
 
 @pytest.fixture(scope="module")
-def runs(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def runs(browser: Any, tmp_path_factory: pytest.TempPathFactory, optbench_runs_suites: None) -> Any:
     """The real runs, copied with their records' contended flags cleared: whether a record comes out
     contended depends on what else the machine running the tests is doing, and a contended row is hidden
     and never ranked, so these tests would see another table under load. Contended rows have their own
@@ -288,12 +288,8 @@ REASON = "other processes used 1.3 cores during 4 of 6 timed blocks after 2 re-m
 
 
 def _record(method: str, p50: float, **over: Any) -> dict[str, Any]:
-    r: dict[str, Any] = {k: None for k in FIELDS}
-    r.update(suite="rep", model="mlp", dataset="digits", method=method, method_kind=method.split(".")[0], params={},
-             backend="cpu", seed=0, batch_size=1, status="ok", latency_p50_ms=p50, latency_p99_ms=p50 * 1.5,
-             noisy=False, model_bytes=400_000, accuracy=0.95, cell_id=f"cell-{method}")
-    r.update(over)
-    return r
+    return make_record(**{"run_id": None, "suite": "rep", "method": method, "method_kind": method.split(".")[0],
+                          "latency_p50_ms": p50, "latency_p99_ms": p50 * 1.5, "cell_id": f"cell-{method}", **over})
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from plotly.offline import get_plotlyjs
 from harness.cli import main
 from harness.errors import OptbenchError
 from harness.report.run_report import REPORT_FILE, write_report
-from harness.results.records import FIELDS, append_records
+from harness.results.records import append_records
 from harness.site.publish import (
     SITE_MARKER,
     Task,
@@ -30,11 +30,12 @@ from harness.site.publish import (
     machine_fingerprint,
     machine_label,
     machines_of,
-    median_interval,
+    median_interval_ms,
     process_run,
     publish,
     suite_page,
 )
+from harness.testing import make_record
 
 PLOTLY_JS = get_plotlyjs()
 XSS = "</script><script>alert(1)</script>"
@@ -45,13 +46,7 @@ REMOTE = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", re.I)
 
 
 def record(**over: Any) -> dict[str, Any]:
-    r: dict[str, Any] = {k: None for k in FIELDS}
-    r.update(run_id="r1", suite="quick", model="mlp", dataset="digits", method="baseline", method_kind="baseline",
-             params={}, backend="cpu", seed=0, batch_size=1, status="ok", latency_p50_ms=2.0, latency_p99_ms=3.0,
-             noisy=False, model_bytes=400_000, flops=200_000, effective_flops=200_000, accuracy=0.95)
-    r.update(over)
-    r["cell_id"] = r["cell_id"] or f"{r['model']}-{r['method']}-{json.dumps(r['params'], sort_keys=True)}".replace("/", "_")
-    return r
+    return make_record(**{"latency_p99_ms": 3.0, "flops": 200_000, "effective_flops": 200_000, **over})
 
 
 def methods(model: str = "mlp", p50: float = 2.0, acc: float = 0.95, batch: int = 1) -> list[dict[str, Any]]:
@@ -482,8 +477,8 @@ def test_user_errors_name_the_path_and_what_was_expected(tmp_path: Path, capsys:
         assert (out / "notes.txt").read_text() == "mine"  # untouched
 
 
-@pytest.mark.slow
-def test_publishing_real_runs_through_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_publishing_real_runs_through_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                             optbench_runs_suites: None) -> None:
     import browser_support as support
 
     runs = support.real_runs(tmp_path_factory)
@@ -523,15 +518,15 @@ def test_machine_fingerprint_tells_machines_apart_but_not_software() -> None:
 
 def test_median_interval_is_the_order_statistics_around_the_median() -> None:
     samples = np.arange(1, 1002) * 1_000_000  # 1..1001 ms, median 501
-    lo, hi = median_interval(samples[::-1])
+    lo, hi = median_interval_ms(samples[::-1])
     # n = 1001: ranks floor(500.5 - 2.2414 * sqrt(1001) / 2) = 465 and ceil(1 + 500.5 + 35.46) = 537
     assert (lo, hi) == (465.0, 537.0)
-    assert median_interval([5_000_000] * 3) == (5.0, 5.0)
-    assert median_interval([1_000_000, 9_000_000]) == (1.0, 9.0)  # few samples: the whole range
-    assert median_interval([]) is None
+    assert median_interval_ms([5_000_000] * 3) == (5.0, 5.0)
+    assert median_interval_ms([1_000_000, 9_000_000]) == (1.0, 9.0)  # few samples: the whole range
+    assert median_interval_ms([]) is None
     # coverage: over many normal samples the 97.5% interval misses the true median about 2.5% of the time
     rng = np.random.default_rng(1)
-    misses = sum(not (lo <= 10.0 <= hi) for lo, hi in (median_interval(rng.normal(10e6, 1e6, 301))
+    misses = sum(not (lo <= 10.0 <= hi) for lo, hi in (median_interval_ms(rng.normal(10e6, 1e6, 301))
                                                          for _ in range(2000)))
     assert 0.01 < misses / 2000 < 0.045
 

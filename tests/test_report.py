@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
+from harness.record.schema import CORE_SCHEMA
 from harness.report.run_report import pareto_front, render_report, write_report
-from harness.results.records import FIELDS, RECORDS_FILE, append_records
+from harness.results.records import RECORDS_FILE, append_records
+from harness.testing import make_record
 
 PLOTLY_JS = get_plotlyjs()
 XSS_MODEL = "</script><script>alert(1)</script>"
@@ -18,21 +20,12 @@ XSS_ERROR = "<img src=x onerror=alert(1)>"
 
 
 def record(**over: Any) -> dict[str, Any]:
-    """A plausible ok record with every field of FIELDS; keyword arguments override."""
-    r: dict[str, Any] = {k: None for k in FIELDS}
-    r.update(
-        run_id="r1", suite="quickstart", model="mlp", dataset="digits", method="baseline",
-        method_kind="baseline", params={}, backend="cpu", batch_size=1, status="ok",
-        latency_p50_ms=2.0, latency_p90_ms=2.2, latency_p99_ms=2.5, latency_mean_ms=2.05,
-        latency_std_ms=0.1, latency_iqr_ms=0.08, latency_n=200, noisy=False, throughput_per_s=500.0,
-        host_peak_mb=120.0, model_bytes=400_000, params_count=100_000, nonzero_params=100_000,
-        flops=200_000, accuracy=0.95, setup_s=0.5, threads=4, duration_s=3.0,
-        started_at="2025-01-01T00:00:00Z",
-    )
-    r.update(over)
-    if not r["cell_id"]:
-        r["cell_id"] = "-".join(str(r[k]) for k in ("model", "dataset", "method", "params", "backend"))
-    return r
+    """A plausible ok record with every declared field; keyword arguments override."""
+    return make_record(**{
+        "suite": "quickstart", "seed": None, "latency_p90_ms": 2.2, "latency_p99_ms": 2.5, "latency_mean_ms": 2.05,
+        "latency_std_ms": 0.1, "latency_iqr_ms": 0.08, "latency_n": 200, "throughput_per_s": 500.0,
+        "host_peak_mb": 120.0, "params_count": 100_000, "nonzero_params": 100_000, "flops": 200_000,
+        "setup_s": 0.5, "threads": 4, "duration_s": 3.0, "started_at": "2025-01-01T00:00:00Z", **over})
 
 
 def sample_records() -> list[dict[str, Any]]:
@@ -51,7 +44,7 @@ def sample_records() -> list[dict[str, Any]]:
             ]
     out.append(record(model="mlp", method="svd", method_kind="factorizer", params={"rank": 8},
                       status="failed", error="RuntimeError: shapes do not match",
-                      **{k: None for k in FIELDS if k.startswith("latency_") or k in (
+                      **{k: None for k in CORE_SCHEMA.names if k.startswith("latency_") or k in (
                           "accuracy", "throughput_per_s", "model_bytes", "noisy")}))
     return out
 

@@ -14,20 +14,14 @@ from rich.console import Console
 
 from harness.cli import main
 from harness.report.terminal_summary import PLAIN_WIDTH, print_summary, summary_table
-from harness.results.records import FIELDS, append_records, fill_relative_figures
-from harness.testing import make_tiny_suite
+from harness.results.records import append_records, fill_relative_figures
+from harness.testing import make_record, make_tiny_suite
 
 NULL = "—"
 
 
 def record(**over: Any) -> dict[str, Any]:
-    r: dict[str, Any] = {k: None for k in FIELDS}
-    r.update(run_id="r1", suite="quick", model="mlp", dataset="digits", method="baseline", method_kind="baseline",
-             params={}, backend="cpu", seed=0, batch_size=1, status="ok", latency_p50_ms=2.0, noisy=False,
-             model_bytes=400_000, accuracy=0.95, paired=False)
-    r.update(over)
-    r["cell_id"] = r["cell_id"] or f"{r['model']}-{r['method']}-{json.dumps(r['params'], sort_keys=True)}"
-    return r
+    return make_record(**{"paired": False, **over})
 
 
 def paired(**over: Any) -> dict[str, Any]:
@@ -66,11 +60,11 @@ def test_rows_show_the_records_figures_and_the_baseline_reads_one(tmp_path):
     assert "quick · run r1 · digits · cpu: 2 records (2 ok)" in out
     assert "mlp · batch 1" in out
     base = row(out, "baseline")
-    assert re.search(r"baseline\s+2\.00\s+1\.00\s+1\.00×\s+\+0\.0000\s*$", base), base
+    assert re.search(r"baseline\s+2\.00\s+1\.00×\s+1\.00×\s+\+0\.0000\s*$", base), base
     assert "[" not in base  # the baseline's speedup is exactly 1: no interval
     q = row(out, "quantize.dynamic_int8")
     # p50, the paired speedup with its interval (the record's, not recomputed), size ratio, Δ accuracy
-    assert re.search(r"1\.00\s+1\.90 \[1\.80, 2\.05\]\s+4\.00×\s+-0\.0100", q), q
+    assert re.search(r"1\.00\s+1\.90× \[1\.80, 2\.05\]\s+4\.00×\s+-0\.0100", q), q
     assert out.splitlines()[-1] == f"records: {tmp_path / 'results' / 'quick' / 'r1' / 'records.jsonl'}"
 
 
@@ -120,11 +114,11 @@ def test_several_backends_rank_against_the_reference_baseline():
     lines = out.splitlines()
     at = {g: next(i for i, line in enumerate(lines) if line.strip() == g) for g in groups}
     # on the reference backend it is the speedup (paired, as recorded); elsewhere the cpu baseline's 2.0 ms / p50
-    assert re.search(r"baseline\s+2\.00\s+1\.00\s+1\.00×\s+1\.00×", lines[at[groups[0]] + 1])
-    assert re.search(r"1\.90 \[1\.80, 2\.05\]\s+1\.90×\s+4\.00×", lines[at[groups[0]] + 2])
-    assert re.search(r"baseline\s+1\.60\s+1\.00\s+1\.25×\s+1\.00×", lines[at[groups[1]] + 1])
-    assert re.search(r"baseline\s+5\.00\s+1\.00\s+0\.40×\s+1\.00×", lines[at[groups[2]] + 1])
-    assert re.search(r"0\.800\s+1\.90 \[1\.80, 2\.05\]\s+2\.50×\s+4\.00×", lines[at[groups[2]] + 2])
+    assert re.search(r"baseline\s+2\.00\s+1\.00×\s+1\.00×\s+1\.00×", lines[at[groups[0]] + 1])
+    assert re.search(r"1\.90× \[1\.80, 2\.05\]\s+1\.90×\s+4\.00×", lines[at[groups[0]] + 2])
+    assert re.search(r"baseline\s+1\.60\s+1\.00×\s+1\.25×\s+1\.00×", lines[at[groups[1]] + 1])
+    assert re.search(r"baseline\s+5\.00\s+1\.00×\s+0\.40×\s+1\.00×", lines[at[groups[2]] + 1])
+    assert re.search(r"0\.800\s+1\.90× \[1\.80, 2\.05\]\s+2\.50×\s+4\.00×", lines[at[groups[2]] + 2])
     assert re.search(rf"prune\.magnitude(\s+{NULL}){{5}}\s+failed: boom", lines[at[groups[2]] + 3])
     legend = words(out)
     assert ("vs ref: baseline p50 on the reference backend (cpu(threads=1)) / this p50, same model, dataset, seed "
@@ -134,10 +128,10 @@ def test_several_backends_rank_against_the_reference_baseline():
 def test_one_backend_has_no_vs_ref_column_but_says_its_precision():
     out = rendered([record(**OV_BF16), paired(**OV_BF16)])
     assert "vs ref" not in out and "· digits · openvino · bf16: 2 records" in out  # the shared backend, in the title
-    assert re.search(r"1\.00\s+1\.90 \[1\.80, 2\.05\]\s+4\.00×\s+-0\.0100\s*$", row(out, "quantize")), out
+    assert re.search(r"1\.00\s+1\.90× \[1\.80, 2\.05\]\s+4\.00×\s+-0\.0100\s*$", row(out, "quantize")), out
     # records from before reference_speedup, on two backends: the column, empty, and the legend says why
     old = rendered([record(), record(backend="cuda", cell_id="c2")])
-    assert re.search(rf"baseline\s+2\.00\s+1\.00\s+{NULL}\s+1\.00×", row(old, "baseline")), old
+    assert re.search(rf"baseline\s+2\.00\s+1\.00×\s+{NULL}\s+1\.00×", row(old, "baseline")), old
     assert "reference backend (none named in these records)" in words(old)
 
 
@@ -179,14 +173,14 @@ def test_missing_figures_show_a_dash_and_fidelity_stands_in_for_accuracy(tmp_pat
 
 def test_an_unpaired_speedup_is_shown_without_an_interval(tmp_path):
     out = plain(tmp_path, [record(), record(method="compile.inductor", latency_p50_ms=1.0)])
-    assert re.search(r"1\.00\s+2\.00\s+1\.00×", row(out, "compile.inductor"))  # 2.0 / 1.0, from the baseline
+    assert re.search(r"1\.00\s+2\.00×\s+1\.00×", row(out, "compile.inductor"))  # 2.0 / 1.0, from the baseline
 
 
 def test_training_cells_show_their_time_to_train_and_target(tmp_path):
-    out = plain(tmp_path, [record(method="optim.sgd", method_kind="optimizer", train_time_s=12.3,
+    out = plain(tmp_path, [record(method="optim.sgd", method_kind="optimizer", train={"epochs": 3}, train_time_s=12.3,
                                   time_to_target_s=4.5, target_accuracy=0.9, seed=0),
-                           record(method="optim.adam", method_kind="optimizer", train_time_s=10.0,
-                                  target_accuracy=0.9, diverged=True, seed=1, cell_id="adam1")])
+                           record(method="optim.adam", method_kind="optimizer", train={"epochs": 3},
+                                  train_time_s=10.0, target_accuracy=0.9, diverged=True, seed=1, cell_id="adam1")])
     assert "trained 12.3 s, target at 4.50 s" in row(out, "optim.sgd seed 0")
     assert "diverged, trained 10.0 s, target never" in row(out, "optim.adam seed 1")
 
@@ -236,7 +230,7 @@ def test_an_empty_run_says_so(tmp_path):
 
 
 def test_optbench_run_ends_with_the_table_then_the_records_and_the_report(cli, tmp_path, optbench_cache_dir,
-                                                                           monkeypatch, capsys):
+                                                                           monkeypatch, capsys, optbench_runs_suites):
     suite = tmp_path / "summary.yaml"
     suite.write_text(yaml.safe_dump(make_tiny_suite("prune.magnitude", {"sparsity": [0.5]}, name="summary")))
     env = {"OPTBENCH_CACHE_DIR": str(optbench_cache_dir)}
@@ -249,12 +243,12 @@ def test_optbench_run_ends_with_the_table_then_the_records_and_the_report(cli, t
     assert report.name == "report.html" and report.exists()  # still the last line, for scripts
     assert lines[-2] == f"records: {report.parent / 'records.jsonl'}"
     assert f"summary · run {report.parent.name} · digits" in out and "2 records (2 ok)" in out
-    assert re.search(r"^\s+baseline\s+[\d.]+\s+1\.00\s+1\.00×", out, re.MULTILINE), out
+    assert re.search(r"^\s+baseline\s+[\d.]+\s+1\.00×\s+1\.00×", out, re.MULTILINE), out
     pruned = row(out, "prune.magnitude")
     records = [json.loads(line) for line in (report.parent / "records.jsonl").read_text().splitlines()]
     mine = next(r for r in records if r["method"] == "prune.magnitude")
     assert mine["paired"] is True, mine  # so the speedup comes with the pairs' interval, as recorded
-    assert f"{mine['speedup']:.2f} [{mine['speedup_ci_low']:.2f}, {mine['speedup_ci_high']:.2f}]" in pruned, out
+    assert f"{mine['speedup']:.2f}× [{mine['speedup_ci_low']:.2f}, {mine['speedup_ci_high']:.2f}]" in pruned, out
 
     # --resume with nothing left to run (in this process: no cell starts) ends with the same table
     monkeypatch.setenv("OPTBENCH_CACHE_DIR", str(optbench_cache_dir))
@@ -271,7 +265,7 @@ def test_optbench_report_summary_prints_the_table(tmp_path, capsys):
     run = write_run(tmp_path, [record(), paired()])
     assert main(["report", str(run), "--summary"]) == 0
     out = capsys.readouterr().out
-    assert "1.90 [1.80, 2.05]" in row(out, "quantize") and out.strip().splitlines()[-1] == str(run / "report.html")
+    assert "1.90× [1.80, 2.05]" in row(out, "quantize") and out.strip().splitlines()[-1] == str(run / "report.html")
     assert main(["report", str(run)]) == 0
     assert capsys.readouterr().out == f"{run / 'report.html'}\n"
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.record.status import BASELINE, Status
 from harness.report.markup import esc, figure_json, script_json
 from harness.results.labels import finite, fmt_float, fmt_params, variant_label
+from harness.results.table_spec import is_language_record
 
 
 def _method(r: dict[str, Any]) -> str:
     return f"{r.get('method')} {fmt_params(r.get('params'))}".strip()
-
-
-def is_language_record(r: dict[str, Any]) -> bool:
-    return r.get("prompt_tokens") is not None or r.get("perplexity_tokens") is not None
 
 
 def _lines(rs: list[dict[str, Any]], x_key: str, y_key: str, series: Any) -> list[dict[str, Any]]:
@@ -68,7 +66,7 @@ def _plot(n: int, traces: list[dict[str, Any]], layout: dict[str, Any], caption:
 def language_section(records: list[dict[str, Any]], first_figure: int) -> tuple[str, int]:
     """The section's HTML (empty when the run has no language-model record) and how many figures it has;
     figure ids start at ``first_figure``."""
-    lm = [r for r in records if is_language_record(r) and r.get("status") == "ok"]
+    lm = [r for r in records if is_language_record(r) and r.get("status") == Status.OK]
     if not lm:
         return "", 0
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -91,7 +89,7 @@ def language_section(records: list[dict[str, Any]], first_figure: int) -> tuple[
                                f"Time to first token (the prefill and the first token's choice), median, at batch "
                                f"{esc(smallest)}, per method."))
             n += 1
-        drift = [r for r in rs if r.get("method") != "baseline" and finite(r.get("kl_div")) is not None
+        drift = [r for r in rs if r.get("method") != BASELINE and finite(r.get("kl_div")) is not None
                  and finite(r.get("speedup")) is not None and (finite(r.get("kl_div")) or 0) > 0]
         if drift:
             b0 = min(r["batch_size"] for r in drift)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.report.language_figures import is_language_record, language_section
+from harness.record.status import BASELINE, STATUSES, Status
+from harness.report.language_figures import language_section
 from harness.report.markup import (
     CSS,
     FIGURES_JS,
@@ -28,22 +29,21 @@ from harness.report.markup import (
 from harness.report.training import load_curves, training_section
 from harness.results.labels import NULL, finite, fmt_float, fmt_params, variant_label
 from harness.results.load import read_json
-from harness.results.records import STATUSES, fill_relative_figures, read_records
+from harness.results.records import fill_relative_figures, read_records
+from harness.results.table_spec import (
+    BETTER,
+    CAVEAT,
+    FAULT,
+    REPORT,
+    WORSE,
+    Column,
+    Shown,
+    columns,
+    known_status,
+)
 
 REPORT_FILE = "report.html"
-ERROR_CHARS = 80
 P = TypeVar("P", bound=tuple)
-
-
-def _fmt_bytes(n: float) -> str:
-    """Human-readable size (binary units); the raw number stays in data-sort for sorting."""
-    if abs(n) < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if abs(n) < 1024 or unit == "GiB":
-            break
-    return f"{n:.1f} {unit}"
 
 
 def pareto_front(points: Iterable[P]) -> list[P]:
@@ -69,190 +69,68 @@ def pareto_front(points: Iterable[P]) -> list[P]:
     return front
 
 
-# --- leaderboard --------------------------------------------------------------------
+# --- leaderboard ---------------------------------------------------------------------
 
-Cell = tuple[str, Any, str]  # (inner HTML, raw sort value or None, extra CSS class)
-
-
-def _number(key: str, fmt: Callable[[float], str] = fmt_float, worse_below: float | None = None
-            ) -> Callable[[dict], Cell]:
-    """A numeric column: formatted text, raw value to sort by, red when worse than baseline."""
-    def cell(r: dict) -> Cell:
-        v = finite(r.get(key))
-        if v is None:
-            return NULL, None, "null"
-        cls = "worse" if worse_below is not None and v < worse_below - 1e-9 else ""
-        return esc(fmt(v)), v, cls
-    return cell
+#: A tone of the table spec as a class of the report's stylesheet.
+TONE_CLASS = {WORSE: "worse", BETTER: "", CAVEAT: "", FAULT: "err"}
 
 
-def _text(get: Callable[[dict], Any]) -> Callable[[dict], Cell]:
-    """A text column; empty text becomes "—" and sorts last like a missing number."""
-    def cell(r: dict) -> Cell:
-        s = get(r)
-        s = "" if s is None else str(s)
-        return (esc(s), s, "") if s else (NULL, None, "null")
-    return cell
+def _inner(column: Column, shown: Shown) -> str:
+    """A cell's HTML from the table spec's ``Shown``: record text escaped, the column's own markup around it."""
+    if shown.null:
+        return NULL
+    text = esc(shown.text)
+    if column.kind == "status":
+        return f'<span class="pill st-{known_status(shown.text)}">{text}</span>'
+    if column.kind == "flags":
+        return " ".join(f'<span class="{esc(word)}" title="{esc(title)}">{esc(word)}</span>'
+                        for word, _, title in shown.pieces)
+    if column.kind == "gate":
+        if shown.tone == WORSE:
+            return f'<span class="gate-fail" title="{esc(shown.title)}">fail</span>'
+        return '<span class="gate-pass">pass</span>'
+    if column.kind == "backend" and shown.detail:
+        return f'{text} <span class="precision" title="{esc(shown.title)}">· {esc(shown.detail)}</span>'
+    if shown.detail:  # a speedup's interval
+        return f'{text} <span class="ci" title="{esc(shown.title)}">{esc(shown.detail)}</span>'
+    if shown.title:
+        return f'<span title="{esc(shown.title)}">{text}</span>'
+    return text
 
 
-def _status(r: dict) -> Cell:
-    s = str(r.get("status") or "")
-    cls = s if s in STATUSES else "other"  # untrusted text never goes into a class name
-    return f'<span class="pill st-{cls}">{esc(s or "?")}</span>', s or None, ""
-
-
-def _timing(r: dict) -> Cell:
-    """The timing's flags: noisy (IQR over 10% of the median), contended (other processes took the
-    CPU while it was measured, even after re-measuring; left out of the Pareto fronts), imprecise
-    (the precision target was not reached within max_seconds)."""
-    flags = []
-    if r.get("noisy"):
-        flags.append('<span class="noisy" title="timing spread (IQR) is large for its median">noisy</span>')
-    if r.get("contended"):
-        why = str(r.get("contended_reason") or "other processes used the CPU while it was timed")
-        flags.append(f'<span class="contended" title="{esc(why)}">contended</span>')
-    if r.get("precision_reached") is False:
-        flags.append('<span class="imprecise" title="the 95% interval did not reach measure.repeat.target_rel_ci '
-                     'within max_seconds">imprecise</span>')
-    if not flags and r.get("noisy") is None and r.get("contended") is None:
-        return NULL, None, "null"
-    return " ".join(flags), len(flags), ""
-
-
-def _speedup(r: dict) -> Cell:
-    """The speedup, with its 95% interval where it was timed paired with the baseline."""
-    v = finite(r.get("speedup"))
-    if v is None:
-        return NULL, None, "null"
-    lo, hi = finite(r.get("speedup_ci_low")), finite(r.get("speedup_ci_high"))
-    text = f"{v:.2f}×"
-    if lo is not None and hi is not None and r.get("method") != "baseline":
-        text += f' <span class="ci" title="95% interval from paired blocks">[{lo:.2f}, {hi:.2f}]</span>'
-    return text, v, "worse" if v < 1.0 - 1e-9 else ""
-
-
-def _reference_speedup(r: dict) -> Cell:
-    """Against the reference backend's baseline (same model, dataset, batch): one scale for every backend."""
-    v = finite(r.get("reference_speedup"))
-    if v is None:
-        return NULL, None, "null"
-    ref = esc(str(r.get("reference_backend") or "the reference backend"))
-    title = f"{ref}'s baseline p50 / this p50; across backends a ratio of medians from different processes (no interval)"
-    return f'<span title="{title}">{v:.2f}×</span>', v, "worse" if v < 1.0 - 1e-9 else ""
-
-
-def _backend(r: dict) -> Cell:
-    """The backend with its params, and the precision a runtime ran in when it is not fp32."""
-    label = variant_label(r, "backend")
-    precision = r.get("runtime_precision")
-    if precision and precision != "f32":
-        ops = r.get("precision_ops")
-        title = f' title="ran in {esc(str(precision))}' + (f": {esc(str(ops))} nodes" if ops else "") + '"'
-        return f'{esc(label)} <span class="precision"{title}>· {esc(str(precision))}</span>', label, ""
-    return esc(label), label, ""
-
-
-def _error(r: dict) -> Cell:
-    e = r.get("error")
-    if not e:
-        return NULL, None, "null"
-    e = str(e)
-    short = e if len(e) <= ERROR_CHARS else e[: ERROR_CHARS - 1] + "…"
-    return f'<span title="{esc(e)}">{esc(short)}</span>', e, "err"
-
-
-def _gate(r: dict) -> Cell:
-    g = r.get("passes_gate")
-    if g is None:
-        return NULL, None, "null"
-    if g:
-        return '<span class="gate-pass">pass</span>', 1, ""
-    return '<span class="gate-fail" title="below the suite\'s accuracy_gate (accuracy, agreement or cosine)">fail</span>', 0, "worse"
-
-
-def _nonzero(r: dict) -> Cell:
-    nz, total = finite(r.get("nonzero_params")), finite(r.get("params_count"))
-    if nz is None:
-        return NULL, None, "null"
-    if total:
-        return f'<span title="of {total:,.0f} params ({nz / total:.1%})">{nz:,.0f}</span>', nz, ""
-    return f"{nz:,.0f}", nz, ""
-
-
-COLUMNS: list[tuple[str, bool, Callable[[dict], Cell]]] = [
-    ("model", False, _text(lambda r: r.get("model"))),
-    ("dataset", False, _text(lambda r: r.get("dataset"))),
-    ("method", False, _text(lambda r: r.get("method"))),
-    ("kind", False, _text(lambda r: r.get("method_kind"))),
-    ("params", False, _text(lambda r: fmt_params(r.get("params")))),
-    ("backend", False, _backend),
-    ("batch", True, _number("batch_size", lambda v: f"{v:g}")),
-    ("prompt", True, _number("prompt_tokens", lambda v: f"{v:g}")),
-    ("status", False, _status),
-    ("p50 ms", True, _number("latency_p50_ms")),
-    ("p99 ms", True, _number("latency_p99_ms")),
-    ("IQR ms", True, _number("latency_iqr_ms")),
-    ("timing", True, _timing),
-    ("throughput/s", True, _number("throughput_per_s", lambda v: f"{v:,.1f}")),
-    ("accuracy", True, _number("accuracy", lambda v: f"{v:.4f}")),
-    ("Δ accuracy", True, _number("accuracy_delta", lambda v: f"{v:+.4f}", worse_below=0.0)),
-    ("top-5", True, _number("top5_accuracy", lambda v: f"{v:.4f}")),
-    ("agreement", True, _number("agreement", lambda v: f"{v:.4f}", worse_below=1.0)),
-    ("cosine", True, _number("cosine", lambda v: f"{v:.4f}", worse_below=1.0)),
-    ("KL", True, _number("kl_div", lambda v: f"{v:.3g}")),
-    ("perplexity", True, _number("perplexity", lambda v: f"{v:.4g}")),
-    ("TTFT ms", True, _number("ttft_p50_ms")),
-    ("TPOT ms", True, _number("tpot_p50_ms")),
-    ("decode tok/s", True, _number("decode_tokens_per_s", lambda v: f"{v:,.0f}")),
-    ("KV cache MB", True, _number("kv_cache_mb", lambda v: f"{v:.3g}")),
-    ("speedup (×) [95% CI]", True, _speedup),
-    ("vs reference (×)", True, _reference_speedup),
-    ("theoretical (×)", True, _number("theoretical_speedup", lambda v: f"{v:.2f}×")),
-    ("gate", True, _gate),
-    ("size ratio (×)", True, _number("size_ratio", lambda v: f"{v:.2f}×", worse_below=1.0)),
-    ("model bytes", True, _number("model_bytes", _fmt_bytes)),
-    ("nonzero params", True, _nonzero),
-    ("error", False, _error),
-]
-
-
-#: Columns shown only when the run has a language model's records.
-LANGUAGE_COLUMNS = ("prompt", "perplexity", "TTFT ms", "TPOT ms", "decode tok/s", "KV cache MB")
+def _td(column: Column, shown: Shown) -> str:
+    classes = ["null"] if shown.null else [TONE_CLASS.get(shown.tone, "")]
+    if column.numeric:
+        classes.append("num")
+    cls = " ".join(c for c in classes if c)
+    sort = "" if shown.sort is None else (repr(shown.sort) if isinstance(shown.sort, float) else str(shown.sort))
+    return f'<td{f" class={chr(34)}{cls}{chr(34)}" if cls else ""} data-sort="{esc(sort)}">{_inner(column, shown)}</td>'
 
 
 def row_order(r: dict) -> tuple:
     """Group rows the way they are compared: per model/dataset/backend/batch, baseline first."""
     b = finite(r.get("batch_size"))
     return (str(r.get("model")), variant_label(r, "dataset"), variant_label(r, "backend"), b is None, b or 0,
-            finite(r.get("prompt_tokens")) or 0, r.get("method") != "baseline", str(r.get("method")), fmt_params(r.get("params")))
+            finite(r.get("prompt_tokens")) or 0, r.get("method") != BASELINE, str(r.get("method")),
+            fmt_params(r.get("params")))
 
 
 def _table(records: list[dict]) -> str:
     if not records:
         return '<p class="empty">No records: this run has not finished any cell yet.</p>'
-    # against the reference backend: a column only where the run has more than one backend to rank
-    several = len({variant_label(r, "backend") for r in records}) > 1
-    columns = [c for c in COLUMNS if several or c[2] is not _reference_speedup]
-    if not any(is_language_record(r) for r in records):  # the language-model columns only where they mean something
-        columns = [c for c in columns if c[0] not in LANGUAGE_COLUMNS]
+    cols = columns(REPORT, records)
     head = "".join(
-        f'<th tabindex="0" data-type="{"num" if numeric else "text"}">{esc(label)}'
-        f'<span class="arrow"></span></th>' for label, numeric, _ in columns)
+        f'<th tabindex="0" data-type="{"num" if c.numeric else "text"}"'
+        + (f' title="{esc(c.title)}"' if c.title else "")
+        + f'>{esc(c.label_in(REPORT))}<span class="arrow"></span></th>' for c in cols)
     rows = []
     for r in sorted(records, key=row_order):
-        classes = [c for c, on in (("baseline", r.get("method") == "baseline"),
-                                   ("not-ok", r.get("status") != "ok"),
+        classes = [c for c, on in (("baseline", r.get("method") == BASELINE),
+                                   ("not-ok", r.get("status") != Status.OK),
                                    ("is-noisy", bool(r.get("noisy"))),
                                    ("is-contended", bool(r.get("contended")))) if on]
-        tds = []
-        for _, numeric, fn in columns:
-            inner, raw, cls = fn(r)
-            cls = f"{cls} num".strip() if numeric else cls
-            sort = "" if raw is None else (repr(raw) if isinstance(raw, float) else str(raw))
-            attr = f' class="{cls}"' if cls else ""
-            tds.append(f'<td{attr} data-sort="{esc(sort)}">{inner}</td>')
         attr = f' class="{" ".join(classes)}"' if classes else ""
-        rows.append(f'<tr{attr}>{"".join(tds)}</tr>')
+        rows.append(f'<tr{attr}>{"".join(_td(c, c.show(r)) for c in cols)}</tr>')
     return (f'<div class="scroll"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
             f'<tbody>\n{chr(10).join(rows)}\n</tbody></table></div>')
 
@@ -281,7 +159,7 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
             "type": "scatter", "x": [p[0] for p in pts], "y": [p[1] for p in pts], "mode": "markers",
             "name": group, "legendgroup": group, "text": hover, "hoverinfo": "text", "marker": {
                 "color": colour, "size": 10,
-                "symbol": ["star" if r.get("method") == "baseline" else "x" if r.get("contended") else "circle"
+                "symbol": ["star" if r.get("method") == BASELINE else "x" if r.get("contended") else "circle"
                            for _, _, r in pts]}})
         front = pareto_front([p for p in pts if not p[2].get("contended")])
         traces.append({"type": "scatter", "x": [p[0] for p in front], "y": [p[1] for p in front], "mode": "lines",
@@ -322,7 +200,7 @@ def _figures(records: list[dict]) -> tuple[str, int]:
     parts, n = [], 0
     for (model, dataset, backend), rs in groups.items():
         title = f'<h3>{esc(model)} · {esc(dataset)} · {esc(backend)}</h3>'
-        timed = [r for r in rs if r.get("status") == "ok" and (finite(r.get("latency_p50_ms")) or 0) > 0]
+        timed = [r for r in rs if r.get("status") == Status.OK and (finite(r.get("latency_p50_ms")) or 0) > 0]
         points = [(finite(r["latency_p50_ms"]), finite(r.get("accuracy")), r) for r in timed
                   if finite(r.get("accuracy")) is not None]
         if not points:

@@ -17,35 +17,31 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.results.labels import (
-    NULL,
-    batch_label,
-    finite,
-    fmt_float,
-    fmt_generation,
-    fmt_ms,
-    method_label,
-    printable,
-    variant_label,
-)
+from harness.record.status import BASELINE, STATUSES
+from harness.results.labels import batch_label, method_label, printable, variant_label
 from harness.results.load import run_records
-from harness.results.records import RECORDS_FILE, STATUSES
-from harness.results.seeds import is_training
+from harness.results.records import RECORDS_FILE
+from harness.results.table_spec import (
+    BETTER,
+    CAVEAT,
+    FAULT,
+    TERMINAL,
+    WORSE,
+    Column,
+    Shown,
+    backend_label,
+    columns,
+    is_language_record,
+)
 
 #: Width of the table when stdout is not a terminal.
 PLAIN_WIDTH = 120
-#: Characters of a failed cell's error shown in its flags (the report and the cell's log.txt have it all).
-ERROR_CHARS = 50
 #: Characters of the contended reason quoted under the table.
 REASON_CHARS = 200
-COLUMNS = ("method", "p50 ms", "speedup [95% CI]", "size", "Δacc/fid", "flags")
-#: The column added after the speedup when the run has more than one backend.
-REFERENCE_COLUMN = "vs ref"
 LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a copy of the baseline were timed "
           "in alternating blocks in one process and it is the ratio of their medians there (the baseline row's "
           "p50 comes from its own process), else baseline p50 / method p50; "
@@ -55,9 +51,6 @@ LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a c
 LM_LEGEND = ("language models: ppl is the perplexity on the held-out text, kl the mean KL divergence of the "
              "next-token distributions from the baseline's on the same tokens; with a prompt, a row times "
              "generations: p50 is one generation end to end, TTFT the prefill, TPOT a token after the first")
-
-Piece = tuple[str, str]  # (text, rich style; "" for none)
-
 
 def text(value: Any) -> str:
     """Record text as the terminal may show it: control characters (ESC, bidi overrides) written
@@ -70,42 +63,12 @@ def _short(value: Any, limit: int) -> str:
     return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
-def fmt_speedup(r: dict[str, Any]) -> Piece:
-    """"1.00" for the baseline (exactly 1 by definition); "0.38 [0.36, 0.43]" with an interval;
-    "0.38" without one (not timed paired); "—" when the record has no speedup. Green when the
-    interval is above 1, red when it is below."""
-    s = finite(r.get("speedup"))
-    if r.get("status") != "ok" or s is None:
-        return NULL, ""
-    if r.get("method") == "baseline":
-        return f"{s:.2f}", ""
-    low, high = finite(r.get("speedup_ci_low")), finite(r.get("speedup_ci_high"))
-    if low is None or high is None:
-        return f"{s:.2f}", ""
-    return f"{s:.2f} [{low:.2f}, {high:.2f}]", "green" if low > 1 else "red" if high < 1 else ""
-
-
-def fmt_reference(r: dict[str, Any]) -> str:
-    """The reference backend's baseline p50 / this p50 ("0.38×"), "—" when the record has none."""
-    v = finite(r.get("reference_speedup"))
-    return NULL if v is None or r.get("status") != "ok" else f"{v:.2f}×"
-
-
-def backend_label(r: dict[str, Any]) -> str:
-    """The backend with its params, and the precision its runtime ran in where that is not f32
-    ("openvino · bf16"): a bf16 row beside fp32 ones never hides it."""
-    label, precision = variant_label(r, "backend"), r.get("runtime_precision")
-    return f"{label} · {precision}" if precision and precision != "f32" else label
+#: How a tone of the table spec reads on a terminal.
+STYLES = {WORSE: "red", BETTER: "green", CAVEAT: "yellow", FAULT: "bold red"}
 
 
 def _label(r: dict[str, Any], key: str) -> str:
     return backend_label(r) if key == "backend" else variant_label(r, key)
-
-
-def has_reference_column(records: list[dict[str, Any]]) -> bool:
-    """Whether the table gets "vs ref": only when the records span more than one backend (on one, it is
-    the speedup)."""
-    return len({variant_label(r, "backend") for r in records}) > 1
 
 
 def reference_legend(records: list[dict[str, Any]]) -> str:
@@ -119,86 +82,12 @@ def reference_legend(records: list[dict[str, Any]]) -> str:
             "backends a ratio of medians measured in different processes, no interval)")
 
 
-def fmt_size(r: dict[str, Any]) -> str:
-    v = finite(r.get("size_ratio"))
-    return NULL if v is None else f"{v:.2f}×"
-
-
-def fmt_quality(r: dict[str, Any]) -> Piece:
-    """The accuracy delta ("+0.0012"), a language model's perplexity and drift ("ppl 20.7 kl 1.9e-05"),
-    else the fidelity to the baseline ("agr 0.9990", "cos 0.9999")."""
-    ppl, kl = finite(r.get("perplexity")), finite(r.get("kl_div"))
-    if ppl is not None or r.get("ppl_ratio") is not None or r.get("perplexity_tokens") is not None:
-        parts = ([f"ppl {ppl:.4g}"] if ppl is not None else []) + ([f"kl {kl:.2g}"] if kl is not None else [])
-        return " ".join(parts) or NULL, ""
-    delta = finite(r.get("accuracy_delta"))
-    if delta is not None:
-        return f"{delta:+.4f}".replace("-0.0000", "+0.0000"), "red" if delta < 0 else ""
-    for key, short in (("agreement", "agr"), ("cosine", "cos")):
-        v = finite(r.get(key))
-        if v is not None:
-            return f"{short} {v:.4f}", ""
-    return NULL, ""
-
-
-def fmt_training(r: dict[str, Any]) -> str:
-    """A training cell's own figures: "trained 12.3 s, target at 4.50 s" (or "target never"; no
-    target part when the suite set none); "" for a cell that did not train."""
-    if not is_training(r):
-        return ""
-    train = finite(r.get("train_time_s"))
-    parts = [f"trained {fmt_float(train)} s"] if train is not None else []
-    ttt = finite(r.get("time_to_target_s"))
-    if ttt is not None:
-        parts.append(f"target at {fmt_float(ttt)} s")
-    elif r.get("status") == "ok" and (r.get("target_accuracy") is not None or r.get("target_loss") is not None):
-        parts.append("target never")
-    return ", ".join(parts)
-
-
-def flags(r: dict[str, Any]) -> list[Piece]:
-    """What a reader must know before trusting the row: a status other than ok (with the start of
-    its error), noisy timing, contended timing, an imprecise interval, a failed
-    accuracy gate, a diverged training; then a training cell's time to train and to its target."""
-    out: list[Piece] = []
-    status = r.get("status")
-    if status != "ok":
-        out.append((text(status), "yellow" if status == "skipped" else "bold red"))
-        error = r.get("error")
-        if error:  # its first line, cut short: the report and the cell's log.txt have it all
-            lines = str(error).strip().splitlines()
-            out.append((": " + _short(text(lines[0] if lines else ""), ERROR_CHARS), ""))
-    if r.get("noisy") is True:
-        out.append(("noisy", "yellow"))
-    if r.get("contended") is True:  # its reason is long: quoted once under the table (``contended_note``)
-        out.append(("contended", "yellow"))
-    if r.get("precision_reached") is False:
-        out.append(("imprecise", "yellow"))
-    if r.get("passes_gate") is False:
-        out.append(("fails gate", "red"))
-    if r.get("diverged") is True:
-        out.append(("diverged", "red"))
-    training = fmt_training(r)
-    if training:
-        out.append((training, ""))
-    generation = fmt_generation(r) if r.get("status") == "ok" else ""
-    if generation:
-        out.append((generation, ""))
-    return out
-
-
 @dataclass
 class Row:
-    """One record as the table shows it: plain strings, each with a style."""
+    """One record as the table shows it: each column's ``Shown`` (the table spec's), under its group."""
 
     group: tuple[str, str]  # (model label, batch size), shown on a group's first row only
-    method: str
-    p50: str
-    speedup: Piece
-    size: str
-    quality: Piece
-    flags: list[Piece] = field(default_factory=list)
-    reference: str = NULL  # "vs ref", shown only when the run has more than one backend
+    cells: dict[str, Shown] = field(default_factory=dict)
 
 
 def _ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,7 +103,7 @@ def _ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return (at("model", str(r.get("model"))), at("dataset", variant_label(r, "dataset")),
                 at("backend", backend_label(r)), b if isinstance(b, int) else 0,
                 prompt if isinstance(prompt, int) else 0,
-                r.get("method") != "baseline", at("method", method_label(r)), seed if isinstance(seed, int) else 0)
+                r.get("method") != BASELINE, at("method", method_label(r)), seed if isinstance(seed, int) else 0)
 
     keys = [key(r) for r in records]  # in file order, so "first met" is the run's order
     return [r for _, r in sorted(zip(keys, records, strict=True), key=lambda kr: kr[0])]
@@ -230,31 +119,37 @@ def folded(records: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def rows(records: list[dict[str, Any]]) -> list[Row]:
-    """The table's rows in order (see ``_ordered``)."""
+def rows(records: list[dict[str, Any]], cols: list[Column] | None = None) -> list[Row]:
+    """The table's rows in order (see ``_ordered``), a ``Shown`` per column of the terminal view."""
     fold = folded(records)
     seeds = {r.get("seed") for r in records}
+    cols = cols if cols is not None else columns(TERMINAL, records)
     out = []
     for r in _ordered(records):
         model = " · ".join([text(r.get("model"))] + [text(_label(r, k)) for k in ("dataset", "backend")
                                                       if k not in fold])
-        method = text(method_label(r)) + (f" seed {text(r.get('seed'))}" if len(seeds) > 1 else "")
-        out.append(Row(group=(model, batch_label(r)), method=method,
-                       p50=fmt_ms(r.get("latency_p50_ms")) if r.get("status") == "ok" else NULL,
-                       speedup=fmt_speedup(r), size=fmt_size(r), quality=fmt_quality(r), flags=flags(r),
-                       reference=fmt_reference(r)))
+        cells = {c.key: c.show(r) for c in cols}
+        if "method_label" in cells:
+            cells["method_label"] = Shown(text(method_label(r)) + (f" seed {text(r.get('seed'))}" if len(seeds) > 1
+                                                                  else ""))
+        out.append(Row(group=(model, batch_label(r)), cells=cells))
     return out
 
 
-def _flags_text(pieces: Iterable[Piece]) -> Any:
+def _cell(column: Column, shown: Shown) -> Any:
+    """A rich Text of one cell: record text through ``text`` (never read as markup), styled by its tone; a figure
+    with its detail beside it ("1.90× [1.80, 2.05]"); flags joined, each in its own style."""
     from rich.text import Text
 
-    out = Text()
-    for i, (shown, style) in enumerate(pieces):
-        if i and not shown.startswith(": "):
-            out.append(", ")
-        out.append(shown, style=style or "")
-    return out
+    if column.kind == "flags":
+        out = Text()
+        for i, (piece, tone, _) in enumerate(shown.pieces):
+            if i and not piece.startswith(": "):
+                out.append(", ")
+            out.append(text(piece), style=STYLES.get(tone, ""))
+        return out
+    value = text(shown.text) + (f" {shown.detail}" if shown.detail else "")
+    return Text(value, style=STYLES.get(shown.tone, "") if column.key != "method_label" else "")
 
 
 def title(records: list[dict[str, Any]], run_dir: Path | None = None) -> str:
@@ -289,10 +184,10 @@ def summary_table(records: list[dict[str, Any]], run_dir: Path | None = None) ->
     from rich.table import Table
     from rich.text import Text
 
-    table_rows = rows(records)
-    with_reference = has_reference_column(records)
-    columns = COLUMNS[:3] + (REFERENCE_COLUMN,) + COLUMNS[3:] if with_reference else COLUMNS
-    language = any(r.get("perplexity_tokens") is not None or r.get("prompt_tokens") is not None for r in records)
+    cols = columns(TERMINAL, records)
+    table_rows = rows(records, cols)
+    with_reference = any(c.key == "ref" for c in cols)
+    language = any(is_language_record(r) for r in records)
     caption = Text(LEGEND + ("; " + reference_legend(records) if with_reference else "")
                    + ("; " + LM_LEGEND if language else ""), style="dim")
     note = contended_note(records)
@@ -300,18 +195,18 @@ def summary_table(records: list[dict[str, Any]], run_dir: Path | None = None) ->
         caption.append("\n" + note, style="yellow")
     table = Table(title=Text(title(records, run_dir), style="bold"), title_justify="left", box=box.SIMPLE_HEAD,
                   caption=caption, caption_justify="left", pad_edge=False, highlight=False)
-    for name in columns:
-        wraps = name in ("method", "flags")  # the figures never wrap
-        table.add_column(Text(name), justify="left" if wraps else "right", no_wrap=not wraps, overflow="fold")
+    for c in cols:
+        wraps = not c.numeric  # the figures never wrap
+        table.add_column(Text(c.label_in(TERMINAL)), justify="left" if wraps else "right", no_wrap=not wraps,
+                         overflow="fold")
     for i, row in enumerate(table_rows):
         if i == 0 or table_rows[i - 1].group != row.group:
             if i:
                 table.add_section()
             model, batch = row.group
-            table.add_row(Text(f"{model} · batch {batch}", style="bold"), *[Text("")] * (len(columns) - 1))
-        table.add_row(Padding(Text(row.method), (0, 0, 0, 2)), Text(row.p50),
-                      Text(row.speedup[0], style=row.speedup[1]), *([Text(row.reference)] if with_reference else []),
-                      Text(row.size), Text(row.quality[0], style=row.quality[1]), _flags_text(row.flags))
+            table.add_row(Text(f"{model} · batch {batch}", style="bold"), *[Text("")] * (len(cols) - 1))
+        cells = [_cell(c, row.cells[c.key]) for c in cols]
+        table.add_row(Padding(cells[0], (0, 0, 0, 2)), *cells[1:])
     return table
 
 

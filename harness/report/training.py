@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.record.status import Status
 from harness.report.markup import esc, script_json
 from harness.results.labels import NULL, fmt_float, fmt_params
 from harness.results.seeds import Config, Stat, configurations, mean_curve, tuned
@@ -46,7 +47,7 @@ def _status(c: Config) -> str:
     if c.diverged:
         notes.append(f'<span class="gate-fail">diverged {c.diverged}/{len(c.records)}</span>')
     if c.not_ok:
-        statuses = sorted({str(r.get("status")) for r in c.records if r.get("status") != "ok"})
+        statuses = sorted({str(r.get("status")) for r in c.records if r.get("status") != Status.OK})
         notes.append(f'<span class="gate-fail">{esc("/".join(statuses))} {c.not_ok}</span>')
     return " ".join(notes)
 

@@ -44,7 +44,8 @@ from typing import Any
 
 from harness.errors import OptbenchError
 from harness.measure.host_load import CONTENDED_CORES
-from harness.results.labels import NULL, batch_label, fmt_ms, method_label, printable, variant_label
+from harness.record.status import BASELINE, Status
+from harness.results.labels import NULL, batch_label, method_label, printable, variant_label
 from harness.results.load import (
     machine_fingerprint,
     machine_label,
@@ -54,6 +55,8 @@ from harness.results.load import (
 )
 from harness.results.markdown import markdown_table, md_cell
 from harness.results.records import cell_folder, latency_samples, record_point
+from harness.results.table_spec import COLUMNS as SPEC
+from harness.results.table_spec import FORMATS
 from harness.suite.loader import load_yaml, read_suite_text
 from harness.suite.schema import AccuracyGate
 
@@ -335,14 +338,14 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
     if base is None or new is None:  # listed with the record's own p50; nothing to test it against
         only = new if base is None else base
         ms = _p50(only, None)
-        note = "" if only.get("status") == "ok" else _status_note(only)
+        note = "" if only.get("status") == Status.OK else _status_note(only)
         if base is None:
             return Row(cell_id, bs, None, new, ONLY_NEW, new_ms=ms, note=note)
         return Row(cell_id, bs, base, None, ONLY_BASE, base_ms=ms, note=note)
     acc = judge_accuracy(accuracy_of(base), accuracy_of(new), gate)
     fid = judge_fidelity(base, new, gate)
     acc = DROPPED if DROPPED in (acc, fid) else acc or fid
-    b_ok, n_ok = base.get("status") == "ok", new.get("status") == "ok"
+    b_ok, n_ok = base.get("status") == Status.OK, new.get("status") == Status.OK
     if not (b_ok and n_ok):
         verdict = BROKE if b_ok else FIXED if n_ok else NOT_MEASURED
         return Row(cell_id, bs, base, new, verdict, _p50(base, None), _p50(new, None), accuracy=acc,
@@ -416,12 +419,15 @@ def _order(r: Row) -> tuple:
     rec = r.record
     b = r.batch_size
     return (_rank(r), str(rec.get("model")), variant_label(rec, "dataset"), variant_label(rec, "backend"),
-            rec.get("method") != "baseline", method_label(rec), str(rec.get("seed")),
+            rec.get("method") != BASELINE, method_label(rec), str(rec.get("seed")),
             not isinstance(b, (int, float)), b if isinstance(b, (int, float)) else 0)
 
 
-COLUMNS = ("cell", "batch", "base p50 ms", "new p50 ms", "change", "p", "result", "accuracy", "note")
-RIGHT = ("batch", "base p50 ms", "new p50 ms", "change", "p")
+#: The comparison's columns: its figures are the table spec's (their labels and formats), read in both runs.
+P50, ACCURACY = SPEC["p50"], SPEC["acc"]
+COLUMNS = ("cell", SPEC["batch"].label, f"base {P50.label}", f"new {P50.label}", "change", "p", "result",
+           ACCURACY.label, "note")
+RIGHT = COLUMNS[1:6]
 
 
 def _cell_label(rec: dict[str, Any], shown: set[str], seeds: bool) -> str:
@@ -447,13 +453,17 @@ def _fmt_acc(r: Row) -> str:
         return NULL
     if r.base is None or r.new is None or b == n:
         v = n if b is None else b
-        return f"{v:.4f}" if v is not None else NULL
+        return _num(v)
     text = f"{_num(b)} → {_num(n)}"
     return f"{text} ({r.accuracy})" if r.accuracy else text
 
 
 def _num(v: float | None) -> str:
-    return NULL if v is None else f"{v:.4f}"
+    return NULL if v is None else FORMATS[ACCURACY.format or "fraction"](v)
+
+
+def _ms(v: float | None) -> str:
+    return NULL if v is None else FORMATS[P50.format or "ms"](v)
 
 
 def table_rows(cmp: Comparison) -> tuple[list[list[str]], list[Row], list[str]]:
@@ -471,7 +481,7 @@ def table_rows(cmp: Comparison) -> tuple[list[list[str]], list[Row], list[str]]:
     text = []
     for r in rows:
         change = NULL if r.change is None else f"{0.0 if abs(r.change) < 5e-4 else r.change:+.1%}"
-        text.append([_cell_label(r.record, shown, seeds), batch_label(r.record), fmt_ms(r.base_ms), fmt_ms(r.new_ms),
+        text.append([_cell_label(r.record, shown, seeds), batch_label(r.record), _ms(r.base_ms), _ms(r.new_ms),
                      change, _fmt_p(r.p_value), r.verdict, _fmt_acc(r), r.note])
     return [[printable(c) for c in row] for row in text], rows, [printable(f) for f in folded]
 

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import OptbenchError
+from harness.record.status import BASELINE, STATUSES
 from harness.results.labels import (
-    NULL,
-    fmt_ms,
-    fmt_number,
     method_label,
     printable,
     variant_label,
@@ -33,7 +31,7 @@ from harness.results.load import (
     run_groups,
 )
 from harness.results.markdown import Markup, markdown_table, md_cell, md_code
-from harness.results.records import STATUSES
+from harness.results.table_spec import EXPORT, VIEWS, WORSE, Column, Shown, columns
 
 if TYPE_CHECKING:  # pandas is imported on use: the CLI starts without it
     import pandas as pd
@@ -79,48 +77,37 @@ def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _status_text(r: dict[str, Any], width: int = 60) -> str:
-    status = str(r.get("status") or "?")
-    if status == "ok" or not r.get("error"):
-        return status
-    error = " ".join(str(r["error"]).split())
-    return f"{status}: {error if len(error) <= width else error[: width - 1] + '…'}"
-
-
 def _row_order(r: dict[str, Any]) -> tuple:
     """Per model, dataset and backend: baseline first, then methods by name; batch sizes together."""
     b = r.get("batch_size")
     return (str(r.get("model")), variant_label(r, "dataset"), variant_label(r, "backend"),
-            r.get("method") != "baseline", method_label(r), str(r.get("seed")),
+            r.get("method") != BASELINE, method_label(r), str(r.get("seed")),
             not isinstance(b, (int, float)), b if isinstance(b, (int, float)) else 0)
-
-
-MARKDOWN_COLUMNS = ("model", "dataset", "method", "backend", "batch", "status", "p50 ms", "speedup",
-                    "accuracy", "Δ accuracy", "size ratio", "gate", "noisy")
-
-
-NUMERIC_COLUMNS = ("batch", "p50 ms", "speedup", "accuracy", "Δ accuracy", "size ratio")
 
 
 FOLDABLE = ("dataset", "backend")  # the same on every row: said once above the table instead
 
 
-def markdown_rows(records: list[dict[str, Any]]) -> list[list[str]]:
-    """One row per record in MARKDOWN_COLUMNS order, sorted as the report groups them."""
+def _md(column: Column, shown: Shown) -> Any:
+    """A cell of the markdown table: the figure with its interval beside it; a failed gate in bold."""
+    if column.kind == "gate" and shown.tone == WORSE:
+        return Markup("**fail**")
+    if column.kind == "backend":
+        return " · ".join(p for p in (shown.text, shown.detail) if p)
+    return shown.text + (f" {shown.detail}" if shown.detail else "")
+
+
+def markdown_rows(records: list[dict[str, Any]], cols: list[Column] | None = None) -> list[list[Any]]:
+    """One row per record in the export view's column order (the table spec's), sorted as the report groups them."""
+    cols = cols if cols is not None else columns(EXPORT, records)
     seeds = {r.get("seed") for r in records}
     out = []
     for r in sorted(records, key=_row_order):
-        gate = r.get("passes_gate")
-        method = method_label(r) + (f" (seed {r.get('seed')})" if len(seeds) > 1 else "")
-        batch = r.get("batch_size")
-        out.append([
-            str(r.get("model")), variant_label(r, "dataset"), method, variant_label(r, "backend"),
-            str(batch) if isinstance(batch, int) else NULL,
-            _status_text(r), fmt_ms(r.get("latency_p50_ms")), fmt_number(r.get("speedup"), ".2f"),
-            fmt_number(r.get("accuracy"), ".4f"), fmt_number(r.get("accuracy_delta"), "+.4f"),
-            fmt_number(r.get("size_ratio"), ".2f"), NULL if gate is None else ("pass" if gate else Markup("**fail**")),
-            "noisy" if r.get("noisy") else "",
-        ])
+        row = [_md(c, c.show(r)) for c in cols]
+        if len(seeds) > 1 and "method_label" in VIEWS[EXPORT]:
+            i = [c.key for c in cols].index("method_label")
+            row[i] = f"{row[i]} (seed {r.get('seed')})"
+        out.append(row)
     return out
 
 
@@ -140,16 +127,16 @@ def markdown(run_dir: Path, records: list[dict[str, Any]]) -> str:
         head.append(f"machine: {md_cell(machine)}" + (f", torch {md_cell(env['torch'])}" if env.get("torch") else ""))
     if not records:
         return "  \n".join(head) + "\n\n_No records: the run has not finished any cell yet._\n"
-    rows = markdown_rows(records)
-    columns = list(MARKDOWN_COLUMNS)
+    cols = columns(EXPORT, records)
+    rows = markdown_rows(records, cols)
     for name in FOLDABLE:
-        i = columns.index(name)
+        i = [c.key for c in cols].index(name)
         values = {row[i] for row in rows}
         if len(values) == 1:
             head.append(f"{name}: {md_cell(values.pop())}")
-            columns.pop(i)
+            cols.pop(i)
             rows = [row[:i] + row[i + 1:] for row in rows]
-    table = markdown_table(columns, rows, [c in NUMERIC_COLUMNS for c in columns])
+    table = markdown_table([c.label_in(EXPORT) for c in cols], rows, [c.numeric for c in cols])
     notes = ("p50: median latency per call at that batch size; speedup and size ratio: baseline / method "
              "(above 1 is faster or smaller); Δ accuracy: method - baseline")
     return "\n\n".join(["  \n".join(head), table, f"<sub>{notes}</sub>"]) + "\n"

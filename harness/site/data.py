@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import statistics
 import warnings
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.measure.stats import Z_975, median_interval
+from harness.record.status import BASELINE, Status
 from harness.report.markup import plotly_script
 from harness.report.run_report import (
     REPORT_FILE,
@@ -48,37 +49,25 @@ from harness.results.records import (
     record_point,
 )
 from harness.results.seeds import is_training
+from harness.results.table_spec import SITE, Column, backend_label, columns
 from harness.site.runs import Run, env_facts
 
 #: The site's one plotly.js, which the run reports inside it load (inline mode).
 PLOTLY_ASSET = "assets/plotly.min.js"
 COPIED_FILES = ("env.json", "run.json", "suite.yaml")
-#: Two-sided normal quantile for 97.5%: each median gets a 97.5% interval, so the speedup
-#: interval built from two of them holds with at least 95% (Bonferroni).
-Z_MEDIAN = 2.241402727604947
 #: Below this many runs the pool's start-up costs more than it saves.
 POOL_MIN_RUNS = 8
 
 
 # --- reading one run (in a worker process) --------------------------------------------------
 
-def median_interval(samples_ns: Any) -> tuple[float, float] | None:
-    """Distribution-free 97.5% interval of the median, in ms, from raw per-call samples (ns).
-
-    Order statistics j and k around n/2 (normal approximation of the binomial); with few
-    samples it widens to the smallest and largest. Assumes the samples are independent.
-    """
-    import numpy as np
-
-    a = np.asarray(samples_ns, dtype=np.float64)
-    n = len(a)
-    if n == 0:
+def median_interval_ms(samples_ns: Any) -> tuple[float, float] | None:
+    """The 97.5% interval of the median, in ms, from raw per-call samples (ns), or None without samples: two
+    of them bound an unpaired speedup's 95% interval (``harness.measure.stats``, Bonferroni)."""
+    if samples_ns is None or len(samples_ns) == 0:
         return None
-    half = Z_MEDIAN * math.sqrt(n) / 2
-    j = min(max(math.floor(n / 2 - half), 1), n)  # 1-based ranks
-    k = max(min(math.ceil(1 + n / 2 + half), n), 1)
-    lo, hi = np.partition(a, [j - 1, k - 1])[[j - 1, k - 1]]
-    return float(lo) / 1e6, float(hi) / 1e6
+    _, lo, hi = median_interval(samples_ns, Z_975)
+    return lo / 1e6, hi / 1e6
 
 
 def _read_samples(path: Path) -> dict[str, Any]:
@@ -106,14 +95,14 @@ def _speedup_intervals(run_dir: Path, records: list[dict]) -> dict[int, tuple[fl
                 folder = cell_folder(run_dir, cid)
                 by_cell[cid] = _read_samples(folder / "samples.json") if folder else {}
             samples = latency_samples(by_cell[cid].get(key[1]))
-            medians[key] = median_interval(samples) if samples else None
+            medians[key] = median_interval_ms(samples) if samples else None
         return medians[key]
 
-    baselines = {baseline_key(r): r for r in records if r.get("method") == "baseline" and r.get("status") == "ok"}
+    baselines = {baseline_key(r): r for r in records if r.get("method") == BASELINE and r.get("status") == Status.OK}
     out = {}
     for i, r in enumerate(records):
         base = baselines.get(baseline_key(r))
-        if r.get("method") == "baseline" or r.get("status") != "ok" or base is None or r.get("speedup") is None:
+        if r.get("method") == BASELINE or r.get("status") != Status.OK or base is None or r.get("speedup") is None:
             continue
         low, high = finite(r.get("speedup_ci_low")), finite(r.get("speedup_ci_high"))
         if r.get("paired") and low is not None and high is not None:  # timed paired: the pairs' own interval
@@ -144,13 +133,6 @@ def _flag(value: Any) -> int | None:
     return None if value is None else int(bool(value))
 
 
-def backend_label(r: dict) -> str:
-    """The backend with its params, and the precision its runtime ran in where that is not fp32
-    ("openvino · bf16"): a bf16 row ranked beside fp32 ones never hides it."""
-    label, precision = variant_label(r, "backend"), r.get("runtime_precision")
-    return f"{label} · {precision}" if precision and precision != "f32" else label
-
-
 def _reference_label(r: dict) -> str | None:
     """The record's reference backend with its params ("cpu(threads=1)"), or None when it names none."""
     name = r.get("reference_backend")
@@ -168,20 +150,24 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
               _round(r.get("batch_size")) if r.get("prompt_tokens") is None else batch_label(r), _round(r.get("seed")),
               int(is_training(r)))
     status = str(r.get("status") or "")
-    error = str(r.get("error"))[:500] if r.get("error") and status != "ok" else None
+    error = str(r.get("error"))[:500] if r.get("error") and status != Status.OK else None
     contended = r.get("contended") is True
     reason = (str(r.get("contended_reason") or "other processes used the CPU while it was timed")[:500]
               if contended else None)
     cell = r.get("cell_id")
-    return (config, status, error, _round(r.get("latency_p50_ms")), _round(r.get("latency_p99_ms")),
-            _round(r.get("speedup")), _round(r.get("reference_speedup")), _round(interval[0]) if interval else None,
-            _round(interval[1]) if interval else None, _round(r.get("theoretical_speedup")), _round(r.get("accuracy")),
-            _round(r.get("accuracy_delta")), _fidelity(r.get("agreement")), _fidelity(r.get("cosine")),
-            _flag(r.get("passes_gate")), _flag(r.get("noisy")),
-            _round(r.get("size_ratio")), _round(r.get("model_bytes")), int(contended),
-            *(_round(r.get(k)) for k in ("perplexity", "kl_div", "ttft_p50_ms", "tpot_p50_ms", "decode_tokens_per_s")),
-            first_of_cell,
+    figures = [_site_value(c, r) for c in FIGURES]
+    return (config, status, error, *figures, _round(interval[0]) if interval else None,
+            _round(interval[1]) if interval else None, int(contended), first_of_cell,
             None if cell is None else str(cell), reason, _reference_label(r))
+
+
+def _site_value(column: Column, r: dict) -> Any:
+    """A figure of a record as the page's data holds it: flags as 0 or 1, agreement and cosine to six decimals,
+    every other figure to four significant digits."""
+    value = r.get(column.record_field) if column.record_field else None
+    if column.kind in ("gate", "flags"):
+        return _flag(value)
+    return _fidelity(value) if column.key in FIDELITY_COLUMNS else _round(value)
 
 
 @dataclass
@@ -201,7 +187,7 @@ def process_run(task: Task) -> dict[str, Any]:
     seen: set[Any] = set()
     rows = []
     for i, r in enumerate(records):
-        first = r.get("status") == "ok" and r.get("cell_id") not in seen
+        first = r.get("status") == Status.OK and r.get("cell_id") not in seen
         if first:
             seen.add(r.get("cell_id"))
         rows.append(_row(r, intervals.get(i), first))
@@ -287,19 +273,26 @@ class _Strings:
         return self.index[s]
 
 
-#: A language model's figures (null for other records): perplexity, KL from the baseline's next-token
-#: distributions, and a generation record's TTFT, TPOT and decode tokens/s.
-LANGUAGE_COLUMNS = ("ppl", "kl", "ttft", "tpot", "tps")
-#: A record's figures on the page, in the order ``_row`` gives them; an aggregated row has the same ones.
-#: ``ref`` is ``reference_speedup``: the reference backend's baseline p50 / the record's (one scale for every backend).
-ROW_COLUMNS = ("p50", "p99", "speedup", "ref", "lo", "hi", "theo", "acc", "dacc", "agree", "cos", "gate", "noisy",
-               "size", "bytes", "cont", *LANGUAGE_COLUMNS)
+#: The page's table: the table spec's site view. Its configuration columns come from the row's config; its
+#: figures (``FIGURES``, keyed as the spec keys them) are each record's, and each aggregated row's median.
 CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "batch", "seed", "training")
+FIGURES: tuple[Column, ...] = tuple(c for c in columns(SITE) if c.key not in CONFIG_COLUMNS and c.kind != "status")
+#: A record's figures on the page, in the order ``_row`` gives them (the speedup's interval ``lo``/``hi`` and whether
+#: it was contended after the spec's); an aggregated row has the same ones.
+ROW_COLUMNS = (*(c.key for c in FIGURES), "lo", "hi", "cont")
+#: Columns a suite whose records lack them does not carry (a language model's figures; null otherwise).
+LANGUAGE_COLUMNS = tuple(c.key for c in FIGURES if c.only == "language" or c.key == "kl")
 #: The figures an aggregated row gives as the median over its runs, with their range where the runs differ.
-MEDIAN_COLUMNS = ("p50", "p99", "speedup", "ref", "theo", "acc", "dacc", "agree", "cos", "size", "bytes",
-                  *LANGUAGE_COLUMNS)
+MEDIAN_COLUMNS = tuple(c.key for c in FIGURES if c.kind not in ("gate", "flags"))
 #: Six decimals for these (see ``_fidelity``), four significant digits for the others.
 FIDELITY_COLUMNS = ("agree", "cos")
+
+
+def page_columns() -> list[dict[str, Any]]:
+    """The table's columns as the page draws them: key, label, format (leaderboard.js reads a figure with the
+    format of that name, as the report does), the value below which it is worse than the baseline's, and a title."""
+    return [{"key": c.key, "label": c.label_in(SITE), "format": c.format, "worse": c.worse_below, "title": c.title}
+            for c in columns(SITE)]
 
 
 @dataclass
@@ -335,7 +328,7 @@ def aggregate(records: dict[str, list[Any]], members: list[list[int]], keys: lis
     ranges: dict[str, dict[str, list[Any]]] = {}
     first: list[bool] = []
     for a, (rows, (cfg, machine)) in enumerate(zip(members, keys, strict=True)):
-        ok = [i for i in rows if statuses[i] == "ok"]
+        ok = [i for i in rows if statuses[i] == Status.OK]
         clean = [i for i in ok if not records["cont"][i]]
         used = clean or ok
         cols["cfg"].append(cfg)
@@ -382,14 +375,14 @@ def _figures(agg: Aggregated, configs: list[tuple], strings: _Strings) -> tuple[
     for a, cfg in enumerate(A["cfg"]):
         model, dataset, method, _kind, _, backend, batch, _, training = configs[cfg]
         p50, speedup, theo, acc, cos, size_bytes = (A[k][a] for k in ("p50", "speedup", "theo", "acc", "cos", "bytes"))
-        ok = strings.items[A["status"][a]] == "ok" and not training
+        ok = strings.items[A["status"][a]] == Status.OK and not training
         cont = A["cont"][a]
         member = {
             "fal": (model, dataset, backend, batch) if ok and p50 and acc is not None else None,
-            "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != "baseline" else None,
-            "fre": (backend,) if ok and speedup is not None and theo is not None and method != "baseline" else None,
+            "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != BASELINE else None,
+            "fre": (backend,) if ok and speedup is not None and theo is not None and method != BASELINE else None,
             "fsa": (model, dataset) if ok and agg.first[a] and size_bytes and acc is not None else None,
-            "ffs": (backend,) if ok and speedup is not None and cos is not None and method != "baseline" else None,
+            "ffs": (backend,) if ok and speedup is not None and cos is not None and method != BASELINE else None,
         }
         for k, key in member.items():
             if key is None:
@@ -397,7 +390,7 @@ def _figures(agg: Aggregated, configs: list[tuple], strings: _Strings) -> tuple[
                 continue
             g = groups[k].setdefault(key, len(groups[k]))
             figs[k].append(g + 1)
-            if method != "baseline":
+            if method != BASELINE:
                 compared[k].add(g)
             if k == "fal":
                 points[k].setdefault(g, []).append((p50, acc, a, cont, A["machine"][a]))
@@ -515,6 +508,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
             del cols[k]
             several.pop(k, None)
     return {
+        "columns": page_columns(),
         "strings": strings.items,
         "machines": [{"id": m, "label": machines[m]["label"], "short": machines[m]["short"],
                       "colour": machines[m]["colour"]} for m in machine_ids],

@@ -12,11 +12,12 @@ from collections import Counter
 from importlib import resources
 from typing import Any
 
+from harness.record.status import STATUSES
 from harness.report.markup import CSS, FIGURES_JS, content_security_policy, esc, plotly_script, script_json
 from harness.report.run_report import REPORT_FILE
 from harness.results.labels import NULL
 from harness.results.load import gpu_names
-from harness.results.records import STATUSES, fill_relative_figures, read_records
+from harness.results.records import fill_relative_figures, read_records
 from harness.site.data import suite_data
 from harness.site.runs import Run
 
@@ -159,98 +160,110 @@ them together without saying so.</p>
     return _page("optbench leaderboard", body)
 
 
+def _caption_fal(spec: dict, machines: int) -> str:
+    model, dataset, backend, batch = (esc(str(v)) for v in spec["key"])
+    several = (f" Points from {machines} machines are shown: each machine has its own colour and its own front, and "
+               "points of different machines are not ranked against each other." if machines > 1 else "")
+    return (f"Each point is one row of the leaderboard: a method (hover for its params, runs and machine) applied "
+            f"to {model} on {dataset} on one machine, at the median over its clean runs. x is the p50 "
+            f"(median) latency per call of a run's timed calls "
+            f"at batch size {batch} on the {backend} backend (log scale); y is top-1 accuracy on the "
+            f"held-out test split after the method was applied. Stars are the baseline. The dashed step line is "
+            f"the Pareto front: a point is on it when no other point of its machine is at least as fast and as "
+            f"accurate and strictly better in one.{several} Rows with status ok and both figures only; "
+            f"{CONTENDED_NOTE}")
+
+
+def _caption_fsp(spec: dict, machines: int) -> str:
+    batch = esc(str(spec["key"][3]))
+    return (f"Measured speedup of each method over the baseline of its own run (same model, dataset, backend, "
+            f"seed and batch size {batch}): the baseline's p50 latency divided by the method's; above 1× "
+            f"(the dashed line) is faster. One marker per row of the leaderboard (a cell on one machine): the "
+            f"median speedup over its clean runs. For a row of several runs the error bar is the range of their "
+            f"speedups (the spread between runs); for a row of one run it is a 95% interval from the raw timed "
+            f"samples of both: each median's distribution-free 97.5% interval (order statistics), combined as "
+            f"baseline low / method high and baseline high / method low, which treats the samples of a run as "
+            f"independent and so shows timing noise within that run only. A marker without a bar has neither. "
+            f"The y axis is log scale; {CONTENDED_NOTE}"
+            + (f" Runs from {machines} machines are shown side by side in their own colours, never pooled."
+               if machines > 1 else ""))
+
+
+def _caption_fre(spec: dict, machines: int) -> str:
+    backend = esc(str(spec["key"][0]))
+    return (f"x is the theoretical speedup (the baseline's FLOPs divided by the FLOPs of a kernel that skipped "
+            f"every zero weight), y the measured speedup (baseline p50 latency / p50 latency, same run) on the "
+            f"{backend} backend, both log scale; error bars as in the speedup figures. On the dashed "
+            f"diagonal the saved arithmetic became time. A point under it is a method whose zeros do not turn "
+            f"into time (dense kernels still multiply them); a point above it gained more than its FLOPs say "
+            f"(e.g. less memory traffic). Colours are method kinds; each point is a cell on one machine, "
+            f"relative to its own runs' baselines, so machines are not ranked against each other here; "
+            f"{CONTENDED_NOTE}")
+
+
+def _caption_fsa(spec: dict, machines: int) -> str:
+    model, dataset = (esc(str(v)) for v in spec["key"])
+    return (f"x is the model's size: the bytes of its checkpoint (serialized state_dict) after the method, or, "
+            f"for a method that simulates a storage format, the bytes that format takes (log scale); y is top-1 "
+            f"accuracy of {model} on the held-out test split of {dataset}. One point per cell and "
+            f"machine, the median over its clean runs (batch size changes neither). Colours are method kinds; the "
+            f"dashed line is the Pareto front (no other point is at least as small and as accurate and strictly "
+            f"better in one). Neither figure depends on the machine's speed, so every machine is pooled here; "
+            f"{CONTENDED_NOTE}")
+
+
+def _caption_ffs(spec: dict, machines: int) -> str:
+    backend = esc(str(spec["key"][0]))
+    return (f"x is the measured speedup over the baseline of the same run (log scale) on the {backend} "
+            f"backend; y is 1 − cosine: how far the method moved the model's outputs from the baseline's, as the "
+            f"mean cosine distance of the two outputs on the same test inputs (log scale; lower is more faithful, "
+            f"0.001 is a cosine of 0.999; values below 1e-9 are drawn at 1e-9). It needs no labels, so models "
+            f"with random weights and embedding models are here too; hover for agreement (the share of equal "
+            f"top-1 predictions, for classifiers). Colours are method kinds; points are relative to their own "
+            f"runs' baselines, so machines are not ranked against each other here; {CONTENDED_NOTE}")
+
+
+def _title_point(spec: dict) -> str:
+    return " · ".join(str(v) for v in spec["key"][:3]) + f" · batch {spec['key'][3]}"
+
+
+def _title_backend(spec: dict) -> str:
+    return f"{spec['key'][0]}: every model and batch size"
+
+
+#: The suite page's figures, in order: kind, heading anchor, heading, what an empty section says, a figure's
+#: title and caption.
+FIGURE_SECTIONS: tuple[tuple[str, str, str, str, Any, Any], ...] = (
+    ("fal", "accuracy-latency", "Accuracy vs latency", "no record has status ok with both a latency and an accuracy "
+     "(training cells are in the Training section)", _title_point, _caption_fal),
+    ("fsp", "speedup", "Speedup per method", "no method other than the baseline has a measured speedup",
+     _title_point, _caption_fsp),
+    ("fre", "realized", "Realized vs theoretical speedup", "no method has both a measured and a theoretical speedup",
+     _title_backend, _caption_fre),
+    ("fsa", "size-accuracy", "Size vs accuracy", "no record has status ok with both a model size and an accuracy",
+     lambda spec: " · ".join(str(v) for v in spec["key"]), _caption_fsa),
+    ("ffs", "fidelity-speedup", "Fidelity vs speedup", "no method has both a measured speedup and a cosine "
+     "similarity to its baseline's outputs", _title_backend, _caption_ffs),
+)
+
+
 def _figure_sections(data: dict[str, Any], training: bool) -> tuple[str, int]:
     """The figures' containers and captions (drawn in the browser from the page's data); none at
     all for a suite of training cells only, whose figures are in its Training section."""
     if training and not any(data["figures"].values()):
         return "", 0
-    n_machines = len(data["machines"])
-    machines_note = (f" Points from {n_machines} machines are shown: each machine has its own colour and its own "
-                     "front, and points of different machines are not ranked against each other." if n_machines > 1
-                     else "")
+    machines = len(data["machines"])
     parts, count = [], 0
-
-    def head(title: str, kind: str, spec: dict, caption: str) -> None:
-        nonlocal count
-        parts.append(f'<h3>{esc(title)}</h3><div class="plot" id="fig-{kind}-{spec["id"]}" data-kind="{kind}" '
-                     f'data-id="{spec["id"]}"></div><p class="caption">{caption}</p>')
-        count += 1
-
-    figures = data["figures"]
-    parts.append('<h2 id="accuracy-latency">Accuracy vs latency</h2>')
-    if not figures["fal"]:
-        parts.append('<p class="skip">No figure: no record has status ok with both a latency and an accuracy '
-                     '(training cells are in the Training section).</p>')
-    for spec in figures["fal"]:
-        model, dataset, backend, batch = (str(v) for v in spec["key"])
-        head(f"{model} · {dataset} · {backend} · batch {batch}", "fal", spec,
-             f"Each point is one row of the leaderboard: a method (hover for its params, runs and machine) applied "
-             f"to {esc(model)} on {esc(dataset)} on one machine, at the median over its clean runs. x is the p50 "
-             f"(median) latency per call of a run's timed calls "
-             f"at batch size {esc(batch)} on the {esc(backend)} backend (log scale); y is top-1 accuracy on the "
-             f"held-out test split after the method was applied. Stars are the baseline. The dashed step line is "
-             f"the Pareto front: a point is on it when no other point of its machine is at least as fast and as "
-             f"accurate and strictly better in one.{machines_note} Rows with status ok and both figures only; "
-             f"{CONTENDED_NOTE}")
-    parts.append('<h2 id="speedup">Speedup per method</h2>')
-    if not figures["fsp"]:
-        parts.append('<p class="skip">No figure: no method other than the baseline has a measured speedup.</p>')
-    for spec in figures["fsp"]:
-        model, dataset, backend, batch = (str(v) for v in spec["key"])
-        head(f"{model} · {dataset} · {backend} · batch {batch}", "fsp", spec,
-             f"Measured speedup of each method over the baseline of its own run (same model, dataset, backend, "
-             f"seed and batch size {esc(batch)}): the baseline's p50 latency divided by the method's; above 1× "
-             f"(the dashed line) is faster. One marker per row of the leaderboard (a cell on one machine): the "
-             f"median speedup over its clean runs. For a row of several runs the error bar is the range of their "
-             f"speedups (the spread between runs); for a row of one run it is a 95% interval from the raw timed "
-             f"samples of both: each median's distribution-free 97.5% interval (order statistics), combined as "
-             f"baseline low / method high and baseline high / method low, which treats the samples of a run as "
-             f"independent and so shows timing noise within that run only. A marker without a bar has neither. "
-             f"The y axis is log scale; {CONTENDED_NOTE}"
-             + (f" Runs from {n_machines} machines are shown side by side in their own colours, never pooled."
-                if n_machines > 1 else ""))
-    parts.append('<h2 id="realized">Realized vs theoretical speedup</h2>')
-    if not figures["fre"]:
-        parts.append('<p class="skip">No figure: no method has both a measured and a theoretical speedup.</p>')
-    for spec in figures["fre"]:
-        backend = str(spec["key"][0])
-        head(f"{backend}: every model and batch size", "fre", spec,
-             f"x is the theoretical speedup (the baseline's FLOPs divided by the FLOPs of a kernel that skipped "
-             f"every zero weight), y the measured speedup (baseline p50 latency / p50 latency, same run) on the "
-             f"{esc(backend)} backend, both log scale; error bars as in the speedup figures. On the dashed "
-             f"diagonal the saved arithmetic became time. A point under it is a method whose zeros do not turn "
-             f"into time (dense kernels still multiply them); a point above it gained more than its FLOPs say "
-             f"(e.g. less memory traffic). Colours are method kinds; each point is a cell on one machine, "
-             f"relative to its own runs' baselines, so machines are not ranked against each other here; "
-             f"{CONTENDED_NOTE}")
-    parts.append('<h2 id="size-accuracy">Size vs accuracy</h2>')
-    if not figures["fsa"]:
-        parts.append('<p class="skip">No figure: no record has status ok with both a model size and an '
-                     'accuracy.</p>')
-    for spec in figures["fsa"]:
-        model, dataset = (str(v) for v in spec["key"])
-        head(f"{model} · {dataset}", "fsa", spec,
-             f"x is the model's size: the bytes of its checkpoint (serialized state_dict) after the method, or, "
-             f"for a method that simulates a storage format, the bytes that format takes (log scale); y is top-1 "
-             f"accuracy of {esc(model)} on the held-out test split of {esc(dataset)}. One point per cell and "
-             f"machine, the median over its clean runs (batch size changes neither). Colours are method kinds; the "
-             f"dashed line is the Pareto front (no other point is at least as small and as accurate and strictly "
-             f"better in one). Neither figure depends on the machine's speed, so every machine is pooled here; "
-             f"{CONTENDED_NOTE}")
-    parts.append('<h2 id="fidelity-speedup">Fidelity vs speedup</h2>')
-    if not figures["ffs"]:
-        parts.append('<p class="skip">No figure: no method has both a measured speedup and a cosine similarity '
-                     'to its baseline\'s outputs.</p>')
-    for spec in figures["ffs"]:
-        backend = str(spec["key"][0])
-        head(f"{backend}: every model and batch size", "ffs", spec,
-             f"x is the measured speedup over the baseline of the same run (log scale) on the {esc(backend)} "
-             f"backend; y is 1 − cosine: how far the method moved the model's outputs from the baseline's, as the "
-             f"mean cosine distance of the two outputs on the same test inputs (log scale; lower is more faithful, "
-             f"0.001 is a cosine of 0.999; values below 1e-9 are drawn at 1e-9). It needs no labels, so models "
-             f"with random weights and embedding models are here too; hover for agreement (the share of equal "
-             f"top-1 predictions, for classifiers). Colours are method kinds; points are relative to their own "
-             f"runs' baselines, so machines are not ranked against each other here; {CONTENDED_NOTE}")
+    for kind, anchor, heading, empty, title, caption in FIGURE_SECTIONS:
+        parts.append(f'<h2 id="{anchor}">{heading}</h2>')
+        specs = data["figures"][kind]
+        if not specs:
+            parts.append(f'<p class="skip">No figure: {empty}.</p>')  # the harness's own text
+        for spec in specs:
+            parts.append(f'<h3>{esc(title(spec))}</h3><div class="plot" id="fig-{kind}-{spec["id"]}" '
+                         f'data-kind="{kind}" data-id="{spec["id"]}"></div><p class="caption">'
+                         f'{caption(spec, machines)}</p>')
+            count += 1
     return "\n".join(parts), count
 
 
@@ -282,6 +295,52 @@ def _training_section(runs: list[Run], machines: dict[str, dict], first_plot: in
     return "\n".join(parts), n - first_plot
 
 
+def _board_note(ref_named: str) -> str:
+    """What the leaderboard's rows and figures are, said once above it."""
+    return f"""<p class="note">One row per cell (model × dataset × method × params × backend × seed) and batch size on each
+machine, over every run of the suite there. Its figures are the median over the runs whose measurement was clean
+(status ok and not contended), with the range over them below a figure where they differ; the runs column says
+how many runs there are and how many were left out (contended, failed), and its ▸ button lists the runs behind the
+row, each with its own figures, its 95% speedup interval and a link to its report. A row whose every run was
+contended (other processes used the CPU while it was timed, even after re-measuring) takes the median of those and
+is marked <span class="contended">contended</span>: it is hidden, and left out of best under constraints and of the
+figures' fronts, unless “show contended rows” is ticked. Speedup, theoretical speedup, size ratio and Δ accuracy are
+relative to the baseline of the same run, model, dataset, backend, seed and batch size: above 1× is faster /
+smaller, <span class="worse-text">red</span> is worse than the baseline. Vs reference is the reference backend's
+baseline p50 (same run, model, dataset, seed and batch size) divided by the row's{ref_named}, so rows of different
+backends rank on one scale: above 1× is faster than the reference baseline; across backends it is a ratio of medians
+measured in different processes, with no interval. A backend whose runtime ran in a precision other than fp32 says
+so (e.g. “openvino · bf16”). Rows that fail the suite's accuracy gate
+or whose timing was noisy (IQR over 10% of the median) in a run behind them are marked. The machine button shows
+the machine and software of the row's latest run. Click a column header to sort (empty values always sort
+last).</p>"""
+
+
+#: The "best under constraints" box: its form, and what the answer is.
+BEST_FORM = """<details id="best" class="best" open><summary>Best under constraints</summary>
+<form id="best-form" class="filters">
+<label>maximise <select id="best-objective">
+<option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
+<option value="speedup">speedup</option><option value="ref">vs reference (speedup over the reference backend's
+baseline)</option><option value="size">size ratio (smallest model)</option>
+</select></label>
+<label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
+<label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
+<label>speedup ≥ <input id="best-min-speedup" type="number" min="0" step="any" placeholder="any"> ×</label>
+<label>agreement ≥ <input id="best-min-agreement" type="number" min="0" max="1" step="any" placeholder="any"></label>
+<label>cosine ≥ <input id="best-min-cosine" type="number" min="-1" max="1" step="any" placeholder="any"></label>
+<label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
+<label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
+</form>
+<p class="note">Among the rows the filters above select, with status ok (contended ones only while they are
+shown): the one that maximises the objective
+within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
+row's; agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
+out rows without that figure. With several machines there is one answer per machine.</p>
+<div id="best-result" aria-live="polite"></div>
+</details>"""
+
+
 def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: str) -> tuple[str, dict[str, Any]]:
     """The suite's page and its data (returned for tests and the size budget)."""
     used = {m: machines[m] for m in dict.fromkeys(r.machine for r in runs)}
@@ -306,50 +365,13 @@ def suite_page(suite: str, runs: list[Run], machines: dict[str, dict], plotly: s
 leaderboard row{"s" * (n_rows != 1)} · {len(used)} machine{"s" * (len(used) != 1)} · {esc(span)}</p>
 {mixed}
 <h2 id="leaderboard-head">Leaderboard</h2>
-<p class="note">One row per cell (model × dataset × method × params × backend × seed) and batch size on each
-machine, over every run of the suite there. Its figures are the median over the runs whose measurement was clean
-(status ok and not contended), with the range over them below a figure where they differ; the runs column says
-how many runs there are and how many were left out (contended, failed), and its ▸ button lists the runs behind the
-row, each with its own figures, its 95% speedup interval and a link to its report. A row whose every run was
-contended (other processes used the CPU while it was timed, even after re-measuring) takes the median of those and
-is marked <span class="contended">contended</span>: it is hidden, and left out of best under constraints and of the
-figures' fronts, unless “show contended rows” is ticked. Speedup, theoretical speedup, size ratio and Δ accuracy are
-relative to the baseline of the same run, model, dataset, backend, seed and batch size: above 1× is faster /
-smaller, <span class="worse-text">red</span> is worse than the baseline. Vs reference is the reference backend's
-baseline p50 (same run, model, dataset, seed and batch size) divided by the row's{ref_named}, so rows of different
-backends rank on one scale: above 1× is faster than the reference baseline; across backends it is a ratio of medians
-measured in different processes, with no interval. A backend whose runtime ran in a precision other than fp32 says
-so (e.g. “openvino · bf16”). Rows that fail the suite's accuracy gate
-or whose timing was noisy (IQR over 10% of the median) in a run behind them are marked. The machine button shows
-the machine and software of the row's latest run. Click a column header to sort (empty values always sort
-last).</p>
+{_board_note(ref_named)}
 <noscript><p class="warn">The table, its filters and the figures need JavaScript.</p></noscript>
 <div id="filters" class="filters"></div>
 <p class="filters"><label><input id="show-contended" type="checkbox"> show contended rows</label>
 <span id="contended-count" class="meta"></span></p>
 <p id="machine-warning" class="warn" hidden></p>
-<details id="best" class="best" open><summary>Best under constraints</summary>
-<form id="best-form" class="filters">
-<label>maximise <select id="best-objective">
-<option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
-<option value="speedup">speedup</option><option value="ref">vs reference (speedup over the reference backend's
-baseline)</option><option value="size">size ratio (smallest model)</option>
-</select></label>
-<label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
-<label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
-<label>speedup ≥ <input id="best-min-speedup" type="number" min="0" step="any" placeholder="any"> ×</label>
-<label>agreement ≥ <input id="best-min-agreement" type="number" min="0" max="1" step="any" placeholder="any"></label>
-<label>cosine ≥ <input id="best-min-cosine" type="number" min="-1" max="1" step="any" placeholder="any"></label>
-<label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
-<label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
-</form>
-<p class="note">Among the rows the filters above select, with status ok (contended ones only while they are
-shown): the one that maximises the objective
-within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
-row's; agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
-out rows without that figure. With several machines there is one answer per machine.</p>
-<div id="best-result" aria-live="polite"></div>
-</details>
+{BEST_FORM}
 <p id="row-count" class="meta"></p>
 <div class="scroll"><table id="board"><thead></thead><tbody></tbody></table></div>
 <p><button id="more" type="button" hidden>show more rows</button></p>

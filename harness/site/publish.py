@@ -59,7 +59,7 @@ from harness.errors import OptbenchError
 from harness.site.data import (
     PLOTLY_ASSET,
     Task,
-    median_interval,
+    median_interval_ms,
     process_all,
     process_run,
 )
@@ -85,7 +85,7 @@ __all__ = [
     "index_page",
     "machine_fingerprint",
     "machine_label",
-    "median_interval",
+    "median_interval_ms",
     "process_run",
     "publish",
     "suite_page",

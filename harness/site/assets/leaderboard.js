@@ -72,6 +72,15 @@
     if (a >= 100) { return Math.round(v).toLocaleString("en-US"); }
     return v.toFixed(a >= 10 ? 1 : a >= 1 ? 2 : 3);
   }
+  // The table spec's formats (harness/results/table_spec.py FORMATS), by name: a figure reads here as in the
+  // report, the terminal and an export.
+  function fmtMs(v) {
+    var a = Math.abs(v);
+    if (a >= 100) { return Math.round(v).toLocaleString("en-US"); }
+    return a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+  }
+  function fmtCount(v) { return Math.round(v).toLocaleString("en-US"); }
+  function fmtInt(v) { return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6))); }
   function fmtBytes(n) {
     if (Math.abs(n) < 1024) { return n.toFixed(0) + " B"; }
     var units = ["KiB", "MiB", "GiB"], i = -1;
@@ -79,7 +88,7 @@
     return n.toFixed(1) + " " + units[i];
   }
   function times(v) { return v.toFixed(2) + "\u00d7"; }
-  function signed(v) { return (v >= 0 ? "+" : "") + v.toFixed(4); }
+  function signed(v) { var t = v.toFixed(4); if (t === "-0.0000") { t = "0.0000"; } return (t[0] === "-" ? "" : "+") + t; }
   function fixed4(v) { return v.toFixed(4); }
   function sig4(v) { return String(Number(v.toPrecision(4))); }
   function sig3(v) { return v === 0 ? "0" : v.toPrecision(3); }
@@ -140,6 +149,41 @@
     + "medians measured in different processes, no interval"
     + (D.reference.length === 1 ? ". Reference backend: " + D.reference[0]
       : D.reference.length > 1 ? ". Reference backends (each run names its own): " + D.reference.join(", ") : "");
+  var FORMATS = {ms: fmtMs, times: times, fraction: fixed4, signed: signed, sig4: sig4, sig3: sig3, count: fmtCount,
+                 bytes: fmtBytes, "int": fmtInt};
+  // Columns drawn their own way, by key; every other column of D.columns is a figure, drawn with its format.
+  var SPECIAL = {
+    model: text(model), method: text(method), params: text(params), batch: plain(batch), kind: text(kind),
+    dataset: text(dataset), backend: text(backend), seed: plain(seed),
+    status: {type: "text", value: status, render: function (r, td) {
+      var s = status(r), known = ["ok", "failed", "oom", "timeout", "skipped"].indexOf(s) >= 0;
+      var pill = td.appendChild(el("span", s || "?", "pill st-" + (known ? s : "other")));
+      var failed = MEMBERS[r].filter(function (i) { return D.errors[i]; })[0];
+      if (s !== "ok" && failed !== undefined) { pill.title = D.errors[failed]; }
+      if (isContended(r)) {
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", "contended", "contended")).title = contendedWhy(r);
+      }
+    }},
+    speedup: {type: "num", value: row("speedup"), render: function (r, td) {
+      num("speedup", times, 1.0).render(r, td);
+      if (A.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(A.lo[r]) + " to " + times(A.hi[r]); }
+    }},
+    gate: {type: "num", value: row("gate"), render: function (r, td) {
+      var g = A.gate[r];
+      if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
+      var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
+      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine) in a run behind this row"; td.className = "worse"; }
+    }},
+    noisy: {type: "num", value: row("noisy"), render: function (r, td) {
+      var n = A.noisy[r];
+      td.className = "noisy-col" + (n === null ? " null" : "");
+      if (n === null) { td.textContent = "\u2014"; return; }
+      if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median in a run behind this row"; }
+    }}
+  };
+  var SPEC = {};  // the spec of each column, by key
+  D.columns.forEach(function (c) { SPEC[c.key] = c; });
   var COLUMNS = [
     ["runs", {type: "num", value: function (r) { return MEMBERS[r].length; }, render: function (r, td) {
       var n = MEMBERS[r].length, open = !!state.open[r];
@@ -160,79 +204,30 @@
       b.appendChild(document.createTextNode(m.short));
       b.addEventListener("click", function () { openEnv(A.run[r]); });
       td.appendChild(b);
-    }}],
-    ["model", text(model)],
-    ["method", text(method)],
-    ["params", text(params)],
-    ["batch", plain(batch)],
-    ["status", {type: "text", value: status, render: function (r, td) {
-      var s = status(r), known = ["ok", "failed", "timeout", "skipped"].indexOf(s) >= 0;
-      var pill = td.appendChild(el("span", s || "?", "pill st-" + (known ? s : "other")));
-      var failed = MEMBERS[r].filter(function (i) { return D.errors[i]; })[0];
-      if (s !== "ok" && failed !== undefined) { pill.title = D.errors[failed]; }
-      if (isContended(r)) {
-        td.appendChild(document.createTextNode(" "));
-        td.appendChild(el("span", "contended", "contended")).title = contendedWhy(r);
-      }
-    }}],
-    ["p50 ms", num("p50", fmtFloat)],
-    ["speedup (\u00d7)", {type: "num", value: row("speedup"), render: function (r, td) {
-      num("speedup", times, 1.0).render(r, td);
-      if (A.lo[r] !== null) { td.title = "95% interval from the raw samples: " + times(A.lo[r]) + " to " + times(A.hi[r]); }
-    }}],
-    ["vs reference (\u00d7)", num("ref", times, 1.0), REF_TITLE],
-    ["theoretical (\u00d7)", num("theo", times)],
-    ["accuracy", num("acc", fixed4)],
-    ["\u0394 accuracy", num("dacc", signed, 0.0)],
-    ["agreement", num("agree", fixed4)],
-    ["cosine", num("cos", fixed4)],
-    ["gate", {type: "num", value: row("gate"), render: function (r, td) {
-      var g = A.gate[r];
-      if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
-      var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
-      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine) in a run behind this row"; td.className = "worse"; }
-    }}],
-    ["perplexity", num("ppl", sig4)],
-    ["KL", num("kl", sig3)],
-    ["TTFT ms", num("ttft", fmtFloat)],
-    ["TPOT ms", num("tpot", fmtFloat)],
-    ["decode tok/s", num("tps", fmtFloat)],
-    ["size ratio (\u00d7)", num("size", times, 1.0)],
-    ["noisy", {type: "num", value: row("noisy"), render: function (r, td) {
-      var n = A.noisy[r];
-      td.className = "noisy-col" + (n === null ? " null" : "");
-      if (n === null) { td.textContent = "\u2014"; return; }
-      if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median in a run behind this row"; }
-    }}],
-    ["p99 ms", num("p99", fmtFloat)],
-    ["model bytes", num("bytes", fmtBytes)],
-    ["kind", text(kind)],
-    ["dataset", text(dataset)],
-    ["backend", text(backend)],
-    ["seed", plain(seed)]
-  ];
-  // A language model's columns only where some row has the figure: other suites keep their table.
-  var LANGUAGE = {"perplexity": "ppl", "KL": "kl", "TTFT ms": "ttft", "TPOT ms": "tpot", "decode tok/s": "tps"};
-  COLUMNS = COLUMNS.filter(function (c) {
-    var key = LANGUAGE[c[0]];
-    return key === undefined || (A[key] || []).some(function (v) { return v !== null && v !== undefined; });
-  });
+    }}]
+  ].concat(D.columns.filter(function (c) {
+    // a figure the data does not carry (a language model's, in a suite without one) has no column
+    return SPECIAL[c.key] !== undefined || (A[c.key] || []).some(function (v) { return v !== null && v !== undefined; });
+  }).map(function (c) {
+    var col = SPECIAL[c.key] || num(c.key, FORMATS[c.format] || fmtFloat, c.worse === null ? undefined : c.worse);
+    return [c.label, col, c.key === "ref" ? REF_TITLE : c.title || undefined];
+  }));
 
   // --- the runs behind a row ----------------------------------------------------------------
   function recNum(key, fmt) {
     return function (i) { var v = R[key][i]; return v === null ? "\u2014" : fmt(v); };
   }
+  function specNum(key, label) { return [label, recNum(key, FORMATS[SPEC[key].format] || fmtFloat)]; }
   var RUN_COLUMNS = [
     ["started", function (i) { return RUNS.started[R.run[i]] || "?"; }],
-    ["p50 ms", recNum("p50", fmtFloat)],
+    specNum("p50", "p50 ms"),
     ["speedup (95% interval)", function (i) {
       var v = R.speedup[i];
       if (v === null) { return "\u2014"; }
       return times(v) + (R.lo[i] === null ? "" : " [" + times(R.lo[i]) + "\u2013" + times(R.hi[i]) + "]");
     }],
-    ["vs reference", recNum("ref", times)],
-    ["accuracy", recNum("acc", fixed4)], ["\u0394 accuracy", recNum("dacc", signed)],
-    ["cosine", recNum("cos", fixed4)], ["size ratio", recNum("size", times)], ["p99 ms", recNum("p99", fmtFloat)]
+    specNum("ref", "vs reference"), specNum("acc", "accuracy"), specNum("dacc", "\u0394 accuracy"),
+    specNum("cos", "cosine"), specNum("size", "size ratio"), specNum("p99", "p99 ms")
   ];
   function detailRow(r) {
     var tr = el("tr", null, "runs-detail"), td = tr.appendChild(el("td"));
@@ -461,7 +456,7 @@
       li.appendChild(el("b", label(r)));
       li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (A.acc[r] === null ? "\u2014" : A.acc[r].toFixed(4))
         + ", \u0394 " + (A.dacc[r] === null ? "\u2014" : signed(A.dacc[r])) + ", p50 "
-        + (A.p50[r] === null ? "\u2014" : fmtFloat(A.p50[r]) + " ms") + ", speedup "
+        + (A.p50[r] === null ? "\u2014" : fmtMs(A.p50[r]) + " ms") + ", speedup "
         + (A.speedup[r] === null ? "\u2014" : times(A.speedup[r])) + ", vs reference "
         + (A.ref[r] === null ? "\u2014" : times(A.ref[r])) + ", size ratio "
         + (A.size[r] === null ? "\u2014" : times(A.size[r])) + ", cosine "
