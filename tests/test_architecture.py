@@ -33,7 +33,7 @@ def _lint_imports() -> list[str]:
 def test_lint_imports_keeps_the_layers_and_finds_no_cycle():
     done = subprocess.run(_lint_imports(), capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 kept, 0 broken" in done.stdout
+    assert "5 kept, 0 broken" in done.stdout
 
 
 def test_the_layers_contract_names_every_subpackage_of_the_core():
@@ -90,6 +90,63 @@ def test_every_package_and_module_of_the_core_says_what_it_holds():
     missing = [str(path.relative_to(REPO)) for name, path in _core_modules()
                if path.name != "__main__.py" and not ast.get_docstring(ast.parse(path.read_text()))]
     assert not missing, missing
+
+
+def test_lint_imports_fails_when_a_plugin_imports_a_stage_module(tmp_path):
+    """The plugin contract bites: a copy of a first-party plugin that reaches past the front door breaks it."""
+    import optbench_prune
+
+    source = Path(optbench_prune.__file__).parent
+    copy = tmp_path / "optbench_prune"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "plugin.py").open("a") as f:
+        f.write("\nfrom harness.plugin.types import Method  # past the front door\n")
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    shutil.copytree(CORE, tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(_lint_imports()[:1] + ["--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode != 0
+    assert "optbench_prune.plugin -> harness.plugin.types" in done.stdout
+
+
+def test_no_function_of_the_core_is_longer_than_80_lines():
+    """A function a reader can hold in their head: 80 lines at most (docstring included)."""
+    long = []
+    for name, path in _core_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, "\n".join(long)
+
+
+def _documented_modules() -> dict[str, set[str]]:
+    """Per package row of docs/architecture.md's stage table, the module names it gives in backticks."""
+    import re
+
+    out: dict[str, set[str]] = {}
+    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 5 or not cells[2].startswith("`harness"):
+            continue
+        for package in re.findall(r"`(harness/[^`]*)`", cells[2]):
+            out.setdefault(package.rstrip("/"), set()).update(re.findall(r"`([a-z_]+)`", cells[3]))
+    return out
+
+
+def test_the_architecture_page_names_every_module_of_the_core():
+    documented = _documented_modules()
+    missing, stale = [], []
+    for package in sorted(p for p in CORE.iterdir() if (p / "__init__.py").is_file()):
+        key = f"harness/{package.name}"
+        modules = {m.stem for m in package.glob("*.py") if m.stem != "__init__"}
+        named = documented.get(key, set())
+        missing += [f"{key}/{m}.py" for m in sorted(modules - named)]
+        stale += [f"{key}/{m}" for m in sorted(named - modules - {"assets"})]
+    assert not missing, f"modules docs/architecture.md does not name: {missing}"
+    assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
 
 
 def test_the_public_plugin_api_is_exported_from_harness():

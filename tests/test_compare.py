@@ -55,7 +55,7 @@ RERUN_THRESHOLD = 0.25
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> tuple[Path, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path, optbench_runs_suites: None) -> tuple[Path, Path]:
     """The same suite run twice, back to back."""
     root = tmp_path_factory.mktemp("compare")
     suite = root / "tiny-compare.yaml"

@@ -217,7 +217,7 @@ def build(num_classes, input_shape):
 '''
 
 
-def test_exported_models_and_saved_data_through_the_cli(tmp_path, cli):
+def test_exported_models_and_saved_data_through_the_cli(tmp_path, cli, optbench_runs_suites):
     """A trained net exported two ways, evaluated on digits saved as .npz and on a python dataset, then a
     python model trained on the .npz: rewriting the data file retrains it."""
     x, y = digits()

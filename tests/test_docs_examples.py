@@ -101,7 +101,7 @@ def test_optbench_plugins_lists_every_installed_example(installed, cli):
     assert "optbench-fp16-round 0.1.0  (plugin 'fp16_round', optbench_fp16_round)" in text
 
 
-def test_the_four_examples_run_together_in_the_documented_suite(installed, cli, tmp_path):
+def test_the_four_examples_run_together_in_the_documented_suite(installed, cli, tmp_path, optbench_runs_suites):
     _, target = installed
     page = (DOCS / "index.md").read_text()
     suite = re.search(r"## All four examples in one suite.*?```yaml\n(.*?)```", page, re.S).group(1)
@@ -171,7 +171,7 @@ def test_the_template_suite_names_validate(installed, cli, tmp_path):
     assert "3 cells" in done.stdout
 
 
-def test_the_own_model_page_runs_as_written(cli, tmp_path):
+def test_the_own_model_page_runs_as_written(cli, tmp_path, optbench_runs_suites):
     """docs/your-model.md: its model file and suite, run offline; its error example is what validate prints."""
     page = (REPO / "docs" / "your-model.md").read_text()
     model = re.search(r"`mymodel.py`\n```python\n(.*?)```", page, re.S).group(1)
@@ -201,7 +201,7 @@ def test_the_own_model_page_runs_as_written(cli, tmp_path):
     assert got[2].startswith("    given:    '")
 
 
-def test_the_own_images_example_runs_as_written(cli, tmp_path):
+def test_the_own_images_example_runs_as_written(cli, tmp_path, optbench_runs_suites):
     """docs/your-model.md, "Your own images": its script writes the PNGs, its suite runs on them."""
     page = (REPO / "docs" / "your-model.md").read_text()
     section = page[page.index("## Your own images"):]
@@ -227,7 +227,7 @@ def test_the_own_images_example_runs_as_written(cli, tmp_path):
     assert next(r for r in records if r["method"] == "baseline")["accuracy"] > 0.9
 
 
-def test_the_saved_tensors_and_exported_model_example_runs_as_written(cli, tmp_path):
+def test_the_saved_tensors_and_exported_model_example_runs_as_written(cli, tmp_path, optbench_runs_suites):
     """docs/your-model.md, "Saved tensors and a saved model": its script saves and exports, its suite runs."""
     import subprocess
     import sys

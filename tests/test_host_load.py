@@ -57,7 +57,7 @@ def test_our_own_threads_and_reaped_children_are_not_counted():
     assert other.cores is not None and other.cores < 0.3
 
 
-def test_a_contended_cell_records_it_and_the_run_warns(burners, tmp_path, optbench_cache_dir, monkeypatch):
+def test_a_contended_cell_records_it_and_the_run_warns(burners, tmp_path, optbench_cache_dir, monkeypatch, optbench_runs_suites):
     import io
 
     import yaml

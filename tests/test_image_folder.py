@@ -66,7 +66,7 @@ def test_a_test_folder_and_resizing_mixed_sizes(tmp_path):
         load_image_folder(ImageFolderParams(root=str(train), test_root=str(test)), 0)
 
 
-def test_a_suite_on_a_folder_of_pngs_through_the_cli(digit_pngs, cli, tmp_path):
+def test_a_suite_on_a_folder_of_pngs_through_the_cli(digit_pngs, cli, tmp_path, optbench_runs_suites):
     suite = {"name": "pngs", "datasets": [{"name": "imagefolder", "id": "digit-pngs",
                                            "params": {"root": str(digit_pngs.relative_to(digit_pngs.parent)),
                                                       "mode": "L"}}],

@@ -202,7 +202,7 @@ def test_no_nvml_or_no_gpu_gives_no_names_quietly(fake: str | None, monkeypatch:
 # --- fingerprints and optbench compare ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path) -> Path:
+def real_run(tmp_path_factory: pytest.TempPathFactory, optbench_cache_dir: Path, optbench_runs_suites: None) -> Path:
     """A real one-cell run by the runner ``optbench run`` calls (baseline alone, batch size 1)."""
     root = tmp_path_factory.mktemp("machine")
     suite = root / "tiny-machine.yaml"

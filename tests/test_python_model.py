@@ -100,7 +100,7 @@ def test_epochs_0_uses_the_module_as_built_and_a_checkpoint_loads(cli, tmp_path)
     assert by["as-built"]["accuracy"] < 0.5  # untrained: about chance, and reported as measured
 
 
-def test_a_module_reference_and_the_arguments_the_factory_asks_for(cli, tmp_path):
+def test_a_module_reference_and_the_arguments_the_factory_asks_for(cli, tmp_path, optbench_runs_suites):
     lib = tmp_path / "lib" / "nets"
     lib.mkdir(parents=True)
     (lib / "__init__.py").write_text("")

@@ -11,7 +11,7 @@ from harness.results.records import read_records
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_suite_runs_clean_and_reports(cli, tmp_path):
+def test_quickstart_suite_runs_clean_and_reports(cli, tmp_path, optbench_runs_suites):
     out = cli("run", "suites/quickstart.yaml", "--results", str(tmp_path / "res"),
               env={"OPTBENCH_CACHE_DIR": str(tmp_path / "cache")}, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -12,7 +12,7 @@ from harness.run.run_lock import RunLock
 
 
 @pytest.fixture(scope="module")
-def one_run(tmp_path_factory, optbench_cache_dir):
+def one_run(tmp_path_factory, optbench_cache_dir, optbench_runs_suites):
     import yaml
 
     from harness.testing import make_tiny_suite
@@ -34,7 +34,7 @@ def finished_run(one_run, tmp_path):
     return Path(shutil.copytree(one_run, tmp_path / "run", symlinks=True))
 
 
-def test_a_second_writer_is_refused_with_the_holders_pid(finished_run, cli, optbench_cache_dir):
+def test_a_second_writer_is_refused_with_the_holders_pid(finished_run, cli, optbench_cache_dir, optbench_runs_suites):
     import os
 
     records = (finished_run / "records.jsonl").read_bytes()
@@ -48,7 +48,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(finished_run, cli, optb
 
 
 @pytest.mark.parametrize("planted", ["records.jsonl", "run.json", "cells/LOG"])
-def test_resume_refuses_links_planted_in_the_run_folder(finished_run, cli, tmp_path, planted, optbench_cache_dir):
+def test_resume_refuses_links_planted_in_the_run_folder(finished_run, cli, tmp_path, planted, optbench_cache_dir, optbench_runs_suites):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     if planted == "cells/LOG":

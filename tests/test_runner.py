@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from harness.results.records import FIELDS, RECORDS_FILE, read_records
+from harness.record.schema import CORE_SCHEMA
+from harness.results.records import RECORDS_FILE, read_records
 
 NUMERIC = [
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_std_ms",
@@ -25,7 +26,7 @@ def test_records_carry_every_field_with_consistent_figures(optbench_run, tiny_su
     assert run.exit_code == 0
     assert len(run.records) == 4
     for r in run.records:
-        assert list(r)[: len(FIELDS)] == list(FIELDS)
+        assert list(r)[: len(CORE_SCHEMA.names)] == list(CORE_SCHEMA.names)
         assert r["status"] == "ok" and r["error"] is None
         for key in NUMERIC:
             assert isinstance(r[key], float), key
@@ -90,7 +91,7 @@ def test_a_crash_segfault_exception_hang_and_skip_each_cost_only_their_cell(optb
     assert out.stdout == b""
 
 
-def test_resume_after_sigkill_loses_no_finished_cell(tmp_path, write_suite, cli, optbench_cache_dir):
+def test_resume_after_sigkill_loses_no_finished_cell(tmp_path, write_suite, cli, optbench_cache_dir, optbench_runs_suites):
     path = write_suite(
         "name: killme\ndatasets: [digits]\nmodels: [{name: mlp, params: {epochs: 2}}]\n"
         "methods:\n  - name: prune.magnitude\n    params: {sparsity: [0.2, 0.5, 0.8]}\n"
@@ -181,7 +182,7 @@ def test_each_backend_variant_is_compared_with_its_own_baseline(optbench_run, ti
     assert "cpu(threads=1)" in (run.run_dir / "report.html").read_text()
 
 
-def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, write_suite, optbench_cache_dir):
+def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, write_suite, optbench_cache_dir, optbench_runs_suites):
     path = write_suite(
         "name: interrupt\ndatasets: [digits]\nmodels: [{name: mlp, params: {epochs: 1}}]\n"
         "methods:\n  - name: prune.magnitude\n    params: {sparsity: [0.2, 0.4, 0.6, 0.8]}\n"
@@ -220,7 +221,7 @@ def test_env_json_records_each_backends_hardware_from_a_throwaway_process(optben
     assert env["backends"]['cpu({"threads": 1})']["threads"] == 1
 
 
-def test_a_shared_gpu_is_warned_about_in_the_run_output(misbehaving, tmp_path, optbench_cache_dir, monkeypatch):
+def test_a_shared_gpu_is_warned_about_in_the_run_output(misbehaving, tmp_path, optbench_cache_dir, monkeypatch, optbench_runs_suites):
     import io
 
     import yaml

@@ -109,7 +109,7 @@ def test_every_problem_is_reported_at_once(capsys, write_suite):
 
 def test_cli_exits_2_without_traceback_and_debug_shows_it(cli, write_suite):
     path = write_suite(VALID.replace("prune.magnitude", "prune.nope"))
-    out = cli("run", str(path))
+    out = cli("run", str(path), runs_suite=False)  # refused before anything runs
     assert out.returncode == 2 and "Traceback" not in out.stderr and "unknown method 'prune.nope'" in out.stderr
     debug = cli("validate", "--debug", str(path))
     assert debug.returncode == 2 and "Traceback" in debug.stderr
@@ -117,7 +117,7 @@ def test_cli_exits_2_without_traceback_and_debug_shows_it(cli, write_suite):
 
 def test_bad_input_writes_no_run_directory(cli, write_suite, tmp_path):
     path = write_suite(VALID.replace("digits", "digitz"))
-    assert cli("run", str(path), "--results", str(tmp_path / "res")).returncode == 2
+    assert cli("run", str(path), "--results", str(tmp_path / "res"), runs_suite=False).returncode == 2
     assert not (tmp_path / "res").exists()
 
 

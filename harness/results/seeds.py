@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.plugin.types import TRAINING_KINDS
+from harness.record.status import Status
 from harness.results.labels import finite, variant_label
 
 
 def is_training(record: dict[str, Any]) -> bool:
-    """A record of a cell that trained its model (a training kind, or a pipeline starting with one)."""
-    return record.get("method_kind") in TRAINING_KINDS or record.get("train") is not None
+    """A record of a cell that trained its model: it carries the training budget it was given (``train``)."""
+    return isinstance(record.get("train"), dict)
 
 
 def problem_of(r: dict) -> tuple[str, ...]:
@@ -62,7 +62,7 @@ class Config:
 
     @property
     def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("status") == "ok"]
+        return [r for r in self.records if r.get("status") == Status.OK]
 
     @property
     def seeds(self) -> list[Any]:

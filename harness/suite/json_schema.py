@@ -12,6 +12,7 @@ import copy
 import json
 from typing import Any
 
+from harness.record.status import BASELINE
 from harness.registry.manager import Registry
 from harness.suite.schema import Suite
 
@@ -70,7 +71,7 @@ def _params_schema(model: Any, grid: bool, root_defs: dict[str, Any] | None = No
 def _entries(table: dict[str, Any], base: dict[str, Any], grid: bool, root_defs: dict[str, Any]) -> dict[str, Any]:
     variants = []
     for name, obj in sorted(table.items()):
-        if getattr(obj, "kind", None) == "baseline":
+        if getattr(obj, "kind", None) == BASELINE:
             continue
         entry = copy.deepcopy(base)
         entry["properties"]["name"] = {"const": name, "description": obj.description}

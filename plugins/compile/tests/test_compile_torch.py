@@ -23,10 +23,10 @@ from optbench_compile.torch_compile import (
 )
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext, Skip
+from harness import DatasetSplits, Method, Skip
 from harness.builtin.datasets import DIGITS, DigitsParams
 from harness.builtin.models import MLP, MLPParams
-from harness.testing import registered_objects
+from harness.testing import make_method_context, registered_objects
 
 
 def registered_method() -> Method:
@@ -34,15 +34,10 @@ def registered_method() -> Method:
     return method
 
 
-def make_ctx(data: DatasetSplits, batch_sizes: tuple[int, ...], logs: list[str]) -> MethodContext:
-    return MethodContext(
-        data=data, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append, batch_sizes=batch_sizes
-    )
-
 
 def compile_with(model: nn.Module, data: DatasetSplits, batch_sizes=(2,), logs=None, **params):
     method = registered_method()
-    ctx = make_ctx(data, batch_sizes, [] if logs is None else logs)
+    ctx = make_method_context(data, logs=[] if logs is None else logs, batch_sizes=batch_sizes)
     return method.apply(model, method.params(**params), ctx), ctx
 
 
@@ -87,7 +82,7 @@ def compiled_mlp():
     eager = MLP.build(MLPParams(), data).eval()
     logs: list[str] = []
     method = registered_method()
-    ctx = make_ctx(data, (1, 64), logs)
+    ctx = make_method_context(data, logs=logs, batch_sizes=(1, 64))
     compiled = method.apply(eager, method.params(mode="default"), ctx)
     yield data, eager, compiled, ctx, logs
     torch._dynamo.reset()

@@ -1,34 +1,10 @@
-"""Let the tests run from a checkout where this distribution is not pip-installed, and
-give in-process tests a real ``TrainingContext`` on digits (no cell process)."""
-import sys
-from pathlib import Path
-
+"""Give in-process tests a real ``TrainingContext`` on digits (no cell process), with one torch thread (tiny
+batches: one thread is fastest and immune to a busy machine)."""
 import pytest
 
-DISTRIBUTION_ROOT = str(Path(__file__).resolve().parents[1])
-if DISTRIBUTION_ROOT not in sys.path:
-    sys.path.insert(0, DISTRIBUTION_ROOT)
-
-
-@pytest.fixture(scope="session")
-def digits():
-    from harness.builtin.datasets import DIGITS, DigitsParams
-
-    return DIGITS.load(DigitsParams(), 0)
-
 
 @pytest.fixture
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: one thread is fastest and immune to a busy machine
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def training_ctx(digits, one_thread):
+def training_ctx(optbench_digits, one_torch_thread):
     """``training_ctx(epochs=1, student={"hidden": [16]})``: a TrainingContext like a cell's,
     with the built-in mlp as the cell's model and built-in models as teachers (built from the
     global RNG as it stands and trained with their own params by ``train_classifier``, as the
@@ -49,18 +25,18 @@ def training_ctx(digits, one_thread):
         def build(ref):
             name, params = ("mlp", student or {"hidden": [16]}) if ref is None else (ref.name, ref.params)
             spec = specs[name]
-            return spec.build(spec.params.model_validate(params), digits)
+            return spec.build(spec.params.model_validate(params), optbench_digits)
 
         def trainer(ref):
             spec = specs[ref.name]
             params = spec.params.model_validate(ref.params)
-            model = spec.build(params, digits)  # from the global RNG as found, like the harness's
-            train_classifier(model, digits, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size,
+            model = spec.build(params, optbench_digits)  # from the global RNG as found, like the harness's
+            train_classifier(model, optbench_digits, epochs=params.epochs, lr=params.lr, batch_size=params.batch_size,
                              seed=seed)
             ctx.teachers.append(model)
             return model
 
-        ctx = TrainingContext(data=digits, device=torch.device("cpu"), backend="cpu", seed=seed, log=logs.append,
+        ctx = TrainingContext(data=optbench_digits, device=torch.device("cpu"), backend="cpu", seed=seed, log=logs.append,
                               train=Train(epochs=epochs), builder=build, trainer=trainer)
         ctx.teachers = []
         ctx.logs = logs

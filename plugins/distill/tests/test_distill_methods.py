@@ -205,7 +205,7 @@ def test_kd_on_a_tenth_of_the_labels_pairs_with_the_student_alone_on_the_same_la
     assert any("accuracy_gain" in line for line in ctx.logs)
 
 
-def test_the_teacher_starts_from_the_weights_a_baseline_cell_of_its_model_gets(training_ctx, digits):
+def test_the_teacher_starts_from_the_weights_a_baseline_cell_of_its_model_gets(training_ctx, optbench_digits):
     """Whatever student was built before it (the harness caches the teacher under a key that
     does not name the student), the teacher's initial weights are the seeded ones."""
     from harness.builtin.models import CNN, CNNParams
@@ -213,7 +213,7 @@ def test_the_teacher_starts_from_the_weights_a_baseline_cell_of_its_model_gets(t
 
     params = CNNParams.model_validate(TEACHER["params"])
     torch.manual_seed(0)
-    alone = train_classifier(CNN.build(params, digits), digits, epochs=1, lr=1e-3, batch_size=64, seed=0)
+    alone = train_classifier(CNN.build(params, optbench_digits), optbench_digits, epochs=1, lr=1e-3, batch_size=64, seed=0)
     for hidden in ([16], [48, 8]):
         ctx = training_ctx(epochs=1, student={"hidden": hidden})
         kd.apply(ctx.build_model(), KDParams(teacher=TEACHER, labels_fraction=0.5), ctx)

@@ -29,7 +29,7 @@ def suite(tiny_suite, method: str, params: dict) -> dict:
     return s
 
 
-def test_kd_and_feature_distillation_in_one_suite(distill_entry_point, optbench_run, tiny_suite, digits):
+def test_kd_and_feature_distillation_in_one_suite(distill_entry_point, optbench_run, tiny_suite, optbench_digits):
     """One run (starting the cell processes costs seconds): kd and feature distillation on a
     tenth of the labels, and a feature cell with a module path the student does not have."""
     s = suite(tiny_suite, "distill.kd", {"teacher": TEACHER, "labels_fraction": 0.1})
@@ -40,7 +40,7 @@ def test_kd_and_feature_distillation_in_one_suite(distill_entry_point, optbench_
     assert run.exit_code == 1  # the bad layer path fails its cell; the others are ok
     (base,) = run.by_method("baseline")
     assert base["status"] == "ok", base.get("error")
-    n_train = digits.x_train.shape[0]
+    n_train = optbench_digits.x_train.shape[0]
     check_kd_record(run, n_train)
     check_feature_records(run)
 

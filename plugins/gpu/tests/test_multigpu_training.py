@@ -15,7 +15,6 @@ from optbench_gpu import plugin
 from optbench_gpu.multigpu import MultiGPUParams, MultiGPUSession
 from torch import nn
 
-from harness.builtin.datasets import DigitsParams, load_digits
 from harness.builtin.models import MLPParams, build_mlp
 from harness.plugin.types import Skip
 from harness.suite.schema import Train
@@ -23,10 +22,6 @@ from harness.train.fit import fit
 
 QUIET = {"log": lambda m: None}
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(DigitsParams(), 0)
 
 
 def mlp(data, seed=0):
@@ -56,11 +51,11 @@ def assert_same_weights(a: nn.Module, b: nn.Module, atol=1e-5):
     pytest.param(lambda ps: torch.optim.Adam(ps, lr=0.01), id="adam"),
     pytest.param(lambda ps: torch.optim.LBFGS(ps, lr=1, max_iter=2, line_search_fn="strong_wolfe"), id="lbfgs"),
 ])
-def test_ddp_on_two_ranks_takes_the_same_steps_as_one_process(digits, make_opt):
+def test_ddp_on_two_ranks_takes_the_same_steps_as_one_process(optbench_digits, make_opt):
     budget = Train(epochs=2, batch_size=64)  # 1347 inputs: 21 batches of 64 and a tail of 3, split 2 + 1
-    alone_model, ddp_model = mlp(digits), mlp(digits)
-    alone = fit(alone_model, digits, budget, seed=0, optimizer=make_opt, **QUIET)
-    ddp = gloo().run_training(trainer(ddp_model, digits, budget, optimizer=make_opt), [ddp_model], "main")
+    alone_model, ddp_model = mlp(optbench_digits), mlp(optbench_digits)
+    alone = fit(alone_model, optbench_digits, budget, seed=0, optimizer=make_opt, **QUIET)
+    ddp = gloo().run_training(trainer(ddp_model, optbench_digits, budget, optimizer=make_opt), [ddp_model], "main")
     assert ddp.world_size == 2 and ddp.model is ddp_model
     assert ddp.steps_run == alone.steps_run == 44 and ddp.skipped_steps == 0
     assert ddp.epoch_samples == [1347, 1347]
@@ -72,21 +67,21 @@ def test_ddp_on_two_ranks_takes_the_same_steps_as_one_process(digits, make_opt):
     assert ddp.grad_evals == alone.grad_evals
 
 
-def test_a_tail_batch_smaller_than_the_ranks_is_skipped_and_counted(digits):
+def test_a_tail_batch_smaller_than_the_ranks_is_skipped_and_counted(optbench_digits):
     budget = Train(epochs=1, batch_size=673)  # 1347 = 2 x 673 + 1: the last batch has 1 input
-    model = mlp(digits)
-    r = gloo().run_training(trainer(model, digits, budget), [model], "main")
+    model = mlp(optbench_digits)
+    r = gloo().run_training(trainer(model, optbench_digits, budget), [model], "main")
     assert r.steps_run == 2 and r.skipped_steps == 1 and r.epoch_samples == [1346]
     assert r.facts()["train_skipped_steps"] == 1
 
 
-def test_extra_modules_are_averaged_by_hand_and_frozen_modules_come_back(digits):
+def test_extra_modules_are_averaged_by_hand_and_frozen_modules_come_back(optbench_digits):
     """A distiller's projection is outside DDP's model; its gradient must still be the batch's."""
     budget = Train(epochs=1, batch_size=128)
 
     def setup():
         torch.manual_seed(0)
-        student, proj, teacher = mlp(digits), nn.Linear(10, 10), nn.Linear(64, 10).requires_grad_(False)
+        student, proj, teacher = mlp(optbench_digits), nn.Linear(10, 10), nn.Linear(64, 10).requires_grad_(False)
 
         def loss(model, x, y):
             out = model(x)
@@ -95,9 +90,9 @@ def test_extra_modules_are_averaged_by_hand_and_frozen_modules_come_back(digits)
         return student, proj, teacher, loss
 
     s1, p1, t1, loss1 = setup()
-    fit(s1, digits, budget, seed=0, loss=loss1, extra_modules=[p1], frozen_modules=[t1], **QUIET)
+    fit(s1, optbench_digits, budget, seed=0, loss=loss1, extra_modules=[p1], frozen_modules=[t1], **QUIET)
     s2, p2, t2, loss2 = setup()
-    r = gloo().run_training(trainer(s2, digits, budget, loss=loss2, extra_modules=[p2], frozen_modules=[t2]),
+    r = gloo().run_training(trainer(s2, optbench_digits, budget, loss=loss2, extra_modules=[p2], frozen_modules=[t2]),
                             [s2, p2], "main")
     assert r.steps_run == 11
     assert_same_weights(s2, s1)
@@ -105,7 +100,7 @@ def test_extra_modules_are_averaged_by_hand_and_frozen_modules_come_back(digits)
     assert all(p.device.type == "cpu" for p in t2.parameters())
 
 
-def test_an_exact_hessian_is_refused_under_ddp_as_a_skip(digits):
+def test_an_exact_hessian_is_refused_under_ddp_as_a_skip(optbench_digits):
     budget = Train(epochs=1, batch_size=256)
 
     class NewtonLike(torch.optim.Optimizer):
@@ -116,33 +111,33 @@ def test_an_exact_hessian_is_refused_under_ddp_as_a_skip(digits):
             closure.loss_of(self.param_groups[0]["params"])
             return closure()
 
-    model = mlp(digits)
+    model = mlp(optbench_digits)
     with pytest.raises(Skip, match="exact Hessian"):
-        gloo().run_training(trainer(model, digits, budget, optimizer=NewtonLike), [model], "main")
+        gloo().run_training(trainer(model, optbench_digits, budget, optimizer=NewtonLike), [model], "main")
 
 
-def test_scaling_reference_gives_throughput_and_efficiency(digits):
+def test_scaling_reference_gives_throughput_and_efficiency(optbench_digits):
     budget = Train(epochs=4, batch_size=64)
-    model = mlp(digits)
-    r = gloo(scaling=True).run_training(trainer(model, digits, budget), [model], "main")
+    model = mlp(optbench_digits)
+    r = gloo(scaling=True).run_training(trainer(model, optbench_digits, budget), [model], "main")
     facts = r.facts()
     assert facts["train_samples_per_s"] > 0 and facts["train_single_rank_samples_per_s"] > 0
     expected = facts["train_samples_per_s"] / (2 * facts["train_single_rank_samples_per_s"])
     assert facts["train_scaling_efficiency"] == pytest.approx(expected)
     # Throughput leaves out the first (warm-up) epoch.
     assert r.samples_per_s == pytest.approx(sum(r.epoch_samples[1:]) / sum(r.epoch_times[1:]))
-    ref = gloo(scaling=True).run_training(trainer(mlp(digits), digits, budget), [mlp(digits)], "reference")
+    ref = gloo(scaling=True).run_training(trainer(mlp(optbench_digits), optbench_digits, budget), [mlp(optbench_digits)], "reference")
     assert ref.single_rank_samples_per_s is None  # only the main run pays for the reference
 
 
-def test_the_one_device_reference_starts_from_the_initial_weights_not_the_trained_ones(digits):
+def test_the_one_device_reference_starts_from_the_initial_weights_not_the_trained_ones(optbench_digits):
     budget = Train(epochs=2, batch_size=64)
-    model, initial = mlp(digits), mlp(digits).state_dict()
+    model, initial = mlp(optbench_digits), mlp(optbench_digits).state_dict()
 
     def train(device, max_epochs=None):  # runs in the ranks; a failed assert there fails run_training
         start = model.state_dict().values()
         assert all(torch.equal(a, b) for a, b in zip(start, initial.values(), strict=True)), "not the initial weights"
-        return fit(model, digits, budget, seed=0, device=device, **QUIET)
+        return fit(model, optbench_digits, budget, seed=0, device=device, **QUIET)
 
     r = gloo(scaling=True).run_training(train, [model], "main")
     assert r.single_rank_samples_per_s is not None  # the reference ran, so its start check held

@@ -18,9 +18,9 @@ from optbench_lowrank.svd import (
 )
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext
+from harness import Method
 from harness.measure import model_stats
-from harness.testing import registered_objects
+from harness.testing import make_method_context, registered_objects
 
 
 def registered_method() -> Method:
@@ -28,15 +28,10 @@ def registered_method() -> Method:
     return method
 
 
-def make_ctx(logs: list[str]) -> MethodContext:
-    x = torch.zeros(4, 1, 8, 8)
-    data = DatasetSplits(x, None, x, None, num_classes=10)
-    return MethodContext(data=data, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append)
-
 
 def factorize(model: nn.Module, logs: list[str] | None = None, **params) -> nn.Module:
     method = registered_method()
-    return method.apply(model, method.params(**params), make_ctx([] if logs is None else logs))
+    return method.apply(model, method.params(**params), make_method_context(logs=[] if logs is None else logs))
 
 
 def flops(model: nn.Module, x: torch.Tensor) -> int | None:

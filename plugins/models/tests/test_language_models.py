@@ -180,7 +180,7 @@ def test_a_compiled_wrapper_without_a_compile_config_is_not_timed_as_compiled():
     assert hf_model(torch.compile(module)) is module.model
 
 
-def test_a_hub_causal_lm_loads_from_a_prepopulated_cache_offline_and_generates(local_llama, tmp_path):
+def test_a_hub_causal_lm_loads_from_a_prepopulated_cache_offline_and_generates(local_llama, tmp_path, optbench_runs_suites):
     """``model_id`` with ``task: causal-lm``, as a user with a network runs it once the model is in the
     Hugging Face cache: here the cache is filled by hand (the snapshot layout huggingface_hub writes),
     the hub is offline, and ``optbench run`` in a fresh process reads text, scores and generates."""

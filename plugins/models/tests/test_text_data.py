@@ -169,7 +169,7 @@ def run_cli(suite: dict, tmp_path: Path, env: dict[str, str]) -> list[dict]:
     return [json.loads(line) for line in records.read_text().splitlines()]
 
 
-def test_a_hub_id_loads_from_a_prepopulated_cache_offline_and_a_missing_one_says_how_to_fetch_it(text, tmp_path):
+def test_a_hub_id_loads_from_a_prepopulated_cache_offline_and_a_missing_one_says_how_to_fetch_it(text, tmp_path, optbench_runs_suites):
     hub = tmp_path / "hf" / "hub"
     snapshot = hub / "models--optbench--tiny-bert" / "snapshots" / COMMIT
     shutil.copytree(text / "tiny-bert", snapshot)

@@ -1,13 +1,7 @@
-"""Let the tests run from a checkout where this distribution is not pip-installed."""
-import sys
+"""The optim plugin as its tests load it: through its installed entry point when there is one."""
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
-
-DISTRIBUTION_ROOT = str(Path(__file__).resolve().parents[1])
-if DISTRIBUTION_ROOT not in sys.path:
-    sys.path.insert(0, DISTRIBUTION_ROOT)
 
 
 @pytest.fixture

@@ -117,9 +117,9 @@ def test_skips_without_labels(run_method):
         run_method("prune.gradient", nn.Sequential(nn.Linear(4, 2)), data=data)
 
 
-def test_at_half_sparsity_accuracy_stays_far_closer_to_baseline_than_random(trained, run_method, digits):
+def test_at_half_sparsity_accuracy_stays_far_closer_to_baseline_than_random(trained, run_method, optbench_digits):
     def accuracy(model: nn.Module) -> float:
-        return evaluate_accuracy(model, digits.x_test, digits.y_test, device=CPU)
+        return evaluate_accuracy(model, optbench_digits.x_test, optbench_digits.y_test, device=CPU)
 
     base = trained("mlp")
     baseline = accuracy(base)

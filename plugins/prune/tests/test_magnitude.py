@@ -12,8 +12,8 @@ from optbench_prune import plugin
 from optbench_prune.magnitude import MagnitudeParams, prunable_layers
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext, Skip
-from harness.testing import registered_objects
+from harness import Method, Skip
+from harness.testing import make_method_context, registered_objects
 
 
 class Net(nn.Module):
@@ -36,15 +36,10 @@ def registered_method() -> Method:
     return next(m for m in registered_objects(plugin) if m.name == "prune.magnitude")
 
 
-def make_ctx(logs: list[str]) -> MethodContext:
-    x = torch.zeros(4, 1, 8, 8)
-    data = DatasetSplits(x, None, x, None, num_classes=10)
-    return MethodContext(data=data, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append)
-
 
 def prune(model: nn.Module, logs: list[str] | None = None, **params) -> nn.Module:
     method = registered_method()
-    return method.apply(model, method.params(**params), make_ctx([] if logs is None else logs))
+    return method.apply(model, method.params(**params), make_method_context(logs=[] if logs is None else logs))
 
 
 def net() -> Net:

@@ -30,7 +30,7 @@ def test_magnitude_pruning_in_a_suite_records_sparsity_and_measured_speed(optben
     assert pruned[1]["accuracy"] <= base["accuracy"]
 
 
-def test_random_gradient_structured_and_semi_structured_in_one_suite(optbench_run, tiny_suite, digits):
+def test_random_gradient_structured_and_semi_structured_in_one_suite(optbench_run, tiny_suite, optbench_digits):
     from optbench_prune.magnitude import prunable_layers
 
     from harness.builtin.models import MLP, MLPParams
@@ -52,7 +52,7 @@ def test_random_gradient_structured_and_semi_structured_in_one_suite(optbench_ru
     assert [r["status"] for r in (base, rand, grad, struct)] == ["ok"] * 4
     assert semi["status"] == "skipped" and semi["error"] == SEMI_STRUCTURED_REASON
 
-    mlp = MLP.build(MLPParams(**suite["models"][0]["params"]), digits)
+    mlp = MLP.build(MLPParams(**suite["models"][0]["params"]), optbench_digits)
     layers = prunable_layers(mlp)
     weights = sum(layer.weight.numel() for layer in layers)
     biases = sum(layer.bias.numel() for layer in layers)

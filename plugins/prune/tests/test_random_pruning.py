@@ -8,8 +8,9 @@ import pytest
 import torch
 from optbench_prune.magnitude import prunable_layers
 from optbench_prune.random_unstructured import RandomParams
-from harness import Skip
 from torch import nn
+
+from harness import Skip
 
 
 def masks(model: nn.Module) -> list[torch.Tensor]:

@@ -68,7 +68,7 @@ def _sm80() -> bool:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _sm80(), reason="needs a CUDA GPU with compute capability >= 8.0")
-def test_on_an_ampere_gpu_fitting_linears_become_2_4_sparse_and_match_the_masked_dense_model(run_method, digits):
+def test_on_an_ampere_gpu_fitting_linears_become_2_4_sparse_and_match_the_masked_dense_model(run_method, optbench_digits):
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
@@ -84,6 +84,6 @@ def test_on_an_ampere_gpu_fitting_linears_become_2_4_sparse_and_match_the_masked
     assert isinstance(pruned[3].weight, torch.sparse.SparseSemiStructuredTensor)
     assert not isinstance(pruned[5].weight, torch.sparse.SparseSemiStructuredTensor)
     assert "left dense: 5" in logs[0]
-    x = digits.x_test[:64].to(cuda)
+    x = optbench_digits.x_test[:64].to(cuda)
     with torch.inference_mode():
         torch.testing.assert_close(pruned(x), reference.to(cuda)(x), atol=1e-2, rtol=1e-2)

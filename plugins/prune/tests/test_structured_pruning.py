@@ -30,12 +30,12 @@ def state_dict_bytes(model: nn.Module) -> int:
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_channels_shrink_by_the_ratio_and_the_model_still_classifies(
-    trained, run_method, digits, arch, importance, ratio
+    trained, run_method, optbench_digits, arch, importance, ratio
 ):
     model = trained(arch)
-    x = digits.x_test[:5]
+    x = optbench_digits.x_test[:5]
     before_shapes, before_params, before_bytes = layer_shapes(model), params_count(model), state_dict_bytes(model)
-    classifier = classifier_layer(model, digits.num_classes)
+    classifier = classifier_layer(model, optbench_digits.num_classes)
     logs: list[str] = []
     pruned = run_method("prune.structured", model, logs=logs, ratio=ratio, importance=importance)
 
@@ -44,12 +44,12 @@ def test_channels_shrink_by_the_ratio_and_the_model_still_classifies(
     *hidden, last = after_shapes
     for name in hidden:  # Torch-Pruning keeps int(n * (1 - ratio)) of n output channels
         assert after_shapes[name][0] == int(before_shapes[name][0] * (1 - ratio))
-    assert after_shapes[last][0] == digits.num_classes  # the classifier keeps every class
+    assert after_shapes[last][0] == optbench_digits.num_classes  # the classifier keeps every class
     assert after_shapes[last][1] == after_shapes[hidden[-1]][0]  # and loses the inputs that were removed
-    assert classifier_layer(pruned, digits.num_classes) is classifier
+    assert classifier_layer(pruned, optbench_digits.num_classes) is classifier
     first = next(iter(after_shapes))
     assert after_shapes[first][1] == before_shapes[first][1]  # the model's input is untouched
-    assert pruned(x).shape == (5, digits.num_classes)
+    assert pruned(x).shape == (5, optbench_digits.num_classes)
     assert params_count(pruned) < before_params * (1 - ratio) + 1000
     assert state_dict_bytes(pruned) < before_bytes
     assert len(logs) == 1 and f"{importance} importance" in logs[0] and "->" in logs[0]

@@ -50,13 +50,13 @@ def trained_mlp(data: DatasetSplits) -> nn.Module:
     return model.eval()
 
 
-def make_ctx(data: DatasetSplits, logs: list[str]) -> MethodContext:
+def method_context(data: DatasetSplits, logs: list[str]) -> MethodContext:
     return MethodContext(data=data, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append)
 
 
 def apply(model: nn.Module, logs: list[str] | None = None, **params) -> nn.Module:
     method = registered_method()
-    return method.apply(model, method.params(**params), make_ctx(separable_data(), [] if logs is None else logs))
+    return method.apply(model, method.params(**params), method_context(separable_data(), [] if logs is None else logs))
 
 
 def state_dict_bytes(model: nn.Module) -> int:

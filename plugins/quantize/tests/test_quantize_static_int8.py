@@ -26,10 +26,10 @@ def static_int8(quantize_method, model, ctx, **params):
 
 
 def test_cnn_becomes_int8_conv_and_linear_keeps_accuracy_and_shrinks(
-    quantize_method, digits, digits_cnn, make_ctx, accuracy
+    quantize_method, optbench_digits, digits_cnn, method_context, accuracy
 ):
     logs: list[str] = []
-    quantized = static_int8(quantize_method, digits_cnn, make_ctx(digits, logs))
+    quantized = static_int8(quantize_method, digits_cnn, method_context(optbench_digits, logs))
     kinds = [type(m) for m in quantized.modules()]
     # FX fuses Conv+ReLU and Linear+ReLU into one int8 module each; the last Linear stays plain int8.
     assert kinds.count(nniq.ConvReLU2d) == 2 and kinds.count(nniq.LinearReLU) == 1 and kinds.count(nnq.Linear) == 1
@@ -40,9 +40,9 @@ def test_cnn_becomes_int8_conv_and_linear_keeps_accuracy_and_shrinks(
     assert any("4 int8 layer(s) from 2 conv + 2 linear" in line and "256 samples in 8 batch(es)" in line for line in logs)
 
 
-def test_histogram_observer_and_per_channel_weights(quantize_method, digits, digits_mlp, make_ctx, accuracy):
+def test_histogram_observer_and_per_channel_weights(quantize_method, optbench_digits, digits_mlp, method_context, accuracy):
     quantized = static_int8(
-        quantize_method, digits_mlp, make_ctx(digits), observer="histogram", weights="per_channel",
+        quantize_method, digits_mlp, method_context(optbench_digits), observer="histogram", weights="per_channel",
         calibration_batches=4,
     )
     linears = [m for m in quantized.modules() if isinstance(m, nnq.Linear)]
@@ -51,8 +51,8 @@ def test_histogram_observer_and_per_channel_weights(quantize_method, digits, dig
     assert abs(accuracy(quantized) - accuracy(digits_mlp)) <= 0.03
 
 
-def test_per_tensor_weights_by_default(quantize_method, digits, digits_mlp, make_ctx):
-    quantized = static_int8(quantize_method, digits_mlp, make_ctx(digits))
+def test_per_tensor_weights_by_default(quantize_method, optbench_digits, digits_mlp, method_context):
+    quantized = static_int8(quantize_method, digits_mlp, method_context(optbench_digits))
     assert {m.weight().qscheme() for m in quantized.modules() if isinstance(m, nnq.Linear)} == {torch.per_tensor_affine}
 
 
@@ -76,22 +76,22 @@ class DataDependent(nn.Module):
         return -self.fc(x)
 
 
-def test_untraceable_model_is_skipped_naming_the_model_and_fx_reason(quantize_method, make_ctx):
+def test_untraceable_model_is_skipped_naming_the_model_and_fx_reason(quantize_method, method_context):
     data = DatasetSplits(torch.randn(64, 4), torch.zeros(64, dtype=torch.long), torch.randn(8, 4), None, 2)
     with pytest.raises(NotTraceableError, match=r"DataDependent.*TraceError.*control flow") as err:
-        static_int8(quantize_method, DataDependent().eval(), make_ctx(data))
+        static_int8(quantize_method, DataDependent().eval(), method_context(data))
     assert isinstance(err.value, Skip)  # the method does not apply to this model: skipped, not failed
 
 
-def test_non_cpu_backend_is_skipped(quantize_method, digits, digits_mlp, make_ctx):
+def test_non_cpu_backend_is_skipped(quantize_method, optbench_digits, digits_mlp, method_context):
     with pytest.raises(Skip, match="CPU kernels only"):
-        static_int8(quantize_method, digits_mlp, make_ctx(digits, device="meta"))
+        static_int8(quantize_method, digits_mlp, method_context(optbench_digits, device="meta"))
 
 
-def test_no_deprecation_warning_reaches_the_caller(quantize_method, digits, digits_mlp, make_ctx, recwarn):
-    quantized = static_int8(quantize_method, digits_mlp, make_ctx(digits), calibration_batches=1)
+def test_no_deprecation_warning_reaches_the_caller(quantize_method, optbench_digits, digits_mlp, method_context, recwarn):
+    quantized = static_int8(quantize_method, digits_mlp, method_context(optbench_digits), calibration_batches=1)
     with torch.no_grad():
-        quantized(digits.x_test[:4])
+        quantized(optbench_digits.x_test[:4])
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
 
 

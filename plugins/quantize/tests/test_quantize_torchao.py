@@ -38,9 +38,9 @@ def torchao(quantize_method, model, ctx, **params):
 
 
 @pytest.mark.parametrize("config", ["int8_weight_only", "int8_dynamic"])
-def test_int8_configs_run_on_cpu_and_keep_accuracy(quantize_method, digits, digits_mlp, make_ctx, accuracy, config):
+def test_int8_configs_run_on_cpu_and_keep_accuracy(quantize_method, optbench_digits, digits_mlp, method_context, accuracy, config):
     logs: list[str] = []
-    quantized = torchao(quantize_method, digits_mlp, make_ctx(digits, logs), config=config)
+    quantized = torchao(quantize_method, digits_mlp, method_context(optbench_digits, logs), config=config)
     linears = [m for m in quantized.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 3
     assert all(type(m.weight) not in (torch.Tensor, nn.Parameter) for m in linears)  # torchao tensor subclasses
@@ -48,17 +48,17 @@ def test_int8_configs_run_on_cpu_and_keep_accuracy(quantize_method, digits, digi
     assert any(f"3 of 3 nn.Linear weight(s) -> torchao {config}" in line for line in logs)
 
 
-def test_int8_weight_only_stores_int8_and_the_saved_state_dict_shrinks(quantize_method, digits, digits_mlp, make_ctx):
-    quantized = torchao(quantize_method, digits_mlp, make_ctx(digits))
+def test_int8_weight_only_stores_int8_and_the_saved_state_dict_shrinks(quantize_method, optbench_digits, digits_mlp, method_context):
+    quantized = torchao(quantize_method, digits_mlp, method_context(optbench_digits))
     assert all(m.weight.qdata.dtype == torch.int8 for m in quantized.modules() if isinstance(m, nn.Linear))
     # what the harness reports as model_bytes: the length of torch.save(state_dict)
     assert saved_bytes(quantized) < 0.5 * saved_bytes(digits_mlp)
 
 
 @pytest.mark.skipif(CUDA, reason="checks the CPU behaviour")
-def test_float8_is_skipped_on_cpu(quantize_method, digits, digits_mlp, make_ctx):
+def test_float8_is_skipped_on_cpu(quantize_method, optbench_digits, digits_mlp, method_context):
     with pytest.raises(Skip, match=r"compute capability >= 8\.9.*runs on cpu"):
-        torchao(quantize_method, digits_mlp, make_ctx(digits), config="float8_dynamic")
+        torchao(quantize_method, digits_mlp, method_context(optbench_digits), config="float8_dynamic")
 
 
 def test_float8_reason():
@@ -67,14 +67,14 @@ def test_float8_reason():
 
 
 @pytest.mark.skipif(CUDA, reason="checks the CPU behaviour")
-def test_int4_weight_only_is_skipped_on_cpu_with_torchaos_reason(quantize_method, digits, digits_mlp, make_ctx):
+def test_int4_weight_only_is_skipped_on_cpu_with_torchaos_reason(quantize_method, optbench_digits, digits_mlp, method_context):
     with pytest.raises(Skip, match=r"int4_weight_only cannot run on cpu: \w+Error: "):
-        torchao(quantize_method, digits_mlp, make_ctx(digits), config="int4_weight_only")
+        torchao(quantize_method, digits_mlp, method_context(optbench_digits), config="int4_weight_only")
 
 
-def test_missing_torchao_is_a_clear_error(quantize_method, digits, digits_mlp, make_ctx, monkeypatch):
+def test_missing_torchao_is_a_clear_error(quantize_method, optbench_digits, digits_mlp, method_context, monkeypatch):
     for name in [m for m in sys.modules if m == "torchao" or m.startswith("torchao.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "torchao", None)  # import torchao -> ImportError
     with pytest.raises(ImportError, match=rf"needs the torchao package: pip install torchao=={TORCHAO_VERSION}"):
-        torchao(quantize_method, digits_mlp, make_ctx(digits))
+        torchao(quantize_method, digits_mlp, method_context(optbench_digits))

@@ -18,9 +18,9 @@ def weights(model: nn.Module) -> list[torch.Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
 
 
-def test_8_bits_keep_accuracy_and_leave_biases_and_dtype_alone(quantize_method, digits, digits_cnn, make_ctx, accuracy):
+def test_8_bits_keep_accuracy_and_leave_biases_and_dtype_alone(quantize_method, optbench_digits, digits_cnn, method_context, accuracy):
     model = copy.deepcopy(digits_cnn)
-    ctx = make_ctx(digits)
+    ctx = method_context(optbench_digits)
     out = uniform(quantize_method, model, ctx, bits=8)
     assert out is model  # in place
     assert abs(accuracy(out) - accuracy(digits_cnn)) <= 0.01
@@ -32,19 +32,19 @@ def test_8_bits_keep_accuracy_and_leave_biases_and_dtype_alone(quantize_method, 
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_2_bits_per_tensor_leave_at_most_4_values_per_tensor(quantize_method, digits, digits_mlp, make_ctx, symmetric):
-    model = uniform(quantize_method, copy.deepcopy(digits_mlp), make_ctx(digits), bits=2, symmetric=symmetric)
+def test_2_bits_per_tensor_leave_at_most_4_values_per_tensor(quantize_method, optbench_digits, digits_mlp, method_context, symmetric):
+    model = uniform(quantize_method, copy.deepcopy(digits_mlp), method_context(optbench_digits), bits=2, symmetric=symmetric)
     assert all(len(w.unique()) <= 4 for w in weights(model))
 
 
-def test_2_bits_per_channel_leave_at_most_4_values_per_output_channel(quantize_method, digits, digits_cnn, make_ctx):
-    model = uniform(quantize_method, copy.deepcopy(digits_cnn), make_ctx(digits), bits=2, granularity="per_channel")
+def test_2_bits_per_channel_leave_at_most_4_values_per_output_channel(quantize_method, optbench_digits, digits_cnn, method_context):
+    model = uniform(quantize_method, copy.deepcopy(digits_cnn), method_context(optbench_digits), bits=2, granularity="per_channel")
     for w in weights(model):
         assert all(len(row.unique()) <= 4 for row in w.reshape(w.shape[0], -1))
         assert len(w.unique()) > 4  # channels have their own scales
 
 
-def test_reported_size_matches_the_formula_exactly(quantize_method, digits, make_ctx):
+def test_reported_size_matches_the_formula_exactly(quantize_method, optbench_digits, method_context):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     params = 36 + 4 + 4 + 4 + 432 + 3
@@ -52,24 +52,24 @@ def test_reported_size_matches_the_formula_exactly(quantize_method, digits, make
     # (float32), BN num_batches_tracked (one int64), linear bias 3.
     others = 4 * (4 + 4 + 4 + 4 + 4 + 3) + 8
 
-    ctx = make_ctx(digits)
+    ctx = method_context(optbench_digits)
     uniform(quantize_method, copy.deepcopy(model), ctx, bits=4, granularity="per_channel", symmetric=False)
     # conv: 36 weights x 4 bits = 18 bytes + 4 channels x (scale + zero point); linear: 432 x 4 / 8 + 3 x 8
     expected = (18 + 4 * 8) + (216 + 3 * 8) + others
     assert ctx.facts["model_bytes"] == expected == 390
     assert ctx.facts["bits_per_param"] == pytest.approx(expected * 8 / params)
 
-    ctx = make_ctx(digits)
+    ctx = method_context(optbench_digits)
     uniform(quantize_method, copy.deepcopy(model), ctx, bits=3)
     # 36 x 3 bits = 13.5 bytes, stored in 14; one scale per tensor, no zero point
     assert ctx.facts["model_bytes"] == (14 + 4) + (162 + 4) + others
 
 
-def test_model_bytes_shrink_with_bits(quantize_method, digits, digits_mlp, make_ctx):
+def test_model_bytes_shrink_with_bits(quantize_method, optbench_digits, digits_mlp, method_context):
     float_bytes = sum(p.numel() * 4 for p in digits_mlp.parameters())
     facts = {}
     for bits in (8, 4, 2):
-        ctx = make_ctx(digits)
+        ctx = method_context(optbench_digits)
         uniform(quantize_method, copy.deepcopy(digits_mlp), ctx, bits=bits)
         facts[bits] = ctx.facts
     assert float_bytes > facts[8]["model_bytes"] > facts[4]["model_bytes"] > facts[2]["model_bytes"]

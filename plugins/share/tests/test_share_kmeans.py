@@ -19,10 +19,9 @@ from optbench_share.kmeans import (
 )
 from torch import nn
 
-from harness import DatasetSplits, Method, MethodContext, Skip
-from harness.builtin.datasets import DIGITS, DigitsParams
+from harness import Method, MethodContext, Skip
 from harness.builtin.models import MLP, MLPParams
-from harness.testing import registered_objects
+from harness.testing import make_method_context, registered_objects
 from harness.train.classifier import evaluate_accuracy, train_classifier
 
 
@@ -31,15 +30,10 @@ def registered_method() -> Method:
     return method
 
 
-def make_ctx(logs: list[str], seed: int = 0) -> MethodContext:
-    x = torch.zeros(4, 1, 8, 8)
-    data = DatasetSplits(x, None, x, None, num_classes=10)
-    return MethodContext(data=data, device=torch.device("cpu"), backend="cpu", seed=seed, log=logs.append)
-
 
 def share(model: nn.Module, seed: int = 0, **params) -> tuple[nn.Module, MethodContext]:
     method = registered_method()
-    ctx = make_ctx([], seed)
+    ctx = make_method_context(logs=[], seed=seed)
     return method.apply(model, method.params(**params), ctx), ctx
 
 
@@ -51,18 +45,15 @@ def small_cnn() -> nn.Module:
     ).eval()
 
 
-@pytest.fixture(scope="module")
-def digits() -> DatasetSplits:
-    return DIGITS.load(DigitsParams(), 0)
 
 
 @pytest.fixture(scope="module")
-def trained_mlp(digits) -> nn.Module:
+def trained_mlp(optbench_digits) -> nn.Module:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: one thread is fastest and immune to a busy machine
     try:
-        model = MLP.build(MLPParams(), digits)
-        return train_classifier(model, digits, epochs=20, lr=1e-3, batch_size=64, seed=0)
+        model = MLP.build(MLPParams(), optbench_digits)
+        return train_classifier(model, optbench_digits, epochs=20, lr=1e-3, batch_size=64, seed=0)
     finally:
         torch.set_num_threads(threads)
 
@@ -112,11 +103,11 @@ def test_tied_weights_are_clustered_and_counted_once():
     assert ctx.facts["model_bytes"] == 4 * 4 + math.ceil(256 * 2 / 8)
 
 
-def test_accuracy_on_digits_at_5_bits_is_within_two_points_of_float(digits, trained_mlp):
+def test_accuracy_on_digits_at_5_bits_is_within_two_points_of_float(optbench_digits, trained_mlp):
     device = torch.device("cpu")
-    base = evaluate_accuracy(trained_mlp, digits.x_test, digits.y_test, device=device)
+    base = evaluate_accuracy(trained_mlp, optbench_digits.x_test, optbench_digits.y_test, device=device)
     model, ctx = share(copy.deepcopy(trained_mlp), bits=5)
-    shared = evaluate_accuracy(model, digits.x_test, digits.y_test, device=device)
+    shared = evaluate_accuracy(model, optbench_digits.x_test, optbench_digits.y_test, device=device)
     assert base > 0.9
     assert abs(shared - base) <= 0.02
     # 26,122 float32 params (104,488 bytes) -> 3 codebooks of 32 and 5-bit indices, float32 biases
@@ -190,7 +181,7 @@ def test_a_model_without_weights_to_share_is_skipped_with_the_reason():
 def test_the_shared_model_still_runs_and_logs_its_size():
     logs: list[str] = []
     method = registered_method()
-    model = method.apply(small_cnn(), KMeansParams(bits=4), make_ctx(logs))
+    model = method.apply(small_cnn(), KMeansParams(bits=4), make_method_context(logs=logs))
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     assert len(logs) == 1 and "3 layer(s)" in logs[0] and "bits/param" in logs[0]
 

@@ -23,7 +23,6 @@ from optbench_transfer.finetune import (
 from torch import nn
 
 from harness import DatasetSplits, Skip
-from harness.builtin.datasets import DIGITS, DigitsParams
 from harness.builtin.models import CNN, MLP, CNNParams, MLPParams
 from harness.suite.schema import Train
 from harness.testing import registered_objects
@@ -33,19 +32,7 @@ TARGET = [5, 6, 7, 8, 9]
 SOURCE = [0, 1, 2, 3, 4]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches: one thread is fastest and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits() -> DatasetSplits:
-    return DIGITS.load(DigitsParams(), 0)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny batches: one thread is fastest
 
 # -- registration and params ----------------------------------------------------------------
 
@@ -96,54 +83,54 @@ def test_params_reject_invalid_values(bad, says):
 # -- the task split ---------------------------------------------------------------------------
 
 
-def test_the_target_task_has_k_labels_per_class_and_every_held_out_example(digits):
-    target = task(digits, TARGET, seed=0, per_class=10)
-    chosen = pick_per_class(digits.y_train, TARGET, 10, 0)
+def test_the_target_task_has_k_labels_per_class_and_every_held_out_example(optbench_digits):
+    target = task(optbench_digits, TARGET, seed=0, per_class=10)
+    chosen = pick_per_class(optbench_digits.y_train, TARGET, 10, 0)
     assert target.num_classes == 5
     # training: 10 examples of each target class, nothing else, labels 5..9 -> 0..4
-    assert torch.equal(target.x_train, digits.x_train[chosen])
-    assert torch.equal(target.y_train, digits.y_train[chosen] - 5)
+    assert torch.equal(target.x_train, optbench_digits.x_train[chosen])
+    assert torch.equal(target.y_train, optbench_digits.y_train[chosen] - 5)
     assert target.y_train.bincount().tolist() == [10] * 5
-    assert set(digits.y_train[chosen].tolist()) == set(TARGET)
+    assert set(optbench_digits.y_train[chosen].tolist()) == set(TARGET)
     # held out: every test example of the target classes, in order, none of the others
-    held = (digits.y_test >= 5).nonzero().flatten()
+    held = (optbench_digits.y_test >= 5).nonzero().flatten()
     assert held.numel() == target.x_test.shape[0] > 100
-    assert torch.equal(target.x_test, digits.x_test[held])
-    assert torch.equal(target.y_test, digits.y_test[held] - 5)
+    assert torch.equal(target.x_test, optbench_digits.x_test[held])
+    assert torch.equal(target.y_test, optbench_digits.y_test[held] - 5)
 
 
-def test_the_label_choice_is_seeded_and_none_keeps_every_example(digits):
-    assert torch.equal(pick_per_class(digits.y_train, TARGET, 10, 0), pick_per_class(digits.y_train, TARGET, 10, 0))
-    assert not torch.equal(pick_per_class(digits.y_train, TARGET, 10, 0), pick_per_class(digits.y_train, TARGET, 10, 1))
-    everything = task(digits, TARGET, seed=0, per_class=None)
-    assert everything.x_train.shape[0] == int((digits.y_train >= 5).sum())
-    few = task(digits, TARGET, seed=0, per_class=1000)  # more than a class has: all of it
+def test_the_label_choice_is_seeded_and_none_keeps_every_example(optbench_digits):
+    assert torch.equal(pick_per_class(optbench_digits.y_train, TARGET, 10, 0), pick_per_class(optbench_digits.y_train, TARGET, 10, 0))
+    assert not torch.equal(pick_per_class(optbench_digits.y_train, TARGET, 10, 0), pick_per_class(optbench_digits.y_train, TARGET, 10, 1))
+    everything = task(optbench_digits, TARGET, seed=0, per_class=None)
+    assert everything.x_train.shape[0] == int((optbench_digits.y_train >= 5).sum())
+    few = task(optbench_digits, TARGET, seed=0, per_class=1000)  # more than a class has: all of it
     assert torch.equal(few.x_train, everything.x_train)
 
 
-def test_labels_are_remapped_in_the_order_given(digits):
+def test_labels_are_remapped_in_the_order_given(optbench_digits):
     classes = [9, 2, 7]
-    t = task(digits, classes, seed=0, per_class=3)
+    t = task(optbench_digits, classes, seed=0, per_class=3)
     assert t.num_classes == 3 and t.y_train.bincount().tolist() == [3, 3, 3]
-    idx = pick_per_class(digits.y_test, classes, None, 0)
-    expected = torch.tensor([classes.index(int(c)) for c in digits.y_test[idx]])
+    idx = pick_per_class(optbench_digits.y_test, classes, None, 0)
+    expected = torch.tensor([classes.index(int(c)) for c in optbench_digits.y_test[idx]])
     assert torch.equal(t.y_test, expected)
     assert remap(torch.tensor([9, 9, 2, 7]), classes).tolist() == [0, 0, 1, 2]
 
 
-def test_the_source_task_keeps_every_example_of_its_classes(digits):
-    source, target = split_tasks(digits, FinetuneParams(), seed=0)
-    assert source.x_train.shape[0] == int((digits.y_train < 5).sum())
-    assert source.x_test.shape[0] == int((digits.y_test < 5).sum())
-    assert torch.equal(source.y_train, digits.y_train[digits.y_train < 5])
+def test_the_source_task_keeps_every_example_of_its_classes(optbench_digits):
+    source, target = split_tasks(optbench_digits, FinetuneParams(), seed=0)
+    assert source.x_train.shape[0] == int((optbench_digits.y_train < 5).sum())
+    assert source.x_test.shape[0] == int((optbench_digits.y_test < 5).sum())
+    assert torch.equal(source.y_train, optbench_digits.y_train[optbench_digits.y_train < 5])
     assert target.x_train.shape[0] == 50
 
 
-def test_a_class_the_dataset_lacks_is_a_clear_error(digits):
+def test_a_class_the_dataset_lacks_is_a_clear_error(optbench_digits):
     with pytest.raises(ValueError, match=r"target_classes: class\(es\) \[12\] not in the dataset .*0-9"):
-        check_classes(digits, FinetuneParams(target_classes=[5, 12]))
+        check_classes(optbench_digits, FinetuneParams(target_classes=[5, 12]))
     with pytest.raises(ValueError, match=r"source_classes: class\(es\) \[10, 11\] not in the dataset"):
-        check_classes(digits, FinetuneParams(source_classes=[10, 11]))
+        check_classes(optbench_digits, FinetuneParams(source_classes=[10, 11]))
 
 
 def test_a_dataset_without_labels_is_skipped():
@@ -157,9 +144,9 @@ def test_a_dataset_without_labels_is_skipped():
 
 @pytest.mark.parametrize("name, build", [("mlp", lambda d: MLP.build(MLPParams(hidden=[32, 16]), d)),
                                          ("cnn", lambda d: CNN.build(CNNParams(channels=[4], hidden=16), d))])
-def test_the_head_is_replaced_in_place_and_seeded(digits, name, build):
+def test_the_head_is_replaced_in_place_and_seeded(optbench_digits, name, build):
     torch.manual_seed(0)
-    model = build(digits)
+    model = build(optbench_digits)
     old_name, old = find_head(model)
     body = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(old_name + ".")}
     rng = torch.get_rng_state()
@@ -167,11 +154,11 @@ def test_the_head_is_replaced_in_place_and_seeded(digits, name, build):
     assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is left alone
     assert out is model and model[-1] is head and find_head(model) == (old_name, head)
     assert (head.in_features, head.out_features, head.bias is not None) == (old.in_features, 3, True)
-    assert model(digits.x_test[:4]).shape == (4, 3)
+    assert model(optbench_digits.x_test[:4]).shape == (4, 3)
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in body.items())
-    _, again = replace_head(build(digits), 3, seed=7)
-    _, other = replace_head(build(digits), 3, seed=8)
+    _, again = replace_head(build(optbench_digits), 3, seed=7)
+    _, other = replace_head(build(optbench_digits), 3, seed=8)
     assert torch.equal(again.weight, head.weight) and not torch.equal(other.weight, head.weight)
 
 
@@ -227,16 +214,16 @@ class RecordingContext(TrainingContext):
         return result
 
 
-def run(digits, logs: list[str], **params) -> tuple[nn.Module, RecordingContext]:
-    ctx = RecordingContext(data=digits, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append,
-                           train=Train(epochs=2), builder=lambda ref: MLP.build(MLPParams(hidden=[32]), digits))
+def run(optbench_digits, logs: list[str], **params) -> tuple[nn.Module, RecordingContext]:
+    ctx = RecordingContext(data=optbench_digits, device=torch.device("cpu"), backend="cpu", seed=0, log=logs.append,
+                           train=Train(epochs=2), builder=lambda ref: MLP.build(MLPParams(hidden=[32]), optbench_digits))
     params = {"pretrain_epochs": 1, "epochs": 4, **params}
     return apply(ctx.build_model(), FinetuneParams(**params), ctx), ctx
 
 
-def test_linear_probe_changes_the_head_and_no_backbone_weight(digits):
+def test_linear_probe_changes_the_head_and_no_backbone_weight(optbench_digits):
     logs: list[str] = []
-    model, ctx = run(digits, logs, mode="linear_probe")
+    model, ctx = run(optbench_digits, logs, mode="linear_probe")
     before, after = ctx.weights["main"]
     head = find_head(model)[0]
     for key in before:
@@ -252,15 +239,15 @@ def test_linear_probe_changes_the_head_and_no_backbone_weight(digits):
     assert any(line.startswith("pretrain:") for line in logs) and any("linear probe" in line for line in logs)
 
 
-def test_full_fine_tuning_moves_the_backbone_and_from_scratch_is_its_reference(digits):
-    _, full = run(digits, [], mode="full")
+def test_full_fine_tuning_moves_the_backbone_and_from_scratch_is_its_reference(optbench_digits):
+    _, full = run(optbench_digits, [], mode="full")
     before, after = full.weights["main"]
     assert not torch.equal(before["1.weight"], after["1.weight"])
     facts = full.training_facts()
     assert facts["accuracy_gain"] is not None and facts["pretrain_s"] is not None
     assert full.runs["main"].labelled == full.runs["reference"].labelled == 50
 
-    model, scratch = run(digits, [], mode="from_scratch")
+    model, scratch = run(optbench_digits, [], mode="from_scratch")
     assert set(scratch.runs) == {"main"}
     assert scratch.training_facts()["accuracy_gain"] is None and scratch.training_facts()["pretrain_s"] is None
     # same initial weights, data, budget and seed as the reference of a transfer mode
