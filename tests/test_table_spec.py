@@ -91,3 +91,12 @@ def test_views_leave_out_columns_no_record_needs():
     assert "ppl" not in [c.key for c in columns(REPORT, records)]  # no language model
     two = records + [make_record(backend="onnxruntime", cell_id="o")]
     assert "ref" in [c.key for c in columns(TERMINAL, two)]
+
+
+def test_a_column_of_one_field_is_headed_by_the_fields_declared_label():
+    from harness.results.table_spec import declared_label
+
+    for column in COLUMNS.values():
+        if column.record_field is not None:
+            assert column.label == declared_label(column.record_field), column.key
+    assert declared_label("size_ratio") == "size ratio (×)" and declared_label("latency_p50_ms") == "p50 ms"

@@ -8,18 +8,17 @@ import pytest
 
 from harness.report.run_report import render_report
 from harness.results.seeds import configurations, mean_curve, tuned
+from harness.testing import make_record
 
 
 def rec(method, lr, seed, acc, *, loss=0.5, diverged=False, status="ok", ttt=1.0, model="mlp", **extra):
-    cell = f"{method}-{lr}-{seed}-{model}"
-    return {
-        "cell_id": cell, "model": model, "dataset": "digits", "backend": "cpu", "method": method,
-        "method_kind": "optimizer", "params": {"lr": lr, "momentum": 0.0}, "search_params": ["lr"],
-        "train": {"epochs": 2}, "seed": seed, "batch_size": 1, "status": status,
-        "final_accuracy": acc, "best_accuracy": acc, "final_loss": loss, "diverged": diverged,
-        "time_to_target_s": ttt, "target_accuracy": 0.9, "train_time_s": 2.0, "latency_p50_ms": 0.1,
-        "accuracy": acc, **extra,
-    }
+    """A training cell's record: an optimizer at ``lr`` on one seed."""
+    return make_record(**{
+        "cell_id": f"{method}-{lr}-{seed}-{model}", "model": model, "method": method, "method_kind": "optimizer",
+        "params": {"lr": lr, "momentum": 0.0}, "search_params": ["lr"], "train": {"epochs": 2}, "seed": seed,
+        "status": status, "final_accuracy": acc, "best_accuracy": acc, "final_loss": loss, "diverged": diverged,
+        "time_to_target_s": ttt, "target_accuracy": 0.9, "train_time_s": 2.0, "latency_p50_ms": 0.1, "accuracy": acc,
+        **extra})
 
 
 def test_seeds_are_aggregated_and_the_best_mean_wins():

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.record.schema import CORE_SCHEMA
 from harness.record.status import BASELINE, STATUSES, Status
 from harness.registry.installed_schema import installed_schema
 from harness.results.labels import (
@@ -99,8 +100,18 @@ class Column:
         return self.labels.get(view, self.label)
 
 
-def _figure(key: str, label: str, field_: str, fmt: str, worse_below: float | None = None, **kw: Any) -> Column:
+def declared_label(field_: str) -> str:
+    """How a table heads a field: its declared label, with "(×)" for a ratio (``harness.record.core_fields``)."""
+    declared = CORE_SCHEMA.get(field_)
+    if declared is None:
+        return field_
+    return declared.label + (" (×)" if declared.unit == "x" else "")
+
+
+def _figure(key: str, field_: str, fmt: str, worse_below: float | None = None, **kw: Any) -> Column:
+    """A column showing one field's figure, headed by its declared label."""
     read = FORMATS[fmt]
+    label = kw.pop("label", None) or declared_label(field_)
 
     def show(r: dict[str, Any]) -> Shown:
         v = finite(r.get(field_))
@@ -112,7 +123,10 @@ def _figure(key: str, label: str, field_: str, fmt: str, worse_below: float | No
     return Column(key, label, show, record_field=field_, format=fmt, worse_below=worse_below, **kw)
 
 
-def _text(key: str, label: str, get: Callable[[dict[str, Any]], Any], field_: str | None = None, **kw: Any) -> Column:
+def _text(key: str, get: Callable[[dict[str, Any]], Any], field_: str | None = None, label: str = "",
+          **kw: Any) -> Column:
+    label = label or declared_label(field_ or key)
+
     def show(r: dict[str, Any]) -> Shown:
         v = get(r)
         v = "" if v is None else str(v)
@@ -295,54 +309,55 @@ def _flags(r: dict[str, Any], error_chars: int = 50) -> Shown:
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in (
-    _text("model", "model", lambda r: r.get("model"), "model"),
-    _text("dataset", "dataset", lambda r: variant_label(r, "dataset"), "dataset"),
-    _text("method", "method", lambda r: r.get("method"), "method"),
-    _text("method_label", "method", method_label),
-    _text("kind", "kind", lambda r: r.get("method_kind"), "method_kind"),
-    _text("params", "params", lambda r: fmt_params(r.get("params")), "params"),
-    Column("backend", "backend", _backend, numeric=False, record_field="backend", kind="backend"),
-    _figure("batch", "batch", "batch_size", "int"),
-    _figure("prompt", "prompt", "prompt_tokens", "int", only="language"),
-    Column("status", "status", _status, numeric=False, record_field="status", kind="status"),
-    Column("status_error", "status", _status_error, numeric=False, record_field="status", kind="status"),
-    Column("p50", "p50 ms", _p50, record_field="latency_p50_ms", format="ms"),
-    _figure("p99", "p99 ms", "latency_p99_ms", "ms"),
-    _figure("iqr", "IQR ms", "latency_iqr_ms", "ms"),
+    _text("model", lambda r: r.get("model"), "model"),
+    _text("dataset", lambda r: variant_label(r, "dataset"), "dataset"),
+    _text("method", lambda r: r.get("method"), "method"),
+    _text("method_label", method_label, label="method"),
+    _text("kind", lambda r: r.get("method_kind"), "method_kind"),
+    _text("params", lambda r: fmt_params(r.get("params")), "params"),
+    Column("backend", declared_label("backend"), _backend, numeric=False, record_field="backend", kind="backend"),
+    _figure("batch", "batch_size", "int"),
+    _figure("prompt", "prompt_tokens", "int", only="language"),
+    Column("status", declared_label("status"), _status, numeric=False, record_field="status", kind="status"),
+    Column("status_error", declared_label("status"), _status_error, numeric=False, record_field="status",
+           kind="status"),
+    Column("p50", declared_label("latency_p50_ms"), _p50, record_field="latency_p50_ms", format="ms"),
+    _figure("p99", "latency_p99_ms", "ms"),
+    _figure("iqr", "latency_iqr_ms", "ms"),
     Column("timing", "timing", _timing, kind="flags",
            title="noisy: IQR over 10% of the median; contended: other processes took the CPU while it was timed; "
                  "imprecise: the precision target was not reached"),
-    _figure("throughput", "throughput/s", "throughput_per_s", "count"),
-    _figure("acc", "accuracy", "accuracy", "fraction"),
-    _figure("dacc", "Δ accuracy", "accuracy_delta", "signed", worse_below=0.0),
-    _figure("top5", "top-5", "top5_accuracy", "fraction"),
-    _figure("agree", "agreement", "agreement", "fraction", worse_below=1.0),
-    _figure("cos", "cosine", "cosine", "fraction", worse_below=1.0),
-    _figure("kl", "KL", "kl_div", "sig3"),
-    _figure("ppl", "perplexity", "perplexity", "sig4", only="language"),
-    _figure("ttft", "TTFT ms", "ttft_p50_ms", "ms", only="language"),
-    _figure("tpot", "TPOT ms", "tpot_p50_ms", "ms", only="language"),
-    _figure("tps", "decode tok/s", "decode_tokens_per_s", "count", only="language"),
-    _figure("kv", "KV cache MB", "kv_cache_mb", "sig3", only="language"),
-    Column("speedup", "speedup [95% CI]", _speedup, record_field="speedup", format="times", worse_below=1.0,
-           kind="speedup", labels={SITE: "speedup (×)"},
+    _figure("throughput", "throughput_per_s", "count"),
+    _figure("acc", "accuracy", "fraction"),
+    _figure("dacc", "accuracy_delta", "signed", worse_below=0.0),
+    _figure("top5", "top5_accuracy", "fraction"),
+    _figure("agree", "agreement", "fraction", worse_below=1.0),
+    _figure("cos", "cosine", "fraction", worse_below=1.0),
+    _figure("kl", "kl_div", "sig3"),
+    _figure("ppl", "perplexity", "sig4", only="language"),
+    _figure("ttft", "ttft_p50_ms", "ms", only="language"),
+    _figure("tpot", "tpot_p50_ms", "ms", only="language"),
+    _figure("tps", "decode_tokens_per_s", "count", only="language"),
+    _figure("kv", "kv_cache_mb", "sig3", only="language"),
+    Column("speedup", declared_label("speedup"), _speedup, record_field="speedup", format="times", worse_below=1.0,
+           kind="speedup", labels={view: "speedup [95% CI]" for view in (REPORT, TERMINAL, EXPORT)},
            title="the baseline's p50 / this p50, timed paired with a copy of the baseline where the interval is given"),
-    Column("ref", "vs reference (×)", _reference, record_field="reference_speedup", format="times", worse_below=1.0,
-           only="backends", labels={TERMINAL: "vs ref"},
+    Column("ref", declared_label("reference_speedup"), _reference, record_field="reference_speedup", format="times",
+           worse_below=1.0, only="backends", labels={TERMINAL: "vs ref"},
            title="the reference backend's baseline p50 / this p50 (same model, dataset, seed and batch size): above "
                  "1 is faster than the reference baseline; across backends a ratio of medians measured in different "
                  "processes, no interval"),
-    _figure("theo", "theoretical (×)", "theoretical_speedup", "times"),
-    Column("gate", "gate", _gate, record_field="passes_gate", kind="gate"),
-    _figure("size", "size ratio (×)", "size_ratio", "times", worse_below=1.0, labels={TERMINAL: "size"}),
-    _figure("bytes", "model bytes", "model_bytes", "bytes"),
-    Column("nonzero", "nonzero params", _nonzero, record_field="nonzero_params", format="count"),
-    Column("error", "error", _error, numeric=False, record_field="error", kind="error"),
+    _figure("theo", "theoretical_speedup", "times"),
+    Column("gate", declared_label("passes_gate"), _gate, record_field="passes_gate", kind="gate"),
+    _figure("size", "size_ratio", "times", worse_below=1.0, labels={TERMINAL: "size"}),
+    _figure("bytes", "model_bytes", "bytes"),
+    Column("nonzero", declared_label("nonzero_params"), _nonzero, record_field="nonzero_params", format="count"),
+    Column("error", declared_label("error"), _error, numeric=False, record_field="error", kind="error"),
     Column("quality", "Δacc/fid", _quality, numeric=True),
     Column("flags", "flags", _flags, numeric=False, kind="flags"),
-    Column("noisy", "noisy", lambda r: Shown("noisy", 1, CAVEAT) if r.get("noisy") else
+    Column("noisy", declared_label("noisy"), lambda r: Shown("noisy", 1, CAVEAT) if r.get("noisy") else
            Shown() if r.get("noisy") is None else Shown("", 0), record_field="noisy", kind="flags"),
-    _figure("seed", "seed", "seed", "int"),
+    _figure("seed", "seed", "int"),
 )}
 
 #: Each view's columns, in order.

@@ -14,6 +14,7 @@ from harness.run.cell_log import log
 from harness.run.cell_plan import CellPlan
 from harness.suite.schema import Finetune
 from harness.train import classifier
+from harness.train.fit import TrainingContext
 
 
 def apply_method(plan: CellPlan, model: Any, ctx: MethodContext, finetune: Finetune | None) -> tuple[Any, bool]:
@@ -23,7 +24,7 @@ def apply_method(plan: CellPlan, model: Any, ctx: MethodContext, finetune: Finet
     for i, step in enumerate(plan.steps):
         spec = step.spec
         model = returned(spec.apply(model, step.params, ctx), torch.nn.Module, spec, "apply(model, params, ctx)")
-        if spec.trains and "main" not in getattr(ctx, "runs", {}):
+        if spec.trains and not (isinstance(ctx, TrainingContext) and "main" in ctx.runs):
             raise RuntimeError(f"{spec.name} (kind {spec.kind}) returned without training: "
                                "a training-time method must call ctx.fit(model) (role 'main')")
         if i == tune_at and finetune is not None:
