@@ -54,6 +54,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print(f"      (trained by the harness with its defaults for what the params lack: {shown})")
             for p in obj["params"]:
                 print(f"      {_param_line(p)}")
+        if plugin.get("fields"):
+            names = ", ".join(f["name"] for f in plugin["fields"])
+            print(f"  fields   {len(plugin['fields'])} record fields ({names}); `optbench fields` says what each is")
     if pm.broken:
         print(f"\n{len(pm.broken)} plugin(s) failed to load; the others are usable.", file=sys.stderr)
     return EXIT_OK

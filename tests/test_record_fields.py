@@ -31,6 +31,8 @@ def test_the_fields_command_lists_the_core_and_the_plugins_declarations(cli):
     assert done.returncode == 0, done.stderr
     assert "the harness:" in done.stdout and "plugin gpu:" in done.stdout and "plugin runtimes:" in done.stdout
     assert "latency_p50_ms" in done.stdout and "energy_j" in done.stdout and "onnx_bytes" in done.stdout
+    listed = cli("plugins")
+    assert "fields   11 record fields (runtime, runtime_version," in listed.stdout
 
 
 def test_plugin_fields_are_declared_by_the_plugin_that_writes_them():
