@@ -30,6 +30,19 @@ def _lint_imports() -> list[str]:
     return [exe, "--config", str(REPO / "pyproject.toml"), "--no-cache"]
 
 
+def _lint_a_copy(tmp_path: Path, package: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """lint-imports over a copy of the core (and of ``package``, when it is a plugin) with ``line`` appended to
+    ``module`` of the copied ``package``."""
+    for source in {CORE, package}:
+        shutil.copytree(source, tmp_path / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+    with (tmp_path / package.name / module).open("a") as f:
+        f.write(f"\n{line}\n")
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    return subprocess.run(_lint_imports()[:1] + ["--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+
 def test_lint_imports_keeps_the_layers_and_finds_no_cycle():
     done = subprocess.run(_lint_imports(), capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -48,14 +61,8 @@ def test_the_layers_contract_names_every_subpackage_of_the_core():
 
 def test_lint_imports_fails_on_an_import_from_a_later_stage(tmp_path):
     """The contract bites: a copy of the core where measuring imports the suite breaks it."""
-    copy = tmp_path / "harness"
-    shutil.copytree(CORE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with (copy / "measure" / "stats.py").open("a") as f:
-        f.write("\nfrom harness.suite import schema  # a measuring module reaching up into the suite\n")
-    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
-    done = subprocess.run(_lint_imports()[:1] + ["--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = _lint_a_copy(tmp_path, CORE, "measure/stats.py",
+                        "from harness.suite import schema  # a measuring module reaching up into the suite")
     assert done.returncode != 0
     assert "harness.measure is not allowed to import harness.suite" in done.stdout
 
@@ -96,16 +103,8 @@ def test_lint_imports_fails_when_a_plugin_imports_a_stage_module(tmp_path):
     """The plugin contract bites: a copy of a first-party plugin that reaches past the front door breaks it."""
     import optbench_prune
 
-    source = Path(optbench_prune.__file__).parent
-    copy = tmp_path / "optbench_prune"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with (copy / "plugin.py").open("a") as f:
-        f.write("\nfrom harness.plugin.types import Method  # past the front door\n")
-    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
-    shutil.copytree(CORE, tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    done = subprocess.run(_lint_imports()[:1] + ["--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = _lint_a_copy(tmp_path, Path(optbench_prune.__file__).parent, "plugin.py",
+                        "from harness.plugin.types import Method  # past the front door")
     assert done.returncode != 0
     assert "optbench_prune.plugin -> harness.plugin.types" in done.stdout
 
