@@ -76,8 +76,9 @@ def test_dict_inputs_by_key(tmp_path):
 @pytest.mark.parametrize("content, params, message", [
     ({"inputs": torch.zeros(4, 2)}, {}, "has no key 'x' \\(inputs\\); its keys: 'inputs'"),
     ({"x": torch.zeros(4, 2)}, {"labels": "target"}, "has no key 'target' \\(labels\\)"),
-    ({"x": torch.zeros(4, 2), "y": torch.tensor([0.5, 1, 2, 3])}, {}, "labels are fractional"),
-    ({"x": torch.zeros(4, 2), "y": torch.tensor([0, 1, -1, 2])}, {}, "negative label -1"),
+    ({"x": torch.zeros(4, 2), "y": torch.tensor([0.5, 1, 2, 3])}, {"task": "classification"},
+     "classification targets are fractional"),
+    ({"x": torch.zeros(4, 2), "y": torch.tensor([0, 1, -1, 2])}, {}, "negative class index -1"),
     ({"x": torch.zeros(4, 2), "y": torch.tensor([0, 1])}, {}, "labels of shape \\(2,\\) for 4 samples"),
     ({"x": torch.zeros(4, 2), "y": torch.tensor([0, 1, 5, 2])}, {"num_classes": 3}, "label 5 with num_classes 3"),
 ])

@@ -59,8 +59,28 @@ def test_the_tensor_inside_a_model_output():
 
 
 def test_the_baseline_is_exact_by_definition():
-    assert exact(torch.randn(4, 10), 10) == {"agreement": 1.0, "kl_div": 0.0, "cosine": 1.0, "max_abs_err": 0.0}
-    assert exact(torch.randn(4, 384), 2) == {"agreement": None, "kl_div": None, "cosine": 1.0, "max_abs_err": 0.0}
+    assert exact(torch.randn(4, 10), 10) == {"agreement": 1.0, "kl_div": 0.0, "cosine": 1.0, "max_abs_err": 0.0,
+                                             "rel_err": None}
+    assert exact(torch.randn(4, 384), 2) == {"agreement": None, "kl_div": None, "cosine": 1.0, "max_abs_err": 0.0,
+                                             "rel_err": None}
+    # one value per input (a regression): cosine would only compare signs; the relative error says it
+    assert exact(torch.randn(4, 1), 0, task="regression") == {"agreement": None, "kl_div": None, "cosine": None,
+                                                              "max_abs_err": 0.0, "rel_err": 0.0}
+    # a segmentation's class maps agree pixel by pixel; multi-label scores label decision by label decision
+    assert exact(torch.randn(2, 3, 4, 4), 3, task="segmentation")["agreement"] == 1.0
+    assert exact(torch.randn(2, 5), 5, task="multilabel")["kl_div"] is None
+
+
+def test_fidelity_of_a_regression_a_segmentation_and_multilabel_scores():
+    ref = torch.tensor([[2.0], [-4.0]])
+    assert compare(ref, ref + 0.3, 0, task="regression")["rel_err"] == pytest.approx(0.1)
+    maps = torch.zeros(1, 2, 2, 2)
+    maps[0, 0] = 1.0  # class 0 everywhere...
+    moved = maps.clone()
+    moved[0, 1, 0, 0] = 5.0  # ...but one pixel of four now says class 1
+    assert compare(maps, moved, 2, task="segmentation")["agreement"] == pytest.approx(0.75)
+    logits = torch.tensor([[1.0, -1.0, 2.0, -2.0]])
+    assert compare(logits, -logits, 4, task="multilabel")["agreement"] == 0.0
 
 
 def test_the_gate_judges_what_it_can_and_says_null_when_it_can_judge_nothing():

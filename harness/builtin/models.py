@@ -1,7 +1,8 @@
 """Built-in models: a multi-layer perceptron and a small convolutional network.
 
 Both are trained on the fly (see harness.train.classifier) when a trained baseline is
-needed; their params carry the training settings so the cache key covers them.
+needed; their params carry the training settings so the cache key covers them. They output
+``data.outputs`` values per sample: one score per class (or label), or the size of a regression's target.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def build_mlp(params: MLPParams, data: DatasetSplits) -> nn.Module:
     for h in params.hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    layers.append(nn.Linear(width, data.num_classes))
+    layers.append(nn.Linear(width, data.outputs))
     return nn.Sequential(*layers)
 
 
@@ -56,7 +57,7 @@ def build_cnn(params: CNNParams, data: DatasetSplits) -> nn.Module:
         c = out
     layers += [nn.MaxPool2d(2), nn.Flatten()]
     flat = c * (h // 2) * (w // 2)
-    layers += [nn.Linear(flat, params.hidden), nn.ReLU(), nn.Linear(params.hidden, data.num_classes)]
+    layers += [nn.Linear(flat, params.hidden), nn.ReLU(), nn.Linear(params.hidden, data.outputs)]
     return nn.Sequential(*layers)
 
 
@@ -72,7 +73,7 @@ def build_logreg(params: LogRegParams, data: DatasetSplits) -> nn.Module:
     """Multinomial logistic regression: one Linear layer on the flattened input (convex)."""
     from torch import nn
 
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(data.input_shape), data.num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(data.input_shape), data.outputs))
 
 
 class ThetaParams(TrainableParams):

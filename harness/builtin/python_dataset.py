@@ -5,10 +5,15 @@ file's folder), called with ``kwargs`` plus ``seed`` when its signature asks for
 
 - a ``harness.DatasetSplits`` (used as it is);
 - a pair ``(train, test)`` or a dict ``{"train": ..., "test": ...}`` whose items are each a
-  ``harness.Split``, a map-style ``torch.utils.data.Dataset`` (``ds[i]`` is ``(input, label)`` or an
+  ``harness.Split``, a map-style ``torch.utils.data.Dataset`` (``ds[i]`` is ``(input, target)`` or an
   input alone; a torchvision dataset, a ``TensorDataset``), a tuple of tensors ``(x, y)`` or a tensor
   of inputs;
 - one such item alone, split by a seeded ``test_fraction``.
+
+A pair of tensors is ``(train, test)`` inputs when both hold samples of one shape and either their counts
+differ or the samples are images or grids (three dimensions or more); otherwise it is ``(x, y)``. A dict
+``{"train": ..., "test": ...}`` is never ambiguous. Targets stay as they are (``harness.plugin.targets``):
+class indices, floats, multi-hot rows, masks; ``task`` names the task when they do not say it.
 
 A ``torch.utils.data.Dataset`` is read sample by sample as batches need it (nothing is loaded ahead),
 so a dataset object that reads files streams; Pillow images become float tensors in [0, 1], numpy
@@ -18,7 +23,7 @@ trained on it.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -30,6 +35,7 @@ from harness.builtin.factories import (
 )
 from harness.builtin.image_folder import images_to_tensor
 from harness.plugin.data import Split, TensorSplit, stack
+from harness.plugin.targets import collate_targets, tensor_targets
 from harness.plugin.types import Dataset, DatasetSplits, Params, SuiteRelative
 
 
@@ -40,6 +46,8 @@ class PythonDatasetParams(Params):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the callable")
     num_classes: int | None = Field(None, ge=1, le=10_000_000,
                                     description="classes (default: the dataset's classes, else largest label + 1)")
+    task: Literal["classification", "regression", "multilabel", "segmentation", "detection"] | None = Field(
+        None, description="what the targets are (default: read from them)")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="held-out share when the callable returns "
                                                                    "one set of samples")
 
@@ -50,15 +58,16 @@ class PythonDatasetParams(Params):
         return value
 
 
-def _label(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"{where}: a sample's label is {value!r}; expected a class index (int)")
+def _label(value: Any) -> Any:
+    """A sample's target as it is: a 0-d tensor or numpy scalar as a Python number, a numpy array as a tensor."""
+    if value is None or isinstance(value, (bool, int, float, dict)):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", getattr(value, "dim", lambda: 1)) == 0:
+        return value.item()
+    if type(value).__module__ == "numpy":
+        import torch
+
+        return torch.as_tensor(value)
     return value
 
 
@@ -72,14 +81,14 @@ class TorchDatasetSplit(Split):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def sample(self, index: int) -> tuple[Any, int | None]:
+    def sample(self, index: int) -> tuple[Any, Any]:
         item = self.dataset[index]
         if isinstance(item, (tuple, list)):
             if len(item) == 1:
                 return item[0], None
             if len(item) != 2:
-                raise ValueError(f"{self.where}: sample {index} has {len(item)} parts; expected (input, label)")
-            return item[0], _label(item[1], self.where)
+                raise ValueError(f"{self.where}: sample {index} has {len(item)} parts; expected (input, target)")
+            return item[0], _label(item[1])
         return item, None
 
     def collate(self, raw: list[Any]) -> Any:
@@ -97,8 +106,10 @@ class TorchDatasetSplit(Split):
         import torch
 
         targets = getattr(self.dataset, "targets", None)  # torchvision datasets know them without decoding
-        if targets is not None and len(targets) == len(self):
-            return torch.as_tensor([int(t) for t in targets], dtype=torch.int64)
+        if targets is not None and len(targets) == len(self) and not isinstance(targets, torch.Tensor):
+            return collate_targets([_label(t) for t in targets])
+        if isinstance(targets, torch.Tensor) and len(targets) == len(self):
+            return targets
         return super().labels
 
     @property
@@ -106,7 +117,7 @@ class TorchDatasetSplit(Split):
         return len(self) > 0 and self.sample(0)[1] is not None
 
 
-def _as_split(obj: Any, where: str) -> Split:
+def _as_split(obj: Any, where: str, task: str | None) -> Split:
     import torch
 
     if isinstance(obj, Split):
@@ -114,7 +125,7 @@ def _as_split(obj: Any, where: str) -> Split:
     if isinstance(obj, torch.Tensor):
         return TensorSplit(obj)
     if isinstance(obj, (tuple, list)) and len(obj) in (1, 2) and all(isinstance(t, torch.Tensor) for t in obj):
-        y = None if len(obj) == 1 else obj[1].to(torch.int64)
+        y = None if len(obj) == 1 else tensor_targets(obj[1], task, where)[0]
         return TensorSplit(obj[0], y)
     if isinstance(obj, dict) and obj and all(isinstance(t, torch.Tensor) for t in obj.values()):
         return TensorSplit(obj)  # a dict of input tensors (input_ids, attention_mask), unlabelled
@@ -141,15 +152,17 @@ def load_python_dataset(params: PythonDatasetParams, seed: int) -> DatasetSplits
     known = None
     if isinstance(out, dict) and set(out) >= {"train", "test"}:
         parts = (out["train"], out["test"])
-    elif isinstance(out, (tuple, list)) and len(out) == 2 and not all(isinstance(t, torch.Tensor) for t in out):
+    elif isinstance(out, (tuple, list)) and len(out) == 2 and (not all(isinstance(t, torch.Tensor) for t in out)
+                                                               or _train_test_pair(*out)):
         parts = (out[0], out[1])
     else:
         parts = None
     if parts is not None:
-        train, test = _as_split(parts[0], where + " (train)"), _as_split(parts[1], where + " (test)")
+        train = _as_split(parts[0], where + " (train)", params.task)
+        test = _as_split(parts[1], where + " (test)", params.task)
         known = _classes(parts[0]) or _classes(parts[1])
     else:
-        whole = _as_split(out, where)
+        whole = _as_split(out, where, params.task)
         known = _classes(out)
         if len(whole) < 2:
             raise ValueError(f"{where}: returned {len(whole)} sample(s); a held-out split needs two or more")
@@ -158,11 +171,19 @@ def load_python_dataset(params: PythonDatasetParams, seed: int) -> DatasetSplits
         test, train = whole.subset(order[:k].sort().values), whole.subset(order[k:].sort().values)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"{where}: an empty split (train {len(train)}, test {len(test)} samples)")
-    num_classes = params.num_classes or known
-    if num_classes is None and train.has_labels:
-        labels = [t for t in (train.labels, test.labels) if t is not None]
-        num_classes = max(int(t.max()) for t in labels) + 1
-    return DatasetSplits(train=train, test=test, num_classes=num_classes or 0)
+    num_classes, task = params.num_classes or known, params.task
+    if train.has_labels and isinstance(train.labels, torch.Tensor):
+        task = tensor_targets(train.labels, task, where)[1]
+        if num_classes is None:
+            num_classes = max(tensor_targets(s.labels, task, where)[2] for s in (train, test)
+                              if isinstance(s.labels, torch.Tensor))
+    return DatasetSplits(train=train, test=test, num_classes=num_classes or 0, task=task)
+
+
+def _train_test_pair(a: Any, b: Any) -> bool:
+    """Whether a pair of tensors is (train, test) inputs rather than (x, y): samples of one shape, and either
+    different counts or images and grids (three dimensions or more)."""
+    return a.shape[1:] == b.shape[1:] and (a.shape[0] != b.shape[0] or a.dim() >= 3)
 
 
 PYTHON_DATASET = Dataset(

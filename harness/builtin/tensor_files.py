@@ -10,18 +10,21 @@ What ``torch.save`` or ``numpy.savez`` wrote, in any of the layouts people save 
 
 ``inputs`` names the input key (``x``), or several keys that become the model's keyword arguments
 (``[input_ids, attention_mask]``); ``labels`` names the label key (``y``; labels are optional unless
-named explicitly). Labels are class indices; their count is ``num_classes`` or the largest label plus
-one. A ``.pt`` file is memory-mapped (``torch.load(mmap=True, weights_only=True)``), so a large file is
+named explicitly). Labels are the targets as they are (``harness.plugin.targets``): integers are class
+indices (their count is ``num_classes`` or the largest plus one), floats regression targets (whole numbers
+too: ``task: classification`` reads them as classes), rows of 0/1 multi-label targets, integer grids
+segmentation masks; ``task`` names the task when the file's dtypes do not say it. A ``.pt`` file is memory-mapped (``torch.load(mmap=True, weights_only=True)``), so a large file is
 read page by page as batches touch it; an ``.npz`` archive is decompressed into memory key by key.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from harness.plugin.data import Split, TensorSplit, files_fingerprint
+from harness.plugin.targets import MULTILABEL, tensor_targets
 from harness.plugin.types import Dataset, DatasetSplits, Params, SuitePath
 
 SUFFIXES = (".pt", ".pth", ".npz")
@@ -39,6 +42,9 @@ class TensorFilesParams(Params):
                                                  "null data is unlabelled)")
     unlabelled: bool = Field(False, description="ignore any labels in the file")
     num_classes: int | None = Field(None, ge=1, le=10_000_000, description="classes (default: largest label + 1)")
+    task: Literal["classification", "regression", "multilabel", "segmentation"] | None = Field(
+        None, description="what the labels are (default: read from them: integers are classes, floats regression "
+                          "targets, rows of 0/1 multi-label, integer grids segmentation masks)")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="held-out share when the file holds one set "
                                                                    "of samples and there is no test_path")
     train_limit: int | None = Field(None, ge=1, description="at most this many training samples (a seeded choice)")
@@ -142,28 +148,16 @@ def _one_set(obj: Any, params: TensorFilesParams, path: Path, suffix: str = "") 
     return x, y
 
 
-def _labels(y: Any, path: Path, n: int) -> Any:
-    import torch
-
+def _labels(y: Any, path: Path, n: int, task: str | None) -> Any:
     if y is None:
         return None
-    if y.dim() != 1 or int(y.shape[0]) != n:
-        raise ValueError(f"tensors: {path}: labels of shape {tuple(y.shape)} for {n} samples; "
-                         "expected one class index per sample")
-    if y.is_floating_point():
-        if not bool((y == y.round()).all()):
-            raise ValueError(f"tensors: {path}: labels are fractional; expected class indices (int)")
-    elif y.dtype == torch.bool:
-        pass
-    elif not (y.dtype.is_signed or y.dtype == torch.uint8):
-        raise ValueError(f"tensors: {path}: labels of dtype {y.dtype}; expected class indices (int)")
-    y = y.to(torch.int64)
-    if n and int(y.min()) < 0:
-        raise ValueError(f"tensors: {path}: negative label {int(y.min())}; expected class indices from 0")
-    return y
+    if y.dim() == 0 or int(y.shape[0]) != n:
+        raise ValueError(f"tensors: {path}: labels of shape {tuple(y.shape)} for {n} samples; expected one "
+                         "target per sample along dimension 0")
+    return tensor_targets(y, task, f"tensors: {path}")[0]
 
 
-def _split(x: Any, y: Any, path: Path) -> TensorSplit:
+def _split(x: Any, y: Any, path: Path, task: str | None = None) -> TensorSplit:
     from harness.plugin.data import batch_size
 
     if isinstance(x, dict):
@@ -175,7 +169,7 @@ def _split(x: Any, y: Any, path: Path) -> TensorSplit:
     n = batch_size(x)
     if n == 0:
         raise ValueError(f"tensors: {path}: no samples")
-    return TensorSplit(x, _labels(y, path, n))
+    return TensorSplit(x, _labels(y, path, n, task))
 
 
 #: Inputs above this size are subset lazily (read sample by sample from the mapped file) rather than copied.
@@ -208,18 +202,19 @@ def load_tensor_files(params: TensorFilesParams, seed: int) -> DatasetSplits:
     path = Path(params.path)
     obj = _read(path)
     names = [params.inputs] if isinstance(params.inputs, str) else list(params.inputs)
+    task = params.task
     if params.test_path is not None:
-        train = _split(*_one_set(obj, params, path), path)
+        train = _split(*_one_set(obj, params, path), path, task)
         test_file = Path(params.test_path)
-        test = _split(*_one_set(_read(test_file), params, test_file), test_file)
+        test = _split(*_one_set(_read(test_file), params, test_file), test_file, task)
     elif isinstance(obj, dict) and all(s in obj and isinstance(obj[s], dict) for s in SPLITS):
-        train = _split(*_one_set(obj["train"], params, path), path)
-        test = _split(*_one_set(obj["test"], params, path), path)
+        train = _split(*_one_set(obj["train"], params, path), path, task)
+        test = _split(*_one_set(obj["test"], params, path), path, task)
     elif isinstance(obj, dict) and all(f"{n}_{s}" in obj for n in names for s in SPLITS):
-        train = _split(*_one_set(obj, params, path, "_train"), path)
-        test = _split(*_one_set(obj, params, path, "_test"), path)
+        train = _split(*_one_set(obj, params, path, "_train"), path, task)
+        test = _split(*_one_set(obj, params, path, "_test"), path, task)
     else:
-        whole = _split(*_one_set(obj, params, path), path)
+        whole = _split(*_one_set(obj, params, path), path, task)
         order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(seed * 1_000_003 + 1))
         k = max(1, round(len(whole) * params.test_fraction))
         if len(whole) < 2:
@@ -231,14 +226,15 @@ def load_tensor_files(params: TensorFilesParams, seed: int) -> DatasetSplits:
         train = _subset(train, _seeded_choice(len(train), params.train_limit, seed, 2))
     if params.test_limit is not None and len(test) > params.test_limit:
         test = _subset(test, _seeded_choice(len(test), params.test_limit, seed, 3))
-    num_classes = params.num_classes
+    num_classes, task = params.num_classes, None
     if train.labels is not None:
-        largest = max(int(train.labels.max()), int(test.labels.max())) + 1
+        task = tensor_targets(train.labels, params.task, f"tensors: {path}")[1]
+        shown = max(tensor_targets(split.labels, task, f"tensors: {path}")[2] for split in (train, test))
         if num_classes is None:
-            num_classes = largest
-        elif largest > num_classes:
-            raise ValueError(f"tensors: {path}: label {largest - 1} with num_classes {num_classes}")
-    return DatasetSplits(train=train, test=test, num_classes=num_classes or 0)
+            num_classes = shown
+        elif shown > num_classes and task != MULTILABEL:
+            raise ValueError(f"tensors: {path}: label {shown - 1} with num_classes {num_classes}")
+    return DatasetSplits(train=train, test=test, num_classes=num_classes or 0, task=task)
 
 
 TENSOR_FILES = Dataset(

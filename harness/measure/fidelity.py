@@ -10,8 +10,14 @@ inputs, computed in float64 on the CPU:
 - ``kl_div``: the mean over inputs of KL(baseline softmax || method softmax), in nats; for
   classifier outputs only;
 - ``cosine``: the mean over inputs of the cosine similarity of the two outputs, each flattened
-  (embeddings, hidden states, logits: any tensor output);
-- ``max_abs_err``: the largest absolute difference of any output element.
+  (embeddings, hidden states, logits: any tensor output of more than one value per input; on one value
+  it would only compare signs, so it is null there);
+- ``max_abs_err``: the largest absolute difference of any output element;
+- ``rel_err``: for one value per input (a regression), the mean absolute difference over the mean
+  absolute baseline output.
+
+Dense class scores (a segmentation model's ``(N, classes, H, W)``) get ``agreement`` per element: the
+share of pixels whose highest-scoring class is the baseline's.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-FIELDS = ("agreement", "kl_div", "cosine", "max_abs_err")
+FIELDS = ("agreement", "kl_div", "cosine", "max_abs_err", "rel_err")
 #: Keys of a mapping output (a Hugging Face ModelOutput, a dict) tried in this order.
 OUTPUT_KEYS = ("logits", "last_hidden_state", "pooler_output", "sentence_embedding", "embeddings")
 
@@ -70,16 +76,29 @@ def is_classifier_output(out: torch.Tensor, num_classes: int) -> bool:
     return out.dim() == 2 and num_classes >= 2 and out.shape[1] == num_classes
 
 
-def exact(reference: torch.Tensor, num_classes: int) -> dict[str, float | None]:
-    """The baseline against itself: agreement 1, KL 0, cosine 1, error 0, by definition (fields that
+def is_dense_output(out: torch.Tensor, num_classes: int) -> bool:
+    """Class scores per element: (N, classes, ...) with at least one more dimension (a segmentation's maps)."""
+    return out.dim() > 2 and num_classes >= 2 and out.shape[1] == num_classes
+
+
+def _one_value(out: torch.Tensor) -> bool:
+    return out[0].numel() == 1 if out.shape[0] else False
+
+
+def exact(reference: torch.Tensor, num_classes: int, task: str = "classification") -> dict[str, float | None]:
+    """The baseline against itself: agreement 1, KL 0, cosine 1, errors 0, by definition (fields that
     do not apply to this kind of output stay null)."""
-    classifier = is_classifier_output(reference, num_classes)
-    return {"agreement": 1.0 if classifier else None, "kl_div": 0.0 if classifier else None,
-            "cosine": 1.0, "max_abs_err": 0.0}
+    classifier = is_classifier_output(reference, num_classes) and task != "multilabel"
+    agrees = classifier or is_dense_output(reference, num_classes) or (task == "multilabel" and reference.dim() == 2)
+    one = _one_value(reference)
+    return {"agreement": 1.0 if agrees else None, "kl_div": 0.0 if classifier else None,
+            "cosine": None if one else 1.0, "max_abs_err": 0.0, "rel_err": 0.0 if one else None}
 
 
-def compare(reference: torch.Tensor, output: torch.Tensor, num_classes: int) -> dict[str, float | None]:
-    """The fidelity figures of ``output`` against ``reference`` (same inputs, same order)."""
+def compare(reference: torch.Tensor, output: torch.Tensor, num_classes: int,
+            task: str = "classification") -> dict[str, float | None]:
+    """The fidelity figures of ``output`` against ``reference`` (same inputs, same order). For multi-label
+    scores (``task``), agreement is the share of label decisions (a logit above 0) both make alike."""
     import torch
     import torch.nn.functional as F
 
@@ -92,12 +111,20 @@ def compare(reference: torch.Tensor, output: torch.Tensor, num_classes: int) -> 
     cosine = F.cosine_similarity(flat_ref, flat_out, dim=1, eps=1e-12)
     both_zero = (flat_ref.abs().amax(dim=1) == 0) & (flat_out.abs().amax(dim=1) == 0)
     cosine = torch.where(both_zero, torch.ones_like(cosine), cosine)
+    one = _one_value(ref)
+    scale = float(ref.abs().mean()) if finite and ref.numel() else 0.0
     result: dict[str, float | None] = {
         "agreement": None,
         "kl_div": None,
-        "cosine": float(cosine.mean()) if finite else None,
+        "cosine": float(cosine.mean()) if finite and not one else None,
         "max_abs_err": float((ref - out).abs().max()) if finite and ref.numel() else None,
+        "rel_err": float((ref - out).abs().mean()) / scale if finite and one and scale > 0 else None,
     }
+    if is_dense_output(ref, num_classes):
+        result["agreement"] = float((ref.argmax(dim=1) == out.argmax(dim=1)).double().mean())
+    if task == "multilabel" and ref.dim() == 2:
+        result["agreement"] = float(((ref > 0) == (out > 0)).double().mean())
+        return result
     if is_classifier_output(ref, num_classes):
         result["agreement"] = float((ref.argmax(dim=1) == out.argmax(dim=1)).double().mean())
         if finite:

@@ -7,7 +7,8 @@ memory: a folder of images opens one file per sample, a Hugging Face dataset rea
 ``collate`` (its own conversion: stacking tensors, decoding images to floats) or with a model's
 ``preprocess`` (a tokenizer, a weights' transforms), which the harness attaches per cell, so one
 dataset serves many models. Inputs are a tensor or a dict of tensors (``input_ids``,
-``attention_mask``, ...); labels are int64 class indices.
+``attention_mask``, ...); labels are the samples' targets as they are (``harness.plugin.targets``): class
+indices (int64), floats, multi-hot vectors, masks, or dicts for a detector.
 
 ``TensorSplit`` is the in-memory kind (tensors ``x`` and ``y``), which the built-in datasets use and
 which ``DatasetSplits(x_train=..., ...)`` still builds.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from harness.measure.inputs import batch_size, call_model, first_tensor, map_tensors
+from harness.plugin.targets import collate_targets, sample_target
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +40,7 @@ class Batch:
     """Inputs for one call of a model, and their labels (None for unlabelled data)."""
 
     inputs: Any
-    labels: torch.Tensor | None
+    labels: Any  # a tensor of targets (a list of dicts for a detector), None for unlabelled data
 
     def __len__(self) -> int:
         return batch_size(self.inputs)
@@ -66,23 +68,20 @@ class Split(abc.ABC):
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def sample(self, index: int) -> tuple[Any, int | None]:
-        """The raw input of sample ``index`` (a tensor, an image, a text) and its label (None if unlabelled)."""
+    def sample(self, index: int) -> tuple[Any, Any]:
+        """The raw input of sample ``index`` (a tensor, an image, a text) and its target (None if unlabelled):
+        a class index, a float, a tensor (multi-hot, a mask) or a dict (boxes)."""
 
     def collate(self, raw: list[Any]) -> Any:
         """The split's own conversion of raw samples into model inputs (default: stack tensors)."""
         return stack(raw)
 
     @property
-    def labels(self) -> torch.Tensor | None:
-        """Every sample's label as one int64 tensor, or None for unlabelled data. Override it when
-        labels are known without reading the samples (class folders, a label column)."""
-        import torch
-
-        values = [self.sample(i)[1] for i in range(len(self))]
-        if not values or any(v is None for v in values):
-            return None
-        return torch.as_tensor(values, dtype=torch.int64)
+    def labels(self) -> Any:
+        """Every sample's target as one tensor (``harness.plugin.targets.collate_targets``: int64 class indices,
+        float32 numbers, stacked tensors; a list of dicts for a detector), or None for unlabelled data.
+        Override it when labels are known without reading the samples (class folders, a label column)."""
+        return collate_targets([self.sample(i)[1] for i in range(len(self))])
 
     @property
     def has_labels(self) -> bool:
@@ -92,7 +91,6 @@ class Split(abc.ABC):
     def batch(self, indices: Sequence[int] | torch.Tensor) -> Batch:
         """The samples at ``indices`` as one batch of model inputs (preprocessed when the cell's model
         brings its own preprocessing) and their labels."""
-        import torch
 
         idx = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
         if not idx:
@@ -100,8 +98,7 @@ class Split(abc.ABC):
         samples = [self.sample(i) for i in idx]
         raw = [s[0] for s in samples]
         inputs = self.preprocess(raw) if self.preprocess is not None else self.collate(raw)
-        labels = None if samples[0][1] is None else torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
-        return Batch(inputs, labels)
+        return Batch(inputs, collate_targets([s[1] for s in samples]))
 
     def batches(self, batch_size: int, *, limit: int | None = None, shuffle: bool = False,
                 seed: int = 0) -> Iterator[Batch]:
@@ -152,14 +149,14 @@ class _View(Split):
     def __len__(self) -> int:
         return len(self.base)
 
-    def sample(self, index: int) -> tuple[Any, int | None]:
+    def sample(self, index: int) -> tuple[Any, Any]:
         return self.base.sample(index)
 
     def collate(self, raw: list[Any]) -> Any:
         return self.base.collate(raw)
 
     @property
-    def labels(self) -> torch.Tensor | None:
+    def labels(self) -> Any:
         return self.base.labels
 
     @property
@@ -175,13 +172,15 @@ class _Subset(_View):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def sample(self, index: int) -> tuple[Any, int | None]:
+    def sample(self, index: int) -> tuple[Any, Any]:
         return self.base.sample(self.indices[index])
 
     @property
-    def labels(self) -> torch.Tensor | None:
+    def labels(self) -> Any:
         labels = self.base.labels
-        return None if labels is None else labels[self.indices]
+        if labels is None:
+            return None
+        return [labels[i] for i in self.indices] if isinstance(labels, list) else labels[self.indices]
 
     @property
     def has_labels(self) -> bool:
@@ -193,7 +192,7 @@ class _Relabelled(_View):
         super().__init__(base)
         self.fn = fn
 
-    def sample(self, index: int) -> tuple[Any, int | None]:
+    def sample(self, index: int) -> tuple[Any, Any]:
         raw, label = self.base.sample(index)
         return raw, None if label is None else self.fn(label)
 
@@ -207,7 +206,8 @@ class _Relabelled(_View):
 
 class TensorSplit(Split):
     """A split held in memory: inputs ``x`` (a tensor, or a dict of tensors, first dimension the samples)
-    and labels ``y`` (an int64 tensor, or None). Batches are read by indexing, without a per-sample loop."""
+    and targets ``y`` (a tensor whose first dimension is the samples, of any dtype: int64 class indices,
+    floats, multi-hot rows, masks; or None). Batches are read by indexing, without a per-sample loop."""
 
     def __init__(self, x: Any, y: torch.Tensor | None = None) -> None:
         n = batch_size(x)
@@ -220,12 +220,12 @@ class TensorSplit(Split):
     def __len__(self) -> int:
         return batch_size(self.x)
 
-    def sample(self, index: int) -> tuple[Any, int | None]:
+    def sample(self, index: int) -> tuple[Any, Any]:
         raw = map_tensors(self.x, lambda t: t[index])
-        return raw, None if self.y is None else int(self.y[index])
+        return raw, None if self.y is None else sample_target(self.y, index)
 
     @property
-    def labels(self) -> torch.Tensor | None:
+    def labels(self) -> Any:
         return self.y
 
     @property

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from harness.measure.host_load import BlockLoad
 from harness.measure.inputs import call_model, map_tensors
 from harness.plugin.data import Preprocess, Split, TensorSplit
+from harness.plugin.targets import CLASSIFICATION, LOSSES, REGRESSION, TASKS, UNLABELLED, infer_task, task_loss
 
 if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
     import torch
@@ -174,6 +175,8 @@ class DatasetSplits:
         *,
         train: Split | None = None,
         test: Split | None = None,
+        task: str | None = None,
+        loss_name: str | None = None,
     ) -> None:
         if train is not None or test is not None:
             if train is None or test is None or x_train is not None or x_test is not None:
@@ -184,15 +187,22 @@ class DatasetSplits:
             train, test = TensorSplit(x_train, y_train), TensorSplit(x_test, y_test)
         self.train, self.test = train, test
         self.num_classes, self.objective, self.loss_floor = int(num_classes), objective, loss_floor
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        if loss_name is not None and loss_name not in LOSSES:
+            raise ValueError(f"loss {loss_name!r}: expected one of {', '.join(LOSSES)}")
+        self._task, self.loss_name = task, loss_name
 
     def __repr__(self) -> str:
         return (f"DatasetSplits(train={type(self.train).__name__}[{len(self.train)}], "
                 f"test={type(self.test).__name__}[{len(self.test)}], num_classes={self.num_classes})")
 
     def replace(self, **changes: Any) -> DatasetSplits:
-        """A copy with some of ``train``, ``test``, ``num_classes``, ``objective``, ``loss_floor`` changed."""
+        """A copy with some of ``train``, ``test``, ``num_classes``, ``objective``, ``loss_floor``, ``task``,
+        ``loss_name`` changed."""
         fields = {"train": self.train, "test": self.test, "num_classes": self.num_classes,
-                  "objective": self.objective, "loss_floor": self.loss_floor}
+                  "objective": self.objective, "loss_floor": self.loss_floor, "task": self._task,
+                  "loss_name": self.loss_name}
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"DatasetSplits has no field(s) {sorted(unknown)}")
@@ -240,24 +250,46 @@ class DatasetSplits:
         return self.train.has_labels and self.test.has_labels
 
     @property
+    def task(self) -> str:
+        """What the targets are (``harness.plugin.targets.TASKS``): the dataset's or the suite's word, else read
+        from the first training target (an integer: classification; a float: regression; ...)."""
+        if self._task is None:
+            target = self.train.sample(0)[1] if len(self.train) else None
+            self._task = infer_task(target, self.num_classes)
+        return self._task
+
+    @property
+    def outputs(self) -> int:
+        """How many values a model outputs per sample (per pixel, for masks) on this task: the classes of a
+        classification, the labels of a multi-label task, the classes of a segmentation, the size of one target of
+        a regression (1 for a single number)."""
+        if self.task == REGRESSION:
+            target = self.train.sample(0)[1] if len(self.train) else None
+            return int(target.numel()) if hasattr(target, "numel") else 1
+        return self.num_classes
+
+    @property
     def metric(self) -> str:
-        """What held-out quality means here: "accuracy" (classification) or "loss"."""
-        return "loss" if self.objective is not None else "accuracy"
+        """What the training loop judges a run by: "accuracy" (classification) or "loss" (an objective, or a
+        task scored by its held-out loss)."""
+        if self.objective is not None:
+            return "loss"
+        return "accuracy" if self.task in (CLASSIFICATION, UNLABELLED) else "loss"
 
     @property
     def trainable(self) -> bool:
         """Whether a model can be trained on this data (labels, or an objective of its own)."""
         return self.objective is not None or self.train.has_labels
 
-    def loss(self, output: torch.Tensor, x: Any, y: torch.Tensor | None) -> torch.Tensor:
-        """The training loss: the problem's objective, else cross-entropy (label -1 = unlabelled, ignored)."""
+    def loss(self, output: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
+        """The training loss: the problem's objective, else the task's (``harness.plugin.targets.task_loss``:
+        cross-entropy for classes, label -1 ignored; mean squared error for regression; binary cross-entropy
+        for multi-label; per-pixel cross-entropy for masks), or the loss the suite named."""
         if self.objective is not None:
             return self.objective(output, x, y)
-        import torch.nn.functional as F
-
         if y is None:
             raise ValueError("cannot compute a classification loss without labels")
-        return F.cross_entropy(output, y, ignore_index=-1)
+        return task_loss(self.task, self.loss_name, output, y)
 
 
 #: Facts a method may report with ``ctx.report``; each becomes a record field.

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from harness.plugin.targets import CLASSIFICATION
 from harness.plugin.types import TRAINING_FIELDS, DatasetSplits, Model, training_settings
 from harness.registry.manager import PluginManager
 from harness.train import classifier, weight_cache
@@ -51,7 +52,7 @@ def trained_model(pm: PluginManager, name: str, raw_params: dict[str, Any], data
         return model.eval(), "as built (epochs 0: not trained by the harness)", True
     if not data.trainable:
         return model.eval(), "random weights (the dataset has no labels to train on)", False
-    key = weight_cache.cache_key(_identity(pm, spec, params, raw_params, dataset, seed, settings))
+    key = weight_cache.cache_key(_identity(pm, spec, params, raw_params, dataset, seed, settings, data))
     state = weight_cache.load(key)
     if state is not None:
         model.load_state_dict(state)
@@ -63,7 +64,8 @@ def trained_model(pm: PluginManager, name: str, raw_params: dict[str, Any], data
 
 
 def _identity(pm: PluginManager, spec: Model, params: Any, raw_params: dict[str, Any],
-              dataset: tuple[str, dict[str, Any]], seed: int, settings: dict[str, Any]) -> dict[str, Any]:
+              dataset: tuple[str, dict[str, Any]], seed: int, settings: dict[str, Any],
+              data: DatasetSplits) -> dict[str, Any]:
     owner = pm.owner(spec)
     ds_spec = pm.registry.datasets[dataset[0]]
     optional: dict[str, Any] = {}
@@ -73,5 +75,7 @@ def _identity(pm: PluginManager, spec: Model, params: Any, raw_params: dict[str,
         optional["code"] = spec.fingerprint(params)
     if ds_spec.fingerprint is not None:
         optional["data"] = ds_spec.fingerprint(ds_spec.params.model_validate(dataset[1]))
+    if data.objective is None and (data.task != CLASSIFICATION or data.loss_name is not None):
+        optional["targets"] = [data.task, data.loss_name]  # what it trained on, and with what loss
     return weight_cache.baseline_identity(spec.name, raw_params, dataset, seed, (owner.distribution, owner.version),
                                           **optional)

@@ -28,14 +28,15 @@ ABSENT: Any = object()
 
 def baseline_identity(model: str, params: dict[str, Any], dataset: tuple[str, dict[str, Any]], seed: int,
                       provider: tuple[str, str], training: Any = ABSENT, code: Any = ABSENT,
-                      data: Any = ABSENT) -> dict[str, Any]:
+                      data: Any = ABSENT, targets: Any = ABSENT) -> dict[str, Any]:
     """What a baseline's trained weights depend on, as ``cache_key`` hashes it: the model and its params, the
     dataset and its params, the seed, the distribution and version that provide the model, the training
     settings when the model's params do not hold them (the harness's defaults stand in), the model's code
-    (``Model.fingerprint``: an edit retrains it) and the data (``Dataset.fingerprint``: new files retrain it)."""
+    (``Model.fingerprint``: an edit retrains it), the data (``Dataset.fingerprint``: new files retrain it) and,
+    for targets that are not class indices or a loss the suite names, the task and loss it trained with."""
     ident: dict[str, Any] = {"model": model, "params": params, "dataset": list(dataset), "seed": seed,
                              "provider": list(provider)}
-    for key, value in (("training", training), ("code", code), ("data", data)):
+    for key, value in (("training", training), ("code", code), ("data", data), ("targets", targets)):
         if value is not ABSENT:
             ident[key] = value
     return ident
