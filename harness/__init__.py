@@ -23,6 +23,9 @@ contract checks it):
   ``files_fingerprint``;
 - a backend: ``Backend``, ``BackendSession``, ``MemoryReading``, the shared timer ``time_calls`` with
   its ``Budget``, and ``summarize`` (a record's latency fields from raw samples);
+- a metric (a way to score a task's quality, registered with ``register_metrics``): ``Metric``, the state
+  it builds ``MetricState`` (``update`` per batch, ``compute``), ``prediction`` (the model's main output
+  tensor); a dataset's task: ``TASKS``;
 - a record field a plugin's objects write: ``RecordField`` (declared with ``register_fields``); a
   record's ``Status`` and the ``BASELINE`` method's name.
 
@@ -37,6 +40,8 @@ from harness.measure.timing import Budget, time_calls
 from harness.plugin.data import Split, TensorSplit, files_fingerprint
 from harness.plugin.hookspecs import hookimpl
 from harness.plugin.language_model import LanguageModel, next_token_loss, unwrap
+from harness.plugin.metric import Metric, MetricState, prediction
+from harness.plugin.targets import TASKS
 from harness.plugin.types import (
     Backend,
     BackendSession,
@@ -75,6 +80,8 @@ __all__ = [
     "LanguageModel",
     "MemoryReading",
     "Method",
+    "Metric",
+    "MetricState",
     "MethodContext",
     "Model",
     "ModelRef",
@@ -85,6 +92,7 @@ __all__ = [
     "Skip",
     "Split",
     "Status",
+    "TASKS",
     "StepDecoder",
     "SuitePath",
     "SuiteRelative",
@@ -100,6 +108,7 @@ __all__ = [
     "map_tensors",
     "next_token_loss",
     "output_tensor",
+    "prediction",
     "summarize",
     "time_calls",
     "train_classifier",

@@ -200,7 +200,7 @@ def test_every_hookspec_is_documented_and_exported():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins" / "index.md").read_text()
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]
     assert specs == ["register_backends", "register_datasets", "register_fields", "register_methods",
-                     "register_models"]
+                     "register_metrics", "register_models"]
     for name in specs:
         assert getattr(hookspecs, name).__doc__, name
         assert f"def {name}(register)" in docs, f"{name} missing from docs/plugins/index.md"

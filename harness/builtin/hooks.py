@@ -8,12 +8,14 @@ from harness.builtin.cpu import CPU
 from harness.builtin.datasets import DIGITS, QUADRATIC, SYNTHETIC
 from harness.builtin.exported_model import EXPORTED
 from harness.builtin.image_folder import IMAGE_FOLDER
+from harness.builtin.metrics import BUILTIN_METRICS
 from harness.builtin.models import CNN, LOGREG, MLP, THETA
 from harness.builtin.python_dataset import PYTHON_DATASET
 from harness.builtin.python_model import PYTHON
 from harness.builtin.tensor_files import TENSOR_FILES
 from harness.builtin.text_corpus import PYTHON_DOCS
 from harness.plugin.hookspecs import hookimpl
+from harness.plugin.metric import Metric
 from harness.plugin.types import Backend, Dataset, Method, Model
 
 
@@ -46,3 +48,9 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
     register(TENSOR_FILES)
     register(PYTHON_DATASET)
     register(PYTHON_DOCS)
+
+
+@hookimpl
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    for metric in BUILTIN_METRICS:
+        register(metric)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pluggy
 
+from harness.plugin.metric import Metric
 from harness.plugin.types import Backend, Dataset, Method, Model
 from harness.record.field import RecordField
 
@@ -41,6 +42,12 @@ def register_models(register: Callable[[Model], None]) -> None:
 @hookspec
 def register_datasets(register: Callable[[Dataset], None]) -> None:
     """Called once at plugin discovery; call ``register(Dataset(...))`` for each dataset."""
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    """Called once at plugin discovery; call ``register(Metric(...))`` for each metric: a way to score a task's
+    quality that a suite names in ``metrics`` (``harness.plugin.metric``)."""
 
 
 @hookspec

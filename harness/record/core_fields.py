@@ -94,6 +94,16 @@ CORE_FIELDS: tuple[RecordField, ...] = (
        "weights)"),
     _f("top5_accuracy", NUMBER, QUALITY, "the share of held-out inputs whose label is among the 5 highest outputs "
        "(null below 5 classes)", label="top-5"),
+    _f("task", TEXT, QUALITY, "what the dataset's targets are: classification, regression, multilabel, segmentation, "
+       "detection or unlabelled"),
+    _f("quality_metric", TEXT, QUALITY, "the metric the record's quality is: the first the suite names for the "
+       "dataset, else the task's first (accuracy, rmse, f1, miou)", label="metric"),
+    _f("quality", NUMBER, QUALITY, "the quality metric's score on the held-out split"),
+    _f("quality_higher_is_better", BOOL, QUALITY, "whether a higher quality is better (false for an error such as "
+       "rmse)"),
+    _f("metrics", OBJECT, QUALITY, "every quality metric's score by id: the suite's for the dataset, else the "
+       "task's own"),
+    _f("lower_is_better", LIST, QUALITY, "the ids of the metrics whose lower score is better (errors: rmse, mae)"),
     _f("agreement", NUMBER, FIDELITY, "the share of inputs whose top-1 prediction equals the baseline's (a "
        "language model: the top next token)"),
     _f("kl_div", NUMBER, FIDELITY, "mean KL divergence of the baseline's softmax from the method's (nats)",
@@ -101,6 +111,9 @@ CORE_FIELDS: tuple[RecordField, ...] = (
     _f("cosine", NUMBER, FIDELITY, "mean cosine similarity of the method's outputs to the baseline's"),
     _f("max_abs_err", NUMBER, FIDELITY, "the largest absolute difference of an output element from the "
        "baseline's", label="max abs err"),
+    _f("rel_err", NUMBER, FIDELITY, "one value per input (a regression): the mean absolute difference from the "
+       "baseline's outputs over their mean absolute value, where cosine would only compare signs",
+       label="rel err"),
     _f("fidelity_n", INTEGER, FIDELITY, "held-out inputs the fidelity figures cover (measure.fidelity_samples, "
        "fewer when the split is smaller)"),
     _f("perplexity", NUMBER, LANGUAGE, "perplexity on the held-out text, with a sliding window"),
@@ -151,6 +164,11 @@ CORE_FIELDS: tuple[RecordField, ...] = (
        label="size ratio"),
     _f("accuracy_delta", NUMBER, RELATIVE, "accuracy - the baseline's (null when the method changed the task)",
        label="Δ accuracy"),
+    _f("quality_delta", NUMBER, RELATIVE, "quality - the baseline's, on the same metric (a rise is worse when lower "
+       "is better)", label="Δ quality"),
+    _f("quality_ratio", NUMBER, RELATIVE, "quality / the baseline's, on the same metric (MLPerf's fraction of the "
+       "reference score)", label="quality ratio"),
+    _f("metrics_delta", OBJECT, RELATIVE, "each quality metric's score - the baseline's, by id"),
     _f("passes_gate", BOOL, RELATIVE, "the accuracy gate's verdict on what can be judged (null without a gate or a "
        "figure it needs)", label="gate"),
     # -- applying the method -----------------------------------------------------------------------

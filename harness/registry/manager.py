@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from harness.builtin import hooks as builtin_hooks
 from harness.errors import RegistrationError, suggest
 from harness.plugin import hookspecs
+from harness.plugin.metric import Metric
 from harness.plugin.types import (
     METHOD_KINDS,
     NAME_PATTERN,
@@ -48,6 +49,7 @@ HOOKS: dict[str, tuple[str, type]] = {
     "register_backends": ("backends", Backend),
     "register_models": ("models", Model),
     "register_datasets": ("datasets", Dataset),
+    "register_metrics": ("metrics", Metric),
     "register_fields": ("fields", RecordField),
 }
 
@@ -71,6 +73,7 @@ class Registry:
     backends: dict[str, Backend] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
     #: Record fields plugins declare (the core's are ``harness.record.core_fields``), each with its owner.
     fields: dict[str, RecordField] = field(default_factory=dict)
     owner: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
@@ -362,6 +365,10 @@ def describe_object(obj: Any) -> dict[str, Any]:
         "description": obj.description,
         "params": describe_params(obj.params),
     }
+    if isinstance(obj, Metric):
+        # what a suite author picks a metric by: the tasks it scores and its direction
+        out["kind"] = f"{'/'.join(obj.tasks or ('any task',))}, {'higher' if obj.higher_is_better else 'lower'} is better"
+        out["tasks"], out["higher_is_better"] = list(obj.tasks) if obj.tasks else None, obj.higher_is_better
     if isinstance(obj, Model) and obj.trainable:
         # What the harness trains the baseline with where the params do not say (TrainableParams)
         defaults = TrainableParams()

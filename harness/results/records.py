@@ -110,9 +110,10 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     (``paired_speedup``) the ratio of the pairs, whose interval is already in the record; theoretical_speedup = baseline
     effective_flops / effective_flops (what skipping every zero weight would give);
     size_ratio = baseline model_bytes / model_bytes (above 1 is smaller);
-    accuracy_delta = accuracy - baseline accuracy. Null when either side lacks the
-    figure, or when the method changed the task (``task_changed``: transfer learning).
-    With a ``gate`` (harness.suite.schema.AccuracyGate: accuracy against the baseline's, and/or
+    accuracy_delta = accuracy - baseline accuracy; quality_delta and quality_ratio, the quality metric against
+    the baseline's same metric, and metrics_delta for every metric both have. Null when either side lacks
+    the figure, or when the method changed the task (``task_changed``: transfer learning).
+    With a ``gate`` (harness.suite.schema.AccuracyGate: a metric against the baseline's and/or a floor, and/or
     minimum agreement and cosine), passes_gate too; without one, passes_gate is left as it is.
     """
 
@@ -136,10 +137,50 @@ def add_relative_figures(record: dict[str, Any], baseline: dict[str, Any] | None
     if record.get("task_changed"):  # evaluated on another task (transfer): not comparable
         acc = None
     record["accuracy_delta"] = (acc - bacc) if ok and acc is not None and bacc is not None else None
+    _quality_figures(record, b if ok and not record.get("task_changed") else None)
     if gate is not None:
-        record["passes_gate"] = gate.verdict(acc if ok else None, bacc if ok else None,
-                                             record.get("agreement"), record.get("cosine")) if ok else None
+        value, base_value, higher = _gated(record, b, gate.metric) if ok else (None, None, True)
+        record["passes_gate"] = gate.verdict(value, base_value, record.get("agreement"), record.get("cosine"),
+                                             higher) if ok else None
     return record
+
+
+def _numbers(obj: Any) -> dict[str, float]:
+    """A record's ``metrics`` as {id: finite number}, whatever a hand edit left there."""
+    if not isinstance(obj, dict):
+        return {}
+    return {k: float(v) for k, v in obj.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v)}
+
+
+def _quality_figures(record: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    """quality_delta, quality_ratio (against the baseline's score of the same metric) and metrics_delta."""
+    record["quality_delta"] = record["quality_ratio"] = record["metrics_delta"] = None
+    if baseline is None:
+        return
+    q, bq = record.get("quality"), baseline.get("quality")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (q, bq))
+    if numbers and record.get("quality_metric") == baseline.get("quality_metric"):
+        record["quality_delta"] = q - bq
+        record["quality_ratio"] = q / bq if bq else None
+    mine, theirs = _numbers(record.get("metrics")), _numbers(baseline.get("metrics"))
+    if mine and theirs:
+        record["metrics_delta"] = {k: mine[k] - theirs[k] for k in mine if k in theirs}
+
+
+def _gated(record: dict[str, Any], baseline: dict[str, Any], metric: str | None) -> tuple[Any, Any, bool]:
+    """(the record's score, the baseline's, whether higher is better) of the metric a gate judges: ``metric`` by
+    id, else the record's quality (accuracy for a record written before quality was)."""
+    higher = record.get("quality_higher_is_better") is not False
+    if record.get("task_changed"):
+        return None, None, higher
+    if metric is None:
+        if record.get("quality_metric") is None and baseline.get("quality_metric") is None:
+            return record.get("accuracy"), baseline.get("accuracy"), True
+        return record.get("quality"), baseline.get("quality"), higher
+    mine, theirs = _numbers(record.get("metrics")), _numbers(baseline.get("metrics"))
+    lower = record.get("lower_is_better") if isinstance(record.get("lower_is_better"), list) else []
+    return mine.get(metric, record.get(metric)), theirs.get(metric, baseline.get(metric)), metric not in lower
 
 
 def reference_key(record: dict[str, Any]) -> tuple[Any, ...] | None:

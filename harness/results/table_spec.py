@@ -92,7 +92,8 @@ class Column:
     kind: str = "figure"
     #: What it is, once, for a header's hover.
     title: str = ""
-    #: Shown only where some record has it: "language" (a language model's), "backends" (records of several).
+    #: Shown only where some record needs it: "language" (a language model's), "backends" (records of several),
+    #: "tasks" (a quality metric other than accuracy).
     only: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -251,17 +252,37 @@ def _nonzero(r: dict[str, Any]) -> Shown:
     return Shown(f"{nz:,.0f}", nz, title=f"of {total:,.0f} params ({nz / total:.1%})" if total else "")
 
 
+def other_metric(r: dict[str, Any]) -> bool:
+    """Whether the record's quality is another metric than accuracy (a regression's rmse, a user's own)."""
+    return r.get("quality_metric") not in (None, "accuracy")
+
+
+def _worse(r: dict[str, Any], delta: float) -> bool:
+    """Whether a change of the quality metric by ``delta`` is for the worse (a rise of an error is)."""
+    return delta > 0 if r.get("quality_higher_is_better") is False else delta < 0
+
+
+def _quality_delta(r: dict[str, Any]) -> Shown:
+    delta = finite(r.get("quality_delta"))
+    if delta is None:
+        return Shown()
+    return Shown(f"{delta:+.3g}", delta, WORSE if _worse(r, delta) else "")
+
+
 def _quality(r: dict[str, Any]) -> Shown:
-    """The accuracy delta ("+0.0012"), a language model's perplexity and drift ("ppl 20.7 kl 1.9e-05"), else the
-    fidelity to the baseline ("agr 0.9990", "cos 0.9999")."""
+    """The accuracy delta ("+0.0012"), another quality metric's ("rmse +3.12"), a language model's perplexity and
+    drift ("ppl 20.7 kl 1.9e-05"), else the fidelity to the baseline ("agr 0.9990", "cos 0.9999", "rel 0.0031")."""
     ppl, kl = finite(r.get("perplexity")), finite(r.get("kl_div"))
     if ppl is not None or r.get("ppl_ratio") is not None or r.get("perplexity_tokens") is not None:
         parts = ([f"ppl {ppl:.4g}"] if ppl is not None else []) + ([f"kl {kl:.2g}"] if kl is not None else [])
         return Shown(" ".join(parts) or NULL, ppl)
+    if other_metric(r) and finite(r.get("quality_delta")) is not None:
+        delta = _quality_delta(r)
+        return Shown(f"{r.get('quality_metric')} {delta.text}", delta.sort, delta.tone)
     delta = finite(r.get("accuracy_delta"))
     if delta is not None:
         return Shown(FORMATS["signed"](delta), delta, WORSE if delta < 0 else "")
-    for key, short in (("agreement", "agr"), ("cosine", "cos")):
+    for key, short in (("agreement", "agr"), ("cosine", "cos"), ("rel_err", "rel")):
         v = finite(r.get(key))
         if v is not None:
             return Shown(f"{short} {v:.4f}", v)
@@ -308,7 +329,15 @@ def _flags(r: dict[str, Any], error_chars: int = 50) -> Shown:
         else Shown("", None)
 
 
-COLUMNS: dict[str, Column] = {c.key: c for c in (
+def _keyed(columns: tuple[Column, ...]) -> dict[str, Column]:
+    keys = [c.key for c in columns]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"table spec: column keys {twice} are given twice")
+    return {c.key: c for c in columns}
+
+
+COLUMNS: dict[str, Column] = _keyed((
     _text("model", lambda r: r.get("model"), "model"),
     _text("dataset", lambda r: variant_label(r, "dataset"), "dataset"),
     _text("method", lambda r: r.get("method"), "method"),
@@ -331,6 +360,9 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
     _figure("acc", "accuracy", "fraction"),
     _figure("dacc", "accuracy_delta", "signed", worse_below=0.0),
     _figure("top5", "top5_accuracy", "fraction"),
+    _text("metric", lambda r: r.get("quality_metric"), "quality_metric", only="tasks"),
+    _figure("quality", "quality", "sig4", only="tasks"),
+    Column("dq", declared_label("quality_delta"), _quality_delta, record_field="quality_delta", only="tasks"),
     _figure("agree", "agreement", "fraction", worse_below=1.0),
     _figure("cos", "cosine", "fraction", worse_below=1.0),
     _figure("kl", "kl_div", "sig3"),
@@ -353,24 +385,25 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
     _figure("bytes", "model_bytes", "bytes"),
     Column("nonzero", declared_label("nonzero_params"), _nonzero, record_field="nonzero_params", format="count"),
     Column("error", declared_label("error"), _error, numeric=False, record_field="error", kind="error"),
-    Column("quality", "Δacc/fid", _quality, numeric=True),
+    Column("change", "Δquality", _quality, numeric=True),
     Column("flags", "flags", _flags, numeric=False, kind="flags"),
     Column("noisy", declared_label("noisy"), lambda r: Shown("noisy", 1, CAVEAT) if r.get("noisy") else
            Shown() if r.get("noisy") is None else Shown("", 0), record_field="noisy", kind="flags"),
     _figure("seed", "seed", "int"),
-)}
+))
 
 #: Each view's columns, in order.
 VIEWS: dict[str, tuple[str, ...]] = {
     REPORT: ("model", "dataset", "method", "kind", "params", "backend", "batch", "prompt", "status", "p50", "p99",
-             "iqr", "timing", "throughput", "acc", "dacc", "top5", "agree", "cos", "kl", "ppl", "ttft", "tpot", "tps",
-             "kv", "speedup", "ref", "theo", "gate", "size", "bytes", "nonzero", "error"),
-    TERMINAL: ("method_label", "p50", "speedup", "ref", "size", "quality", "flags"),
+             "iqr", "timing", "throughput", "metric", "quality", "dq", "acc", "dacc", "top5", "agree", "cos", "kl",
+             "ppl", "ttft", "tpot", "tps", "kv", "speedup", "ref", "theo", "gate", "size", "bytes", "nonzero",
+             "error"),
+    TERMINAL: ("method_label", "p50", "speedup", "ref", "size", "change", "flags"),
     SITE: ("model", "method", "params", "batch", "status", "p50", "speedup", "ref", "theo", "acc", "dacc", "agree",
            "cos", "gate", "ppl", "kl", "ttft", "tpot", "tps", "size", "noisy", "p99", "bytes", "kind", "dataset",
            "backend", "seed"),
-    EXPORT: ("model", "dataset", "method_label", "backend", "batch", "status_error", "p50", "speedup", "acc", "dacc",
-             "size", "gate", "noisy"),
+    EXPORT: ("model", "dataset", "method_label", "backend", "batch", "status_error", "p50", "speedup", "metric",
+             "quality", "dq", "acc", "dacc", "size", "gate", "noisy"),
 }
 
 
@@ -386,8 +419,9 @@ def columns(view: str, records: Sequence[dict[str, Any]] | None = None) -> list[
         return out
     language = any(is_language_record(r) for r in records)
     backends = len({variant_label(r, "backend") for r in records}) > 1
+    tasks = any(other_metric(r) for r in records)
     return [c for c in out if c.only is None or (c.only == "language" and language)
-            or (c.only == "backends" and backends)]
+            or (c.only == "backends" and backends) or (c.only == "tasks" and tasks)]
 
 
 def known_status(status: Any) -> str:

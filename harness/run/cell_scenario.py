@@ -13,7 +13,7 @@
 
 What differs between kinds of cell is the plan and the two steps it picks: a causal language model's
 quality and latency are ``LanguageQuality`` and ``GenerationLatency`` (``harness.run.language_steps``),
-any other model's ``ClassifierQuality`` and ``ForwardLatency``.
+any other model's ``TaskQuality`` and ``ForwardLatency``.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import torch
 
 from harness.measure import memory, model_stats
 from harness.measure.inputs import call_model
+from harness.plugin.targets import TASK_LOSS
 from harness.plugin.types import BackendSession, DatasetSplits, MethodContext, ModelRef, Skip
 from harness.record.schema import RecordPart
 from harness.registry.manager import PluginManager
@@ -36,7 +37,7 @@ from harness.run.cell_state import CellState, LatencyStep, QualityStep
 from harness.run.language_steps import GenerationLatency, LanguageQuality, held_out_tokens
 from harness.run.latency_steps import ForwardLatency
 from harness.run.method_apply import apply_method
-from harness.run.quality_steps import ClassifierQuality, fidelity_samples
+from harness.run.quality_steps import TaskQuality, fidelity_samples
 from harness.suite.schema import Train
 from harness.train.fit import TrainingContext
 
@@ -50,7 +51,7 @@ class CellScenario:
     def __init__(self, payload: CellPayload, pm: PluginManager) -> None:
         self.payload, self.pm = payload, pm
         self.plan: CellPlan = plan_cell(payload, pm.registry)
-        self.quality: QualityStep = ClassifierQuality()
+        self.quality: QualityStep = TaskQuality()
         self.latency: LatencyStep = ForwardLatency()
 
     def run(self) -> tuple[list[RecordPart], dict[str, list[RecordPart]], dict[str, list[int]], dict | None]:
@@ -88,6 +89,15 @@ class CellScenario:
                         "load(params, seed)")
         if plan.model.preprocess is not None:  # read through the model's own preprocessing
             data = data.with_preprocess(plan.model.preprocess(plan.model_params, data))
+        cell = self.payload.cell
+        named = {k: v for k, v in (("task", cell.task), ("loss_name", cell.loss)) if v is not None}
+        if named:  # the suite's word on what the targets are and how to train on them
+            data = data.replace(**named)
+        if data.train.has_labels:
+            log(f"dataset {cell.dataset.id or cell.dataset.name}: {data.task} targets"
+                + (f", {data.num_classes} classes" if data.num_classes else "")
+                + (f"; models trained on it use {data.loss_name or TASK_LOSS.get(data.task, 'no')} loss"
+                   if plan.training or plan.model.trainable else ""))
         return CellState(self.payload, plan, self.pm, session, data, data)
 
     def prepare(self, state: CellState) -> None:

@@ -1,15 +1,17 @@
-"""Quality of a model that is not a language model: top-1 and top-5 accuracy on the held-out split, and
-output fidelity against the baseline's copy on the same inputs (agreement, KL, cosine, max error),
-which needs no labels."""
+"""Quality of a model that is not a language model: its task's metrics on the held-out split (accuracy and
+top-5 for classes, rmse and r2 for regression, f1 for multi-label, miou for masks, or the suite's own;
+``harness.run.quality_metrics``), and output fidelity against the baseline's copy on the same inputs
+(agreement, KL, cosine, max error, relative error), which needs no labels."""
 from __future__ import annotations
 
 from typing import Any
 
 from harness.measure import fidelity
+from harness.plugin.targets import CLASSIFICATION
 from harness.record.schema import RecordPart
 from harness.run.cell_log import log
 from harness.run.cell_state import CellState, QualityStep
-from harness.train import classifier
+from harness.run.quality_metrics import build_scorers, score_split
 
 #: Test inputs per call when the outputs for fidelity are computed.
 FIDELITY_BATCH = 256
@@ -21,7 +23,7 @@ def fidelity_samples(state: CellState) -> int:
     return min(state.payload.measure.fidelity_samples, len(state.base_data.test))
 
 
-class ClassifierQuality(QualityStep):
+class TaskQuality(QualityStep):
     def __init__(self) -> None:
         self.reference: Any = None
 
@@ -38,39 +40,49 @@ class ClassifierQuality(QualityStep):
             log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
 
     def parts(self, state: CellState) -> list[RecordPart]:
-        out = []
-        accuracy = self._accuracy(state)
-        if accuracy:
-            out.append(RecordPart("accuracy", accuracy))
+        out = [RecordPart("quality", self._quality(state))]
         if self.reference is not None:
             out.append(RecordPart("fidelity", self._fidelity(state)))
         return out
 
     @staticmethod
-    def _accuracy(state: CellState) -> dict[str, Any]:
+    def _quality(state: CellState) -> dict[str, Any]:
+        """The task, and its metrics' scores: every one in ``metrics``, the first as the record's ``quality``;
+        classification's accuracy and top-5 in their own fields too."""
         data = state.data
+        fields: dict[str, Any] = {"task": data.task}
         if not (state.payload.measure.accuracy and data.test.has_labels and state.meaningful):
-            return {}
-        top = classifier.evaluate_split(state.model, data.test, device=state.session.device,
-                                        prepare=state.session.prepare_input, ks=(1, 5), num_classes=data.num_classes)
-        if top[1] is None:
+            return fields
+        scorers = build_scorers(list(state.payload.cell.metrics), state.pm.registry, data, log)
+        if not scorers:
+            return fields
+        scores = score_split(scorers, state.model, data, state.session.prepare_input, log)
+        first = scorers[0]
+        fields.update(metrics=scores, quality_metric=first.id, quality=scores[first.id],
+                      quality_higher_is_better=first.higher_is_better,
+                      lower_is_better=[s.id for s in scorers if not s.higher_is_better])
+        if "accuracy" in scores:
+            fields["accuracy"] = scores["accuracy"]
+        if "top5_accuracy" in scores:
+            fields["top5_accuracy"] = scores["top5_accuracy"]
+        if data.task == CLASSIFICATION and scores.get("accuracy") is None and "accuracy" in scores:
             log(f"accuracy: not measured, the model's outputs are not {data.num_classes} class scores per input "
                 "(an embedding or hidden states); fidelity still compares them with the baseline's")
         else:
-            log(f"accuracy {top[1]:.4f}" + (f", top-5 {top[5]:.4f}" if top[5] is not None else ""))
-        return {"accuracy": top[1], "top5_accuracy": top[5]}
+            log(", ".join(f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in scores.items()))
+        return fields
 
     def _fidelity(self, state: CellState) -> dict[str, Any]:
         """agreement, kl_div, cosine, max_abs_err of the changed model against the reference (exact for the
         baseline itself), and fidelity_n, how many inputs they cover."""
         n = int(self.reference.shape[0])
         if state.plan.baseline:
-            return {**fidelity.exact(self.reference, state.data.num_classes), "fidelity_n": n}
+            return {**fidelity.exact(self.reference, state.data.num_classes, state.data.task), "fidelity_n": n}
         try:
             batches = (b.inputs for b in state.data.test.batches(FIDELITY_BATCH, limit=n))
             figures = fidelity.compare(self.reference, fidelity.outputs(state.model, batches,
                                                                         state.session.prepare_input),
-                                       state.data.num_classes)
+                                       state.data.num_classes, state.data.task)
         except Exception as exc:  # noqa: BLE001
             log(f"fidelity: not computed ({type(exc).__name__}: {exc})")
             return {"fidelity_n": None}

@@ -32,6 +32,7 @@ from harness.run.progress import Progress, QuietProgress
 from harness.run.run_lock import RunLock, check_own_files
 from harness.suite.loader import LineMap, load_suite, load_yaml, read_suite_text
 from harness.suite.matrix import Cell, build_matrix
+from harness.suite.metric_refs import TORCHMETRICS
 from harness.suite.paths import resolve_paths
 from harness.suite.schema import Suite
 
@@ -93,9 +94,13 @@ def plan(suite_path: Path, pm: PluginManager) -> tuple[Suite, list[Cell]]:
 
 
 def suite_preload(cells: list[Cell], registry: Registry) -> list[str]:
-    """The modules the plugins of these cells declare slow to import (their ``preload``), each once."""
+    """The modules the plugins and metrics of these cells declare slow to import (their ``preload``; torchmetrics
+    where a suite names one of its classes), each once."""
     specs = [spec for c in cells for spec in cell_plugins(c, registry)]
-    return list(dict.fromkeys(mod for spec in specs for mod in spec.preload))
+    specs += [registry.metrics[m.name] for c in cells for m in c.metrics if m.name in registry.metrics]
+    modules = [mod for spec in specs for mod in spec.preload]
+    modules += ["torchmetrics" for c in cells for m in c.metrics if m.source == TORCHMETRICS]
+    return list(dict.fromkeys(modules))
 
 
 class Runner:

@@ -22,10 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from harness.builtin.metrics import default_metric_ids
 from harness.errors import Problem, SuiteError, suggest
 from harness.record.status import BASELINE
 from harness.registry.manager import Registry
 from harness.suite.loader import LineMap, format_loc, problems_from_validation
+from harness.suite.metric_refs import MetricRef, resolve_metrics
 from harness.suite.schema import Entry, Suite
 
 
@@ -66,6 +68,11 @@ class Cell:
     #: A causal language model's prompt lengths under ``measure.generate``: a record per batch size and prompt
     #: length, each timing generations; empty: a record per batch size, timing one forward pass.
     prompt_tokens: tuple[int, ...] = ()
+    #: The dataset's task and training loss where the suite names them (None: the dataset's own, its task's).
+    task: str | None = None
+    loss: str | None = None
+    #: How quality is scored (the dataset entry's ``metrics``, else ``measure.metrics``; empty: the task's own).
+    metrics: tuple[MetricRef, ...] = ()
 
     @property
     def points(self) -> list[tuple[int, int | None]]:
@@ -81,9 +88,11 @@ class Cell:
 
 
 def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resolved, seed: int,
-            train: dict[str, Any] | None = None) -> str:
-    """Stable hash of what determines a cell's result (not measurement settings)."""
-    ident = {
+            train: dict[str, Any] | None = None, task: str | None = None, loss: str | None = None) -> str:
+    """Stable hash of what determines a cell's result (not measurement settings: metrics are not part of it).
+    A task or loss the suite names is (it changes what the baseline trains on), only when named, so the cells
+    of suites that name neither keep their ids."""
+    ident: dict[str, Any] = {
         "model": [model.name, model.id, model.params, model.checkpoint],
         "dataset": [dataset.name, dataset.params],
         "method": [method.name, method.params],
@@ -92,6 +101,8 @@ def cell_id(model: Resolved, dataset: Resolved, method: Resolved, backend: Resol
     }
     if train is not None:
         ident["train"] = train
+    if task is not None or loss is not None:
+        ident["targets"] = [task, loss]
     blob = json.dumps(ident, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -353,6 +364,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     out = _Collector(file, lines or LineMap(""))
     datasets = _resolve_plain(suite.datasets, "datasets", registry, out)
     dataset_ids = _dataset_ids(suite, out)
+    targets = _dataset_targets(suite, registry, out)
+    _check_gate_metric(suite, targets, out)
     models, shapes = _resolve_models(suite, registry, dataset_ids, out)
     backends = _resolve_plain(suite.backends, "backends", registry, out)
     methods, only_models = _resolve_methods(suite, registry, {m.id for m in models} | _model_ids(suite), out)
@@ -366,7 +379,8 @@ def build_matrix(suite: Suite, registry: Registry, *, file: str | None = None, l
     for seed in suite.seed_list:
         for d in datasets:
             for m in models:
-                cells += _cells_of(m, d, backends, methods, only_models, shapes[m.id], reference, seed, registry)
+                cells += _cells_of(m, d, backends, methods, only_models, shapes[m.id], reference, seed, registry,
+                                   targets[d.id])
     if not cells:
         raise SuiteError(file, [Problem("models", "the matrix is empty: no model is paired with any dataset",
                                         line=out.lines.line(("models",)))])
@@ -386,10 +400,11 @@ class _Shape:
 
 def _cells_of(m: Resolved, d: Resolved, backends: list[Resolved], methods: list[Resolved],
               only_models: dict[tuple[str, str], set[str] | None], shape: _Shape, reference: Resolved, seed: int,
-              registry: Registry) -> list[Cell]:
+              registry: Registry, targets: tuple[str | None, str | None, tuple[MetricRef, ...]]) -> list[Cell]:
     """The cells of one model on one dataset: the baseline and every method it is given, on every backend."""
     if shape.datasets is not None and d.id not in shape.datasets:
         return []
+    task, loss, metrics = targets
     baseline = Resolved(BASELINE, {}, kind=BASELINE)
     cells = []
     for b in backends:
@@ -398,9 +413,42 @@ def _cells_of(m: Resolved, d: Resolved, backends: list[Resolved], methods: list[
             if allowed is not None and m.id not in allowed:
                 continue
             t = shape.train if trains(meth, registry) else None
-            cells.append(Cell(cell_id(m, d, meth, b, seed, t), m, d, meth, b, seed, shape.batch_sizes, t, reference,
-                              shape.prompts))
+            cells.append(Cell(cell_id(m, d, meth, b, seed, t, task, loss), m, d, meth, b, seed, shape.batch_sizes, t,
+                              reference, shape.prompts, task, loss, metrics))
     return cells
+
+
+def _dataset_targets(suite: Suite, registry: Registry, out: _Collector
+                     ) -> dict[str, tuple[str | None, str | None, tuple[MetricRef, ...]]]:
+    """Per dataset id: the task and loss the suite names for it, and its metrics (its own, else measure's)."""
+    shared: list[MetricRef] = []
+    if suite.measure.metrics:
+        shared, problems = resolve_metrics(suite.measure.metrics, registry, ("measure", "metrics"), out.lines)
+        out.problems += problems
+    found = {}
+    for i, entry in enumerate(suite.datasets):
+        metrics = shared
+        if entry.metrics:
+            metrics, problems = resolve_metrics(entry.metrics, registry, ("datasets", i, "metrics"), out.lines)
+            out.problems += problems
+        found[entry.display_id] = (entry.task, entry.loss, tuple(metrics))
+    return found
+
+
+def _check_gate_metric(suite: Suite, targets: dict[str, tuple[str | None, str | None, tuple[MetricRef, ...]]],
+                       out: _Collector) -> None:
+    """The metric the accuracy gate judges is one every dataset is scored by (its named metrics' ids, else a
+    default metric of its task, or of any task where the data will say it)."""
+    gate = suite.accuracy_gate
+    if gate is None or gate.metric is None:
+        return
+    for dataset_id, (task, _, metrics) in targets.items():
+        ids = tuple(m.id for m in metrics) or default_metric_ids(task)
+        if gate.metric not in ids:
+            out.add(("accuracy_gate", "metric"), f"dataset {dataset_id!r} is not scored by {gate.metric!r}",
+                    given=repr(gate.metric), hint=f"its metrics are {', '.join(ids)}; name the metric in the "
+                                                  "dataset's `metrics` (or measure.metrics)")
+            return
 
 
 def _dataset_ids(suite: Suite, out: _Collector) -> dict[str, int]:

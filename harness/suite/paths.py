@@ -1,7 +1,8 @@
 """Files a suite names, made absolute against the suite file's folder before anything runs.
 
-A model's ``checkpoint`` and every plugin parameter marked ``SuiteRelative`` (a ``python`` model's
-factory file, a dataset's root folder) may be written relative to the suite file. They are resolved
+A model's ``checkpoint``, every plugin parameter marked ``SuiteRelative`` (a ``python`` model's
+factory file, a dataset's root folder) and a metric named by a file (``metrics.py:evaluate``) may be
+written relative to the suite file. They are resolved
 once, when the suite is planned, and written back into the suite, so the cells, the copy of the
 suite kept in the run folder, and a later ``--resume`` all name the same files wherever they run.
 """
@@ -11,6 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from harness.builtin.factories import resolve_factory
 from harness.errors import Problem, SuiteError
 from harness.plugin.types import SuiteRelative
 from harness.registry.manager import Registry
@@ -71,6 +73,13 @@ def resolve_paths(suite: Suite, registry: Registry, base: Path, file: str | None
             for name, marker in relative_fields(spec.params).items():
                 if name in entry.params:
                     entry.params[name] = _resolve_value(entry.params[name], marker, base)
+    for metrics in [suite.measure.metrics, *(d.metrics for d in suite.datasets)]:
+        for entry in metrics or ():
+            if ":" in entry.name:
+                try:
+                    entry.name = resolve_factory(entry.name, base)
+                except ValueError:
+                    pass  # not a reference the way it is written: the matrix says so, with its line
     if problems:
         raise SuiteError(file, problems)
     return suite

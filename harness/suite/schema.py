@@ -24,8 +24,34 @@ class Entry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the plugin's parameters")
 
 
+class MetricEntry(_Strict):
+    """A quality metric: a registered metric's name, a torchmetrics class by its import path
+    (``torchmetrics.regression.R2Score``), or a class or function of your own (``metrics.py:evaluate``)."""
+
+    name: str = Field(min_length=1, description="a metric's name, torchmetrics.<module>.<Class>, or "
+                                                "'file.py:callable' / 'module:callable'")
+    id: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$", description="its name in records (default: the "
+                                                                            "metric's name, a class's in snake case)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the metric's params (a class's or function's "
+                                                                     "keyword arguments)")
+    higher_is_better: bool | None = Field(None, description="whether a higher score is better (default: the "
+                                                            "metric's own word; true for a function)")
+
+
+MetricItem = Annotated[MetricEntry, BeforeValidator(_entry)]
+TASK_NAMES = Literal["classification", "regression", "multilabel", "segmentation", "detection"]
+LOSS_NAMES = Literal["cross_entropy", "mse", "l1", "smooth_l1", "bce"]
+
+
 class DatasetEntry(Entry):
     id: str | None = Field(None, min_length=1, description="id, unique in the suite (default: name)")
+    task: TASK_NAMES | None = Field(None, description="what the targets are (default: the dataset's word, else read "
+                                                      "from them)")
+    metrics: list[MetricItem] | None = Field(
+        None, min_length=1, description="how quality is scored on it, the first in the record's `quality` (default: "
+                                        "measure.metrics, else the task's own)")
+    loss: LOSS_NAMES | None = Field(None, description="the loss models trained on it use (default: the task's: "
+                                                      "cross-entropy, mse, bce)")
 
     @property
     def display_id(self) -> str:
@@ -173,7 +199,11 @@ class Measure(_Strict):
                     "or other processes kept more than half a core busy; past that, a record mostly measured "
                     "under contention is "
                     "marked contended. 0: mark only")
-    accuracy: bool = Field(True, description="evaluate top-1 (and top-5) accuracy on the held-out split")
+    accuracy: bool = Field(True, description="score quality on the held-out split (accuracy for classes, the "
+                                             "task's metrics otherwise)")
+    metrics: list[MetricItem] | None = Field(
+        None, min_length=1, description="how quality is scored, for every dataset that names none (default: the "
+                                        "task's own: accuracy, rmse and r2, f1 and average_precision, miou)")
     fidelity_samples: int = Field(
         512, ge=0, le=1_000_000,
         description="compare the method's outputs with the baseline's on this many test inputs "
@@ -188,15 +218,25 @@ class Measure(_Strict):
 
 
 class AccuracyGate(_Strict):
-    """MLPerf-style quality target relative to the baseline (relative 0.01 = the 99% tier), and/or
-    minimum output fidelity against the baseline (``agreement``, ``cosine``), which need no labels.
+    """MLPerf-style quality target relative to the baseline (relative 0.01 = the 99% tier) on any metric, an
+    absolute floor, and/or minimum output fidelity against the baseline (``agreement``, ``cosine``), which
+    need no labels. A lower-is-better metric (rmse) is judged the other way round: ``relative`` 0.01 lets it
+    rise 1% above the baseline's, ``floor`` is then a ceiling.
 
-    A record passes when every criterion that can be judged for it holds (accuracy needs labels
-    and trained weights; agreement a classifier's outputs); with none judgeable, passes_gate is null.
+    A record passes when every criterion that can be judged for it holds. A metric the baseline has but the
+    method's model could not be scored on fails the gate; one the baseline lacks too (no labels, random
+    weights) leaves it unjudged; with nothing judgeable, passes_gate is null.
     """
 
-    relative: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline x (1 - relative)")
-    absolute: float | None = Field(None, ge=0.0, le=1.0, description="pass when accuracy >= baseline - absolute")
+    metric: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$",
+                               description="the metric `relative`, `absolute` and `floor` judge (default: the "
+                                           "record's quality: the first metric, accuracy for classes)")
+    relative: float | None = Field(None, ge=0.0, le=1.0, description="pass when the metric >= baseline x "
+                                                                     "(1 - relative) (<= x (1 + relative) when lower "
+                                                                     "is better)")
+    absolute: float | None = Field(None, ge=0.0, description="pass when the metric >= baseline - absolute "
+                                                             "(<= baseline + absolute when lower is better)")
+    floor: float | None = Field(None, description="pass when the metric >= this (<= this when lower is better)")
     agreement: float | None = Field(None, ge=0.0, le=1.0,
                                     description="pass when the top-1 predictions agree with the baseline's this often")
     cosine: float | None = Field(None, ge=-1.0, le=1.0,
@@ -206,27 +246,38 @@ class AccuracyGate(_Strict):
     def _criteria(self) -> AccuracyGate:
         if self.relative is not None and self.absolute is not None:
             raise ValueError("give one of `relative` or `absolute`, not both")
-        if all(v is None for v in (self.relative, self.absolute, self.agreement, self.cosine)):
-            raise ValueError("give at least one of `relative`, `absolute`, `agreement` or `cosine`")
+        if all(v is None for v in (self.relative, self.absolute, self.floor, self.agreement, self.cosine)):
+            raise ValueError("give at least one of `relative`, `absolute`, `floor`, `agreement` or `cosine`")
+        if self.metric is not None and self.relative is None and self.absolute is None and self.floor is None:
+            raise ValueError("`metric` names what `relative`, `absolute` or `floor` judge: give one of them")
         return self
 
     @property
     def judges_accuracy(self) -> bool:
-        return self.relative is not None or self.absolute is not None
+        return self.relative is not None or self.absolute is not None or self.floor is not None
 
-    def passes(self, accuracy: float, baseline: float) -> bool:
-        """The accuracy criterion alone (true when the gate sets none)."""
-        if not self.judges_accuracy:
-            return True
-        floor = baseline * (1 - self.relative) if self.relative is not None else baseline - (self.absolute or 0.0)
-        return accuracy >= floor - 1e-12
+    def passes(self, value: float, baseline: float | None, higher_is_better: bool = True) -> bool:
+        """The metric criteria alone (true when the gate sets none): against the baseline's score and the floor."""
+        sign = 1.0 if higher_is_better else -1.0
+        if baseline is not None and (self.relative is not None or self.absolute is not None):
+            if self.relative is not None:
+                bound = baseline * (1 - sign * self.relative)
+            else:
+                bound = baseline - sign * (self.absolute or 0.0)
+            if sign * (value - bound) < -1e-12:
+                return False
+        return self.floor is None or sign * (value - self.floor) >= -1e-12
 
-    def verdict(self, accuracy: float | None, baseline_accuracy: float | None, agreement: float | None,
-                cosine: float | None) -> bool | None:
-        """Whether a record passes: every judgeable criterion holds; None when none is judgeable."""
+    def verdict(self, value: float | None, baseline: float | None, agreement: float | None, cosine: float | None,
+                higher_is_better: bool = True) -> bool | None:
+        """Whether a record passes: every judgeable criterion holds (a metric the baseline has and the record lacks
+        fails); None when none is judgeable."""
         checks = []
-        if self.judges_accuracy and accuracy is not None and baseline_accuracy is not None:
-            checks.append(self.passes(accuracy, baseline_accuracy))
+        if self.judges_accuracy:
+            if value is not None and (baseline is not None or self.floor is not None):
+                checks.append(self.passes(value, baseline, higher_is_better))
+            elif value is None and baseline is not None:
+                checks.append(False)  # the baseline could be scored and this model could not
         if self.agreement is not None and agreement is not None:
             checks.append(agreement >= self.agreement - 1e-12)
         if self.cosine is not None and cosine is not None:
@@ -234,11 +285,13 @@ class AccuracyGate(_Strict):
         return all(checks) if checks else None
 
     def describe(self) -> str:
-        parts = []
+        parts = [f"on {self.metric}"] if self.metric else []
         if self.relative is not None:
             parts.append(f"relative {self.relative:g}")
         if self.absolute is not None:
             parts.append(f"absolute {self.absolute:g}")
+        if self.floor is not None:
+            parts.append(f"floor {self.floor:g}")
         if self.agreement is not None:
             parts.append(f"agreement >= {self.agreement:g}")
         if self.cosine is not None:

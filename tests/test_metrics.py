@@ -1,0 +1,176 @@
+"""The built-in metrics compute what torchmetrics' classes of the same meaning compute, batch by batch, without
+importing torchmetrics; and the metric a suite names by reference behaves as its docs say."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+torchmetrics = pytest.importorskip("torchmetrics")
+
+from harness.builtin.metrics import BUILTIN_METRICS, TASK_METRICS, referenced_metric  # noqa: E402
+from harness.plugin.metric import score  # noqa: E402
+from harness.plugin.types import DatasetSplits  # noqa: E402
+
+METRICS = {m.name: m for m in BUILTIN_METRICS}
+
+
+def _data(task: str, num_classes: int = 0) -> DatasetSplits:
+    x = torch.zeros(4, 3)
+    return DatasetSplits(train=(x, torch.zeros(4)), test=(x, torch.zeros(4)), num_classes=num_classes, task=task)
+
+
+def _ours(name: str, batches, task: str, num_classes: int = 0, **params) -> float | None:
+    metric = METRICS[name]
+    state = metric.build(metric.params.model_validate(params), _data(task, num_classes))
+    for outputs, targets in batches:
+        state.update(outputs, targets)
+    return score(state.compute())
+
+
+def _theirs(metric, batches) -> float:
+    for outputs, targets in batches:
+        metric.update(outputs.squeeze(-1) if outputs.dim() > targets.dim() and outputs.shape[-1] == 1 else outputs,
+                      targets)
+    return float(metric.compute())
+
+
+def _batches(make, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [make(g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_regression_errors_match_torchmetrics(seed):
+    # a one-value regressor's (N, 1) outputs against (N,) targets, as models give them
+    batches = _batches(lambda g: (torch.randn(16, 1, generator=g) * 3, torch.randn(16, generator=g) * 3), seed=seed)
+    R = torchmetrics.regression
+    assert _ours("mse", batches, "regression") == pytest.approx(_theirs(R.MeanSquaredError(), batches), rel=1e-5)
+    assert _ours("rmse", batches, "regression") == pytest.approx(
+        _theirs(R.MeanSquaredError(squared=False), batches), rel=1e-5)
+    assert _ours("mae", batches, "regression") == pytest.approx(_theirs(R.MeanAbsoluteError(), batches), rel=1e-5)
+    assert _ours("r2", batches, "regression") == pytest.approx(_theirs(R.R2Score(), batches), rel=1e-5, abs=1e-6)
+
+
+def test_r2_of_several_targets_is_the_uniform_average_of_each_targets():
+    batches = _batches(lambda g: (torch.randn(20, 3, generator=g), torch.randn(20, 3, generator=g) * 2 + 1))
+    theirs = _theirs(torchmetrics.regression.R2Score(multioutput="uniform_average"), batches)
+    assert _ours("r2", batches, "regression") == pytest.approx(theirs, rel=1e-5)
+    assert _ours("mse", batches, "regression") == pytest.approx(
+        _theirs(torchmetrics.regression.MeanSquaredError(), [(o.flatten(), t.flatten())
+                                                                         for o, t in batches]), rel=1e-5)
+
+
+def test_a_perfect_regressor_scores_r2_one_and_constant_targets_have_no_r2():
+    t = torch.arange(10.0)
+    assert _ours("r2", [(t[:, None], t)], "regression") == pytest.approx(1.0)
+    assert _ours("rmse", [(t[:, None], t)], "regression") == 0.0
+    assert _ours("r2", [(torch.randn(10, 1), torch.ones(10))], "regression") is None
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_multilabel_f1_matches_torchmetrics_on_logits(average, threshold):
+    batches = _batches(lambda g: (torch.randn(12, 5, generator=g) * 2, (torch.rand(12, 5, generator=g) > 0.6).long()))
+    theirs = _theirs(torchmetrics.classification.MultilabelF1Score(num_labels=5, average=average,
+                                                                   threshold=threshold), batches)
+    assert _ours("f1", batches, "multilabel", 5, average=average, threshold=threshold) == pytest.approx(theirs,
+                                                                                                         rel=1e-5)
+
+
+def test_multilabel_f1_takes_probabilities_as_they_are_and_counts_a_label_no_one_carries_as_zero_in_macro():
+    batches = _batches(lambda g: (torch.rand(12, 4, generator=g), torch.cat(
+        [(torch.rand(12, 3, generator=g) > 0.5).long(), torch.zeros(12, 1, dtype=torch.long)], 1)))
+    for average in ("micro", "macro"):
+        theirs = _theirs(torchmetrics.classification.MultilabelF1Score(num_labels=4, average=average), batches)
+        assert _ours("f1", batches, "multilabel", 4, average=average) == pytest.approx(theirs, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_average_precision_matches_torchmetrics_and_scores_a_label_without_positives_zero(seed):
+    def make(g):
+        targets = (torch.rand(10, 4, generator=g) > 0.5).long()
+        targets[:, 3] = 0  # no positive anywhere: AP 0 for this label, as in torchmetrics and sklearn
+        # rounded scores: ties between samples, which AP must treat as one threshold
+        return (torch.randn(10, 4, generator=g) + targets).mul(2).round().div(2), targets
+    batches = _batches(make, seed=seed)
+    metric = torchmetrics.classification.MultilabelAveragePrecision(num_labels=4, average="macro")
+    with pytest.warns(UserWarning):
+        theirs = _theirs(metric, batches)
+    assert _ours("average_precision", batches, "multilabel", 4) == pytest.approx(theirs, rel=1e-5)
+
+
+def test_average_precision_of_a_perfect_ranking_is_one():
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
+    assert _ours("average_precision", [(targets * 5.0 - 2, targets)], "multilabel", 2) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_segmentation_scores_match_torchmetrics_with_unlabelled_pixels_and_an_absent_class(seed):
+    def make(g):
+        masks = torch.randint(0, 3, (3, 8, 8), generator=g)  # class 3 of 4 never appears in a mask...
+        masks[:, :2] = 255  # ...and the top rows are unlabelled
+        logits = torch.randn(3, 4, 8, 8, generator=g)
+        logits[:, 3] -= 10  # ...nor is it ever predicted: it is left out of the mean
+        logits.scatter_add_(1, masks.clamp(max=2)[:, None], torch.full((3, 1, 8, 8), 1.5))
+        return logits, masks
+    batches = _batches(make, seed=seed)
+    C = torchmetrics.classification
+    assert _ours("miou", batches, "segmentation", 4) == pytest.approx(
+        _theirs(C.MulticlassJaccardIndex(num_classes=4, ignore_index=255, average="macro"), batches), rel=1e-5)
+    assert _ours("pixel_accuracy", batches, "segmentation", 4) == pytest.approx(
+        _theirs(C.MulticlassAccuracy(num_classes=4, ignore_index=255, average="micro"), batches), rel=1e-5)
+
+
+def test_a_dict_output_is_scored_on_its_out_tensor():
+    masks = torch.randint(0, 2, (2, 4, 4))
+    logits = torch.nn.functional.one_hot(masks, 2).permute(0, 3, 1, 2).float()
+    assert _ours("miou", [({"out": logits, "aux": -logits}, masks)], "segmentation", 2) == pytest.approx(1.0)
+
+
+def test_a_mask_value_outside_the_classes_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"class indices 0\.\.1 or 255"):
+        _ours("miou", [(torch.randn(1, 2, 2, 2), torch.tensor([[[0, 7], [1, 255]]]))], "segmentation", 2)
+
+
+def test_accuracy_is_top_1_by_argmax_and_none_for_outputs_that_are_not_class_scores():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0], [1.0, 2.0, 0.0]])
+    targets = torch.tensor([0, 1, 1])
+    assert _ours("accuracy", [(logits, targets)], "classification", 3) == pytest.approx(2 / 3)
+    assert _ours("top_k_accuracy", [(logits, targets)], "classification", 3, k=2) == pytest.approx(1.0)
+    assert _ours("accuracy", [(torch.randn(3, 8), targets)], "classification", 3) is None  # an embedding
+    assert _ours("top_k_accuracy", [(logits, targets)], "classification", 3, k=5) is None  # k beyond the classes
+
+
+def test_every_task_has_default_metrics_that_score_it():
+    for task, names in TASK_METRICS.items():
+        for name in names:
+            assert METRICS[name].tasks is None or task in METRICS[name].tasks
+
+
+def test_a_torchmetrics_class_by_reference_is_updated_with_the_main_output():
+    state = referenced_metric(torchmetrics.regression.PearsonCorrCoef, {})
+    t = torch.arange(8.0)
+    state.update(t[:, None] * 2 + 1, t)
+    assert score(state.compute()) == pytest.approx(1.0)
+
+
+def test_a_users_function_is_called_once_on_every_prediction():
+    calls = []
+
+    def evaluate(predictions, targets, scale=1.0):
+        calls.append(predictions.shape[0])
+        return float((predictions - targets).abs().max()) * scale
+    state = referenced_metric(evaluate, {"scale": 2.0})
+    state.update(torch.zeros(3, 1), torch.ones(3))
+    state.update(torch.zeros(2, 1), torch.full((2,), 3.0))
+    assert score(state.compute()) == 6.0 and calls == [5]
+
+
+def test_a_reference_that_is_no_metric_is_refused():
+    class NotAMetric:
+        pass
+    with pytest.raises(TypeError, match="no update"):
+        referenced_metric(NotAMetric, {})
+    assert score(float("nan")) is None and score(torch.tensor(0.5)) == 0.5 and not math.isnan(score(1) or 0)
