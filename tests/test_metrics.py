@@ -174,3 +174,124 @@ def test_a_reference_that_is_no_metric_is_refused():
     with pytest.raises(TypeError, match="no update"):
         referenced_metric(NotAMetric, {})
     assert score(float("nan")) is None and score(torch.tensor(0.5)) == 0.5 and not math.isnan(score(1) or 0)
+
+
+def _random_detection_batch(g, images=6, classes=3, crowd=False):
+    """Ground truth and noisy detections of it (shifted boxes, spurious ones, scores with ties)."""
+    outputs, targets = [], []
+    for _ in range(images):
+        n = int(torch.randint(0, 5, (1,), generator=g))
+        xy = torch.rand(n, 2, generator=g) * 80
+        wh = torch.rand(n, 2, generator=g) * 30 + 4
+        boxes = torch.cat([xy, xy + wh], 1)
+        labels = torch.randint(1, classes + 1, (n,), generator=g)
+        target = {"boxes": boxes, "labels": labels}
+        if crowd:
+            target["iscrowd"] = (torch.rand(n, generator=g) < 0.2).long()
+        targets.append(target)
+        moved = boxes + torch.randn(n, 4, generator=g) * 3
+        jitter = torch.cat([torch.minimum(moved[:, :2], moved[:, 2:]), torch.maximum(moved[:, :2], moved[:, 2:])], 1)
+        extra = int(torch.randint(0, 4, (1,), generator=g))
+        exy = torch.rand(extra, 2, generator=g) * 80
+        spurious = torch.cat([exy, exy + torch.rand(extra, 2, generator=g) * 30 + 4], 1)
+        d_boxes = torch.cat([jitter, spurious])
+        d_labels = torch.cat([torch.where(torch.rand(n, generator=g) < 0.8, labels, torch.randint(
+            1, classes + 1, (n,), generator=g)), torch.randint(1, classes + 1, (extra,), generator=g)])
+        scores = (torch.rand(n + extra, generator=g) * 10).round() / 10  # ties, as real scores have
+        outputs.append({"boxes": d_boxes, "scores": scores, "labels": d_labels})
+    return outputs, targets
+
+
+def _pycocotools_stats(outputs, targets, classes=3):
+    coco_mod = pytest.importorskip("pycocotools.coco")
+    from pycocotools.cocoeval import COCOeval
+
+    images, annotations, results = [], [], []
+    for i, (out, tgt) in enumerate(zip(outputs, targets)):
+        images.append({"id": i, "width": 128, "height": 128})
+        for j, (b, c) in enumerate(zip(tgt["boxes"].tolist(), tgt["labels"].tolist())):
+            w, h = b[2] - b[0], b[3] - b[1]
+            crowd = int(tgt.get("iscrowd", torch.zeros(len(tgt["labels"])))[j])
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c, "bbox": [b[0], b[1], w, h],
+                                "area": w * h, "iscrowd": crowd})
+        for b, s, c in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
+            results.append({"image_id": i, "category_id": c, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                            "score": s})
+    gt = coco_mod.COCO()
+    gt.dataset = {"images": images, "annotations": annotations,
+                  "categories": [{"id": c} for c in range(1, classes + 1)]}
+    gt.createIndex()
+    evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return evaluator.stats
+
+
+@pytest.mark.parametrize("seed, crowd", [(0, False), (1, False), (2, True)])
+def test_detection_map_matches_pycocotools(seed, crowd, capsys):
+    g = torch.Generator().manual_seed(seed)
+    batches = [_random_detection_batch(g, crowd=crowd) for _ in range(3)]
+    outputs = [o for outs, _ in batches for o in outs]
+    targets = [t for _, tgts in batches for t in tgts]
+    stats = _pycocotools_stats(outputs, targets)
+    capsys.readouterr()
+    assert _ours("map", batches, "detection") == pytest.approx(stats[0], abs=1e-6)
+    assert _ours("map_50", batches, "detection") == pytest.approx(stats[1], abs=1e-6)
+    assert _ours("map_75", batches, "detection") == pytest.approx(stats[2], abs=1e-6)
+
+
+def test_detections_identical_to_the_truth_score_map_one_and_none_score_zero():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]])
+    truth = [{"boxes": boxes, "labels": torch.tensor([1, 2])}]
+    perfect = [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 2])}]
+    assert _ours("map", [(perfect, truth)], "detection") == pytest.approx(1.0)
+    nothing = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}]
+    assert _ours("map", [(nothing, truth)], "detection") == 0.0
+    assert _ours("map", [(nothing, [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}])], "detection") is None
+
+
+def test_a_detectors_fidelity_is_its_map_against_the_baselines_confident_boxes():
+    from harness.measure.detection_map import as_detections
+    from harness.measure.fidelity import compare_detections
+
+    base = [as_detections({"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]),
+                           "scores": torch.tensor([0.9, 0.8, 0.2]), "labels": torch.tensor([1, 2, 1])})]
+    assert compare_detections(base, None) == {"map_vs_baseline": 1.0}  # the baseline against itself
+    assert compare_detections(base, base)["map_vs_baseline"] == pytest.approx(1.0)
+    # the method lost the class-2 box: half the classes found nothing
+    lost = [as_detections({"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([0.9]),
+                           "labels": torch.tensor([1])})]
+    assert compare_detections(base, lost)["map_vs_baseline"] == pytest.approx(0.5)
+    unsure = [as_detections({"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([0.3]),
+                             "labels": torch.tensor([1])})]
+    assert compare_detections(unsure, lost) == {"map_vs_baseline": None}  # nothing confident to compare with
+
+
+def test_a_linear_probe_fits_on_the_training_embeddings_and_scores_the_held_out_ones():
+    from harness.plugin.data import TensorSplit
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = torch.randn(300, 8, generator=g) * 0.3 + torch.nn.functional.one_hot(y, 8).float()  # separable classes
+    data = DatasetSplits(train=TensorSplit(x[:200], y[:200]), test=TensorSplit(x[200:], y[200:]), num_classes=3)
+    metric = METRICS["linear_probe"]
+    state = metric.build(metric.params(), data)
+    state.setup(torch.nn.Identity(), data, lambda inputs: inputs)
+    assert score(state.compute()) > 0.95
+    noise = metric.build(metric.params(), data)
+    noise.setup(lambda inputs: torch.randn(inputs.shape[0], 8, generator=g), data, lambda inputs: inputs)
+    assert score(noise.compute()) < 0.6  # embeddings that carry nothing probe near chance (1/3)
+
+
+def test_token_states_are_averaged_over_the_attention_mask():
+    from harness.builtin.metrics import embeddings
+    from harness.plugin.data import TensorSplit
+
+    ids = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    split = TensorSplit({"input_ids": ids, "attention_mask": (ids > 0).long()}, torch.tensor([0, 1]))
+
+    def encoder(input_ids, attention_mask):
+        return {"last_hidden_state": input_ids[..., None].float().repeat(1, 1, 2)}
+    features, labels = embeddings(encoder, split, lambda inputs: inputs, torch.arange(2))
+    assert features.tolist() == [[1.5, 1.5], [3.0, 3.0]] and labels.tolist() == [0, 1]

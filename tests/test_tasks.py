@@ -16,7 +16,8 @@ FILE_BLOCK = re.compile(r"^`([\w.-]+\.(?:py|yaml))`\n```(?:python|yaml)\n(.*?)^`
 
 def _examples(folder: Path) -> Path:
     files = dict(FILE_BLOCK.findall(PAGE.read_text()))
-    assert {"data.py", "metrics.py", "model.py", "regression.yaml", "multilabel.yaml", "segmentation.yaml"} <= set(files)
+    assert {"data.py", "metrics.py", "model.py", "regression.yaml", "multilabel.yaml", "segmentation.yaml",
+            "detection_data.py", "detector.py", "detection.yaml", "embedder.py", "embeddings.yaml"} <= set(files)
     for name, text in files.items():
         (folder / name).write_text(text)
     return folder
@@ -56,7 +57,7 @@ def test_regression_is_scored_by_its_errors_and_a_users_metrics(examples, cli, o
     assert pruned["quality_delta"] > 50 and pruned["passes_gate"] is False
     assert pruned["metrics_delta"]["r2"] < -1
     assert pruned["rel_err"] > 0.5 and pruned["cosine"] is None  # one value per input: no cosine
-    assert re.search(r"rmse \+\d+\s+fails gate", out)
+    assert re.search(r"rmse \+\d+ .*fails gate", out)  # the error rose: its row says by how much, and fails
 
 
 def test_multilabel_is_scored_by_f1_both_ways_and_map(examples, cli, optbench_runs_suites):
@@ -80,6 +81,31 @@ def test_segmentation_is_scored_by_miou_and_gated_on_it(examples, cli, optbench_
     # mIoU falls while pixel accuracy barely moves: the gate judges the metric it names
     assert pruned["metrics_delta"]["miou"] < -0.1 and pruned["metrics_delta"]["pixel_accuracy"] > -0.1
     assert pruned["passes_gate"] is False and half["metrics"]["miou"] >= pruned["metrics"]["miou"]
+
+
+def test_a_detector_is_trained_on_its_boxes_and_scored_by_map_and_against_the_baselines_boxes(
+        examples, cli, optbench_runs_suites):
+    folder, cache = examples
+    r, out = _run(cli, folder, "detection.yaml", cache)
+    base, int8 = r[("baseline", None)], r[("quantize.dynamic_int8", None)]
+    half, pruned = r[("prune.magnitude", 0.5)], r[("prune.magnitude", 0.9)]
+    assert base["task"] == "detection" and list(base["metrics"]) == ["map", "map_50"]
+    assert base["metrics"]["map"] > 0.3 and base["metrics"]["map_50"] > base["metrics"]["map"]  # docs: 0.500, 0.730
+    assert base["map_vs_baseline"] == 1.0
+    assert int8["map_vs_baseline"] > 0.9 and abs(int8["quality_delta"]) < 0.02 and int8["passes_gate"] is True
+    assert pruned["metrics"]["map"] < half["metrics"]["map"] < base["metrics"]["map"]
+    assert pruned["map_vs_baseline"] < half["map_vs_baseline"] < int8["map_vs_baseline"]
+    assert pruned["passes_gate"] is False and re.search(r"map -0\.\d+ .*fails gate", out)
+
+
+def test_an_embedding_model_is_scored_by_a_linear_probe(examples, cli, optbench_runs_suites):
+    folder, cache = examples
+    r, _ = _run(cli, folder, "embeddings.yaml", cache)
+    base, int8, pruned = r[("baseline", None)], r[("quantize.dynamic_int8", None)], r[("prune.magnitude", 0.95)]
+    assert base["task"] == "classification" and base["accuracy"] is None  # no class scores: no accuracy...
+    assert base["quality_metric"] == "linear_probe" and base["quality"] > 0.8  # ...but a probe's (docs: 0.880)
+    assert abs(int8["quality_delta"]) < 0.01 and int8["cosine"] > 0.999
+    assert pruned["quality_delta"] < -0.02 and pruned["cosine"] < 0.9
 
 
 SUITE = """name: t

@@ -1,12 +1,14 @@
 """The built-in metrics, one set per task, and the metrics a suite names by reference.
 
 - classification: ``accuracy`` (top-1) and ``top_k_accuracy`` (``k``, default 5), written here as the
-  harness always computed them (argmax; a model whose outputs are not one score per class gets none);
+  harness always computed them (argmax; a model whose outputs are not one score per class gets none), and
+  ``linear_probe`` for a model of embeddings: a logistic regression on them, the model frozen;
 - regression: ``mse``, ``rmse``, ``mae``, ``r2``;
 - multi-label: ``f1`` (micro, or ``average: macro``; ``threshold`` on the sigmoid of the outputs) and
   ``average_precision`` (the mean over labels: mAP);
 - segmentation: ``miou`` (the mean intersection over union of the classes) and ``pixel_accuracy``, pixels
-  labelled 255 ignored.
+  labelled 255 ignored;
+- detection: ``map`` (COCO box mAP over IoU 0.50:0.95), ``map_50``, ``map_75`` (``harness.measure.detection_map``).
 
 Each is written here, in plain torch, and computes what torchmetrics' class of the same meaning computes
 (``tests/test_metrics.py`` checks them against it), without importing torchmetrics (seconds per cell).
@@ -22,8 +24,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from harness.measure.detection_map import COCO_IOU_THRESHOLDS, as_detections, as_truth, mean_average_precision
 from harness.plugin.metric import Metric, MetricState, prediction
-from harness.plugin.targets import CLASSIFICATION, IGNORE_INDEX, MULTILABEL, REGRESSION, SEGMENTATION
+from harness.plugin.targets import CLASSIFICATION, DETECTION, IGNORE_INDEX, MULTILABEL, REGRESSION, SEGMENTATION
 from harness.plugin.types import DatasetSplits, Params
 
 
@@ -233,6 +236,97 @@ class SegmentationScores(MetricState):
         return float((hits[present] / union[present]).mean())
 
 
+class DetectionMAP(MetricState):
+    """COCO box mAP over the held-out images (every image's detections and targets are kept until
+    ``compute``, as any exact AP needs)."""
+
+    def __init__(self, iou_thresholds: tuple[float, ...] = COCO_IOU_THRESHOLDS, max_detections: int = 100) -> None:
+        self.iou_thresholds, self.max_detections = tuple(iou_thresholds), max_detections
+        self.detections: list[tuple[Any, Any, Any]] = []
+        self.truths: list[tuple[Any, Any, Any]] = []
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        if not isinstance(outputs, (list, tuple)) or not isinstance(targets, (list, tuple)):
+            raise TypeError("detection mAP needs one dict of boxes per image, for the outputs and the targets "
+                            f"(got {type(outputs).__name__} and {type(targets).__name__})")
+        if len(outputs) != len(targets):
+            raise ValueError(f"{len(outputs)} images of detections for {len(targets)} of targets")
+        self.detections += [as_detections(o) for o in outputs]
+        self.truths += [as_truth(t) for t in targets]
+
+    def compute(self) -> float | None:
+        return mean_average_precision(self.detections, self.truths, self.iou_thresholds, self.max_detections)
+
+
+
+class LinearProbe(MetricState):
+    """The accuracy of a linear classifier on the model's embeddings, the model frozen (MTEB's classification
+    protocol): a logistic regression (standardised features) is fitted on the embeddings of up to
+    ``train_samples`` training samples (a seeded choice) and scored on those of the held-out split. An
+    embedding is the model's output for a sample: a sequence of token states is averaged over its tokens
+    (the attention mask's, where the inputs have one)."""
+
+    def __init__(self, train_samples: int, seed: int = 0) -> None:
+        self.train_samples, self.seed = train_samples, seed
+        self.value: float | None = None
+
+    def setup(self, model: Any, data: DatasetSplits, prepare: Any) -> None:
+        import torch
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        n = len(data.train)
+        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[: self.train_samples]
+        train_x, train_y = embeddings(model, data.train, prepare, chosen.sort().values)
+        test_x, test_y = embeddings(model, data.test, prepare, torch.arange(len(data.test)))
+        if len(set(train_y.tolist())) < 2:
+            raise ValueError("a linear probe needs training samples of at least two classes")
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        probe.fit(train_x, train_y)
+        self.value = float(probe.score(test_x, test_y))
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        """Nothing: ``setup`` embeds the held-out split itself, with its inputs' attention masks."""
+
+    def compute(self) -> float | None:
+        return self.value
+
+
+def embeddings(model: Any, split: Any, prepare: Any, indices: Any, batch: int = 64) -> tuple[Any, Any]:
+    """(features, labels) as numpy arrays: the model's embedding of each sample of ``split`` at ``indices``."""
+    import torch
+
+    from harness.measure.inputs import call_model
+
+    features, labels = [], []
+    with torch.inference_mode():
+        for start in range(0, len(indices), batch):
+            b = split.batch(indices[start:start + batch])
+            inputs = prepare(b.inputs)
+            out = prediction(call_model(model, inputs))
+            if out.dim() == 3:  # token states: the mean over the tokens the attention mask keeps
+                mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+                if mask is not None and tuple(mask.shape) == tuple(out.shape[:2]):
+                    weights = mask.to("cpu", torch.float32)[..., None]
+                    out = (out * weights).sum(1) / weights.sum(1).clamp(min=1)
+                else:
+                    out = out.mean(1)
+            features.append(out.reshape(out.shape[0], -1).double())
+            labels.append(b.labels)
+    return torch.cat(features).numpy(), torch.cat(labels).numpy()
+
+
+class ProbeParams(Params):
+    train_samples: int = Field(1000, ge=10, le=1_000_000, description="training samples the probe is fitted on "
+                                                                      "(a seeded choice when the split has more)")
+
+
+class DetectionParams(Params):
+    max_detections: int = Field(100, ge=1, le=10_000, description="the highest-scoring detections per image and "
+                                                                  "class that count (COCO: 100)")
+
+
 class F1Params(Params):
     average: Literal["micro", "macro"] = Field("micro", description="micro: over every label decision; macro: "
                                                                     "the mean of each label's F1")
@@ -256,6 +350,8 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
            lambda params, data: Accuracy(1, data.num_classes), tasks=(CLASSIFICATION,)),
     Metric("top_k_accuracy", "the share of held-out samples whose class is among the k highest scores",
            lambda params, data: Accuracy(params.k, data.num_classes), params=TopKParams, tasks=(CLASSIFICATION,)),
+    Metric("linear_probe", "accuracy of a logistic regression fitted on the model's embeddings (the model frozen)",
+           lambda params, data: LinearProbe(params.train_samples), params=ProbeParams, tasks=(CLASSIFICATION,)),
     Metric("mse", "mean squared error of the predictions", lambda params, data: RegressionError(2),
            higher_is_better=False, tasks=(REGRESSION,)),
     Metric("rmse", "root mean squared error of the predictions", lambda params, data: RegressionError(2, root=True),
@@ -275,6 +371,14 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("pixel_accuracy", "segmentation: the share of labelled pixels given their class",
            lambda params, data: SegmentationScores(_labels_of(data), params.ignore_index, "pixel_accuracy"),
            params=SegmentationParams, tasks=(SEGMENTATION,)),
+    Metric("map", "detection: COCO box mAP, averaged over IoU 0.50:0.95 and the classes",
+           lambda params, data: DetectionMAP(COCO_IOU_THRESHOLDS, params.max_detections),
+           params=DetectionParams, tasks=(DETECTION,)),
+    Metric("map_50", "detection: box mAP at IoU 0.50 (PASCAL VOC's threshold, COCO's interpolation)",
+           lambda params, data: DetectionMAP((0.5,), params.max_detections), params=DetectionParams,
+           tasks=(DETECTION,)),
+    Metric("map_75", "detection: box mAP at IoU 0.75", lambda params, data: DetectionMAP((0.75,),
+           params.max_detections), params=DetectionParams, tasks=(DETECTION,)),
 )
 
 #: The metrics a task is scored by when the suite names none (its first: the record's ``quality``).
@@ -283,6 +387,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     REGRESSION: ("rmse", "r2"),
     MULTILABEL: ("f1", "average_precision"),
     SEGMENTATION: ("miou", "pixel_accuracy"),
+    DETECTION: ("map", "map_50"),
 }
 #: A default metric's id in records where it differs from its name (as the record's own fields always named it).
 DEFAULT_IDS = {"top_k_accuracy": "top5_accuracy"}

@@ -2,8 +2,8 @@
 
 ``factory`` is ``"package.module:callable"`` (anything importable) or ``"path/to/file.py:callable"``
 (a file, relative to the suite file's folder). The callable is called with ``kwargs``, plus
-``num_classes``, ``input_shape`` or ``data`` when its signature asks for them and ``kwargs`` does
-not give them. With ``epochs`` > 0 and a labelled dataset the harness trains the result like a
+``num_classes`` (when the dataset knows it), ``input_shape`` or ``data`` when its signature asks for them
+and ``kwargs`` does not give them. With ``epochs`` > 0 and a labelled dataset the harness trains the result like a
 built-in model and caches the weights, keyed by the source of the factory's code as well as its
 params: editing the file retrains it. With ``epochs`` 0 (the default) the module is used as
 built: its own initial weights, weights it loaded itself, or the suite's ``checkpoint``.
@@ -38,8 +38,10 @@ class PythonModelParams(TrainableParams):
 
 
 def build_python(params: PythonModelParams, data: DatasetSplits) -> Any:
-    return call_factory(load_factory(params.factory), params.kwargs,
-                        {"num_classes": data.num_classes, "input_shape": data.input_shape, "data": data})
+    offered = {"num_classes": data.num_classes, "input_shape": data.input_shape, "data": data}
+    if not data.num_classes:  # not known (a detection dataset read sample by sample): the factory's default
+        del offered["num_classes"]
+    return call_factory(load_factory(params.factory), params.kwargs, offered)
 
 
 PYTHON = Model(

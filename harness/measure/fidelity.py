@@ -14,7 +14,9 @@ inputs, computed in float64 on the CPU:
   it would only compare signs, so it is null there);
 - ``max_abs_err``: the largest absolute difference of any output element;
 - ``rel_err``: for one value per input (a regression), the mean absolute difference over the mean
-  absolute baseline output.
+  absolute baseline output;
+- ``map_vs_baseline``: for a detector (one dict of boxes, scores and labels per image), the COCO box mAP
+  of its detections with the baseline's confident ones (score at least 0.5) as the ground truth.
 
 Dense class scores (a segmentation model's ``(N, classes, H, W)``) get ``agreement`` per element: the
 share of pixels whose highest-scoring class is the baseline's.
@@ -70,6 +72,44 @@ def outputs(model: nn.Module, batches: Iterable[Any], prepare: Callable[[Any], A
     if not parts:
         raise ValueError("no inputs to compare outputs on")
     return torch.cat(parts)
+
+
+def detections(model: nn.Module, batches: Iterable[Any], prepare: Callable[[Any], Any]) -> list[Any]:
+    """A detector's outputs on each batch of inputs: one (boxes, scores, labels) per image, on the CPU."""
+    import torch
+
+    from harness.measure.detection_map import as_detections
+
+    found = []
+    with torch.inference_mode():
+        for inputs in batches:
+            out = call_model(model, prepare(inputs))
+            if not isinstance(out, (list, tuple)):
+                raise TypeError(f"a detector returns one dict of boxes per image; this model returned "
+                                f"{type(out).__name__}")
+            found += [as_detections(image) for image in out]
+    if not found:
+        raise ValueError("no inputs to compare outputs on")
+    return found
+
+
+def compare_detections(reference: list[Any], output: list[Any] | None) -> dict[str, float | None]:
+    """``map_vs_baseline`` of ``output`` (None: the baseline itself) against the reference's confident boxes:
+    null where the baseline is confident of nothing."""
+    from harness.measure.detection_map import (
+        BASELINE_SCORE,
+        COCO_IOU_THRESHOLDS,
+        as_truth,
+        mean_average_precision,
+    )
+
+    truths = [as_truth({"boxes": b[s >= BASELINE_SCORE], "labels": lab[s >= BASELINE_SCORE]})
+              for b, s, lab in reference]
+    if not any(len(t[1]) for t in truths):
+        return {"map_vs_baseline": None}
+    if output is None:  # the baseline against itself: 1 by definition
+        return {"map_vs_baseline": 1.0}
+    return {"map_vs_baseline": mean_average_precision(output, truths, COCO_IOU_THRESHOLDS, 100)}
 
 
 def is_classifier_output(out: torch.Tensor, num_classes: int) -> bool:

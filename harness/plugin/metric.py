@@ -40,6 +40,11 @@ class MetricState(abc.ABC):
     def compute(self) -> Any:
         """The score over every batch taken (a number, or a 0-d tensor)."""
 
+    def setup(self, model: Any, data: DatasetSplits, prepare: Callable[[Any], Any]) -> None:  # noqa: B027
+        """Called once before the held-out pass with the model being scored, the cell's data and the backend's
+        ``prepare_input``: for a metric that reads the model itself (a linear probe fits a classifier on its
+        embeddings of the training split). Most metrics need nothing here."""
+
 
 @dataclass(frozen=True)
 class Metric:

@@ -108,6 +108,18 @@ def task_loss(task: str, loss: str | None, output: Any, targets: Any) -> torch.T
     return F.binary_cross_entropy_with_logits(pred, target)
 
 
+def detector_loss(model: Any, inputs: Any, targets: Any) -> torch.Tensor:
+    """A detector's training loss on one batch: the sum of the losses it returns when called in train mode with
+    its targets (``model(images, targets)``, torchvision's detection contract)."""
+    if targets is None:
+        raise ValueError("cannot train a detector without targets")
+    losses = model(inputs, targets)
+    if not isinstance(losses, dict) or not losses:
+        raise TypeError(f"a detector trained by the harness returns its losses as a dict when called in train mode "
+                        f"with targets (torchvision's detectors do); this one returned {type(losses).__name__}")
+    return sum(losses.values())
+
+
 def main_output(output: Any, targets: Any = None) -> torch.Tensor:
     """The model's main output tensor (a mapping's ``logits`` / ``out`` / ..., a sequence's first tensor),
     squeezed to ``targets``' shape when it differs only by a trailing 1 (a one-value regression's (N, 1)

@@ -20,7 +20,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from harness.measure.host_load import BlockLoad
 from harness.measure.inputs import call_model, map_tensors
 from harness.plugin.data import Preprocess, Split, TensorSplit
-from harness.plugin.targets import CLASSIFICATION, LOSSES, REGRESSION, TASKS, UNLABELLED, infer_task, task_loss
+from harness.plugin.targets import (
+    CLASSIFICATION,
+    DETECTION,
+    LOSSES,
+    REGRESSION,
+    TASKS,
+    UNLABELLED,
+    detector_loss,
+    infer_task,
+    task_loss,
+)
 
 if TYPE_CHECKING:  # torch is heavy; plugin modules import this file at discovery time
     import torch
@@ -290,6 +300,13 @@ class DatasetSplits:
         if y is None:
             raise ValueError("cannot compute a classification loss without labels")
         return task_loss(self.task, self.loss_name, output, y)
+
+    def model_loss(self, model: Any, x: Any, y: Any) -> torch.Tensor:
+        """The training loss of ``model`` on one batch: ``loss`` of its outputs, or, for detection targets, the
+        sum of the losses the detector computes itself given them (``harness.plugin.targets.detector_loss``)."""
+        if self.objective is None and self.task == DETECTION:
+            return detector_loss(model, x, y)
+        return self.loss(call_model(model, x), x, y)
 
 
 #: Facts a method may report with ``ctx.report``; each becomes a record field.

@@ -114,6 +114,8 @@ CORE_FIELDS: tuple[RecordField, ...] = (
     _f("rel_err", NUMBER, FIDELITY, "one value per input (a regression): the mean absolute difference from the "
        "baseline's outputs over their mean absolute value, where cosine would only compare signs",
        label="rel err"),
+    _f("map_vs_baseline", NUMBER, FIDELITY, "detection: COCO box mAP of the method's detections with the baseline's "
+       "(those scored at least 0.5) as the ground truth; needs no labels", label="mAP vs base"),
     _f("fidelity_n", INTEGER, FIDELITY, "held-out inputs the fidelity figures cover (measure.fidelity_samples, "
        "fewer when the split is smaller)"),
     _f("perplexity", NUMBER, LANGUAGE, "perplexity on the held-out text, with a sliding window"),

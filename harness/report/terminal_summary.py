@@ -46,7 +46,8 @@ LEGEND = ("speedup: above 1 is faster; with a [95% interval], the method and a c
           "in alternating blocks in one process and it is the ratio of their medians there (the baseline row's "
           "p50 comes from its own process), else baseline p50 / method p50; "
           "size: baseline bytes / method bytes; Δquality: accuracy - baseline's (or the named metric's: "
-          "\"rmse +3.1\", red where worse), else fidelity (agr: top-1 agreement, cos: cosine, rel: relative error)")
+          "\"rmse +3.1\", red where worse), else fidelity to the baseline (agr: top-1 agreement, cos: cosine, "
+          "rel: relative error, mAPb: mAP against its boxes)")
 #: Added to the legend when the run has language-model records.
 LM_LEGEND = ("language models: ppl is the perplexity on the held-out text, kl the mean KL divergence of the "
              "next-token distributions from the baseline's on the same tokens; with a prompt, a row times "

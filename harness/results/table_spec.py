@@ -282,7 +282,7 @@ def _quality(r: dict[str, Any]) -> Shown:
     delta = finite(r.get("accuracy_delta"))
     if delta is not None:
         return Shown(FORMATS["signed"](delta), delta, WORSE if delta < 0 else "")
-    for key, short in (("agreement", "agr"), ("cosine", "cos"), ("rel_err", "rel")):
+    for key, short in (("agreement", "agr"), ("cosine", "cos"), ("rel_err", "rel"), ("map_vs_baseline", "mAPb")):
         v = finite(r.get(key))
         if v is not None:
             return Shown(f"{short} {v:.4f}", v)

@@ -25,7 +25,7 @@ import torch
 
 from harness.measure import memory, model_stats
 from harness.measure.inputs import call_model
-from harness.plugin.targets import TASK_LOSS
+from harness.plugin.targets import DETECTION, TASK_LOSS
 from harness.plugin.types import BackendSession, DatasetSplits, MethodContext, ModelRef, Skip
 from harness.record.schema import RecordPart
 from harness.registry.manager import PluginManager
@@ -96,8 +96,8 @@ class CellScenario:
         if data.train.has_labels:
             log(f"dataset {cell.dataset.id or cell.dataset.name}: {data.task} targets"
                 + (f", {data.num_classes} classes" if data.num_classes else "")
-                + (f"; models trained on it use {data.loss_name or TASK_LOSS.get(data.task, 'no')} loss"
-                   if plan.training or plan.model.trainable else ""))
+                + (f"; models trained on it use {_training_loss(data)}" if plan.training or plan.model.trainable
+                   else ""))
         return CellState(self.payload, plan, self.pm, session, data, data)
 
     def prepare(self, state: CellState) -> None:
@@ -232,3 +232,12 @@ def _pairing_unavailable(session: BackendSession, copy_of: Any) -> str | None:
         return (f"the baseline's copy ({need / 2**20:.0f} MB) is held beside the model only when it takes at most "
                 f"half of the free memory ({free / 2**20:.0f} MB)")
     return None
+
+
+def _training_loss(data: Any) -> str:
+    """What a model trained on ``data`` minimises, in words."""
+    if data.objective is not None:
+        return "the dataset's own objective"
+    if data.loss_name is None and data.task == DETECTION:
+        return "the losses the detector computes itself, given the targets"
+    return f"{data.loss_name or TASK_LOSS.get(data.task, 'no')} loss"

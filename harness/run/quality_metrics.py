@@ -16,12 +16,14 @@ from harness.builtin.factories import load_factory
 from harness.builtin.metrics import DEFAULT_IDS, TASK_METRICS, Torchmetric, referenced_metric
 from harness.measure.inputs import call_model
 from harness.plugin.metric import MetricState, score
+from harness.plugin.targets import DETECTION, SEGMENTATION
 from harness.plugin.types import DatasetSplits
 from harness.registry.manager import Registry
 from harness.suite.metric_refs import REFERENCE, REGISTERED, TORCHMETRICS, MetricRef
 
-#: Held-out inputs per call while metrics are updated.
+#: Held-out inputs per call while metrics are updated (images, for a detector or a segmenter).
 EVAL_BATCH = 256
+DENSE_BATCH = 16
 
 
 @dataclass
@@ -94,8 +96,17 @@ def score_split(scorers: list[Scorer], model: Any, data: DatasetSplits, prepare:
     import torch
 
     live = [s for s in scorers if s.state is not None]
+    for s in list(live):  # a metric that reads the model itself (a linear probe) does it first
+        setup = getattr(s.state, "setup", None)
+        if callable(setup):
+            try:
+                setup(model, data, prepare)
+            except Exception as exc:  # noqa: BLE001
+                log(f"metric {s.id}: not computed ({type(exc).__name__}: {exc})")
+                s.state, s.why = None, f"{type(exc).__name__}: {exc}"
+                live.remove(s)
     with torch.inference_mode():
-        for batch in data.test.batches(EVAL_BATCH):
+        for batch in data.test.batches(DENSE_BATCH if data.task in (DETECTION, SEGMENTATION) else EVAL_BATCH):
             if not live:
                 break
             outputs = _to_cpu(call_model(model, prepare(batch.inputs)))

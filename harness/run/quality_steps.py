@@ -1,20 +1,30 @@
 """Quality of a model that is not a language model: its task's metrics on the held-out split (accuracy and
-top-5 for classes, rmse and r2 for regression, f1 for multi-label, miou for masks, or the suite's own;
-``harness.run.quality_metrics``), and output fidelity against the baseline's copy on the same inputs
-(agreement, KL, cosine, max error, relative error), which needs no labels."""
+top-5 for classes, rmse and r2 for regression, f1 for multi-label, miou for masks, box mAP for a detector,
+or the suite's own; ``harness.run.quality_metrics``), and output fidelity against the baseline's copy on the
+same inputs (agreement, KL, cosine, max error, relative error; a detector's mAP against the baseline's
+boxes), which needs no labels."""
 from __future__ import annotations
 
 from typing import Any
 
 from harness.measure import fidelity
-from harness.plugin.targets import CLASSIFICATION
+from harness.plugin.targets import CLASSIFICATION, DETECTION, SEGMENTATION
 from harness.record.schema import RecordPart
 from harness.run.cell_log import log
 from harness.run.cell_state import CellState, QualityStep
 from harness.run.quality_metrics import build_scorers, score_split
+from harness.suite.metric_refs import REGISTERED, MetricRef
 
-#: Test inputs per call when the outputs for fidelity are computed.
+#: Test inputs per call when the outputs for fidelity are computed (images per call for a detector or a
+#: segmenter, whose inputs and outputs are large).
 FIDELITY_BATCH = 256
+DENSE_BATCH = 16
+#: The quality of an embedding model on classes when the suite names no metric.
+PROBE = MetricRef("linear_probe", "linear_probe", REGISTERED)
+
+
+def _batch(state: CellState) -> int:
+    return DENSE_BATCH if state.base_data.task in (DETECTION, SEGMENTATION) else FIDELITY_BATCH
 
 
 def fidelity_samples(state: CellState) -> int:
@@ -34,8 +44,9 @@ class TaskQuality(QualityStep):
         if n <= 0:
             return
         try:
-            batches = (b.inputs for b in state.base_data.test.batches(FIDELITY_BATCH, limit=n))
-            self.reference = fidelity.outputs(state.baseline_copy, batches, state.session.prepare_input)
+            batches = (b.inputs for b in state.base_data.test.batches(_batch(state), limit=n))
+            read = fidelity.detections if state.base_data.task == DETECTION else fidelity.outputs
+            self.reference = read(state.baseline_copy, batches, state.session.prepare_input)
         except Exception as exc:  # noqa: BLE001 - fidelity must never cost the cell its other figures
             log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
 
@@ -66,23 +77,38 @@ class TaskQuality(QualityStep):
         if "top5_accuracy" in scores:
             fields["top5_accuracy"] = scores["top5_accuracy"]
         if data.task == CLASSIFICATION and scores.get("accuracy") is None and "accuracy" in scores:
-            log(f"accuracy: not measured, the model's outputs are not {data.num_classes} class scores per input "
-                "(an embedding or hidden states); fidelity still compares them with the baseline's")
-        else:
-            log(", ".join(f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in scores.items()))
+            if state.payload.cell.metrics:
+                log(f"accuracy: not measured, the model's outputs are not {data.num_classes} class scores per "
+                    "input (an embedding or hidden states); fidelity still compares them with the baseline's")
+                return fields
+            # the task's own metrics do not apply to an embedding: its quality is a linear probe's accuracy
+            log(f"accuracy: the model's outputs are not {data.num_classes} class scores per input (an embedding or "
+                "hidden states); its quality is a linear probe's accuracy on them instead")
+            probe = build_scorers([PROBE], state.pm.registry, data, log)
+            scores = score_split(probe, state.model, data, state.session.prepare_input, log)
+            fields.update(metrics=scores, quality_metric=PROBE.id, quality=scores[PROBE.id],
+                          quality_higher_is_better=True, lower_is_better=[])
+        log(", ".join(f"{k} {v:.4g}" if v is not None else f"{k} -" for k, v in scores.items()))
         return fields
 
     def _fidelity(self, state: CellState) -> dict[str, Any]:
         """agreement, kl_div, cosine, max_abs_err of the changed model against the reference (exact for the
         baseline itself), and fidelity_n, how many inputs they cover."""
-        n = int(self.reference.shape[0])
+        n = len(self.reference)
+        detector = state.data.task == DETECTION
         if state.plan.baseline:
-            return {**fidelity.exact(self.reference, state.data.num_classes, state.data.task), "fidelity_n": n}
+            figures = fidelity.compare_detections(self.reference, None) if detector else \
+                fidelity.exact(self.reference, state.data.num_classes, state.data.task)
+            return {**figures, "fidelity_n": n}
         try:
-            batches = (b.inputs for b in state.data.test.batches(FIDELITY_BATCH, limit=n))
-            figures = fidelity.compare(self.reference, fidelity.outputs(state.model, batches,
-                                                                        state.session.prepare_input),
-                                       state.data.num_classes, state.data.task)
+            batches = (b.inputs for b in state.data.test.batches(_batch(state), limit=n))
+            if detector:
+                figures = fidelity.compare_detections(self.reference, fidelity.detections(
+                    state.model, batches, state.session.prepare_input))
+            else:
+                figures = fidelity.compare(self.reference, fidelity.outputs(state.model, batches,
+                                                                            state.session.prepare_input),
+                                           state.data.num_classes, state.data.task)
         except Exception as exc:  # noqa: BLE001
             log(f"fidelity: not computed ({type(exc).__name__}: {exc})")
             return {"fidelity_n": None}

@@ -58,7 +58,7 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             batch = data.train.batch(idx)
             x, y = batch.inputs, batch.labels
-            loss = data.loss(call_model(model, x), x, y)
+            loss = data.model_loss(model, x, y)
             loss.backward()
             opt.step()
             if after_step is not None:

@@ -444,7 +444,7 @@ class _FitRun:
         lam = _lr_lambda(schedule, self.steps_per_epoch * self.epochs)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lam) if lam is not None else None
         data = self.data
-        self.loss_fn: LossFn = loss or (lambda m, x, y: data.loss(call_model(m, x), x, y))
+        self.loss_fn: LossFn = loss or data.model_loss
 
     def choose_labels(self, labels_fraction: float, keep_unlabelled: bool) -> None:
         """The labels the run may see: every one, or a stratified share (the others -1, or left out)."""
