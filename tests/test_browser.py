@@ -441,3 +441,67 @@ def test_screenshot_of_the_leaderboard(browser: Any, site: Path, tmp_path: Path)
     if os.environ.get("OPTBENCH_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["OPTBENCH_SCREENSHOT"])
     clean(v)
+
+
+# --- another task's quality ---------------------------------------------------------------------
+
+def _scored(dataset: str, method: str, p50: float, metric: str, value: float, lower: bool, **over: Any) -> dict:
+    return _record(method, p50, suite="tasks", dataset=dataset, cell_id=f"{dataset}-{method}", accuracy=None,
+                   task="regression" if lower else "classification", quality_metric=metric, quality=value,
+                   quality_higher_is_better=not lower, metrics={metric: value},
+                   lower_is_better=[metric] if lower else [], **over)
+
+
+@pytest.fixture
+def tasks_site(tmp_path: Path) -> Path:
+    """One run of two datasets: a regression scored by rmse (lower is better) and a classifier by accuracy."""
+    run_dir = tmp_path / "results" / "tasks" / "t1"
+    run_dir.mkdir(parents=True)
+    records = [
+        _scored("diabetes", "baseline", 2.0, "rmse", 54.0, True),
+        _scored("diabetes", "quantize.int8", 1.0, "rmse", 54.5, True, model_bytes=100_000),  # +0.5: faster, close
+        _scored("diabetes", "prune.magnitude", 0.5, "rmse", 143.0, True),  # the fastest, and ruined
+        _record("baseline", 2.0, suite="tasks", dataset="digits", cell_id="digits-baseline", accuracy=0.95,
+                task="classification", quality_metric="accuracy", quality=0.95, metrics={"accuracy": 0.95}),
+        _record("quantize.int8", 1.5, suite="tasks", dataset="digits", cell_id="digits-int8", accuracy=0.94,
+                task="classification", quality_metric="accuracy", quality=0.94, metrics={"accuracy": 0.94}),
+    ]
+    for r in records:
+        r["run_id"] = "t1"
+    append_records(run_dir / "records.jsonl", records)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "t1", "suite": "tasks",
+                                                  "started_at": "2026-01-01T00:00:00+00:00"}))
+    (run_dir / "env.json").write_text(json.dumps({"hostname": "alpha", "cpu_model": "CPU A", "cores": 8}))
+    return publish(tmp_path / "results", tmp_path / "site", workers=1).site
+
+
+def test_a_regression_is_ranked_and_drawn_by_its_error_lower_being_better(browser: Any, tasks_site: Path) -> None:
+    v = bs.visit(browser, (tasks_site / "suites" / "tasks.html").as_uri(), wait_figures=True)
+    p = v.page
+    cells = p.eval_on_selector_all("#board > tbody > tr[data-row]",
+                                   "rows => rows.map(r => [...r.children].map(td => td.textContent))")
+    text = "\n".join(" | ".join(c) for c in cells)
+    assert "rmse 54.5" in text and "rmse 143" in text and "+0.5" in text and "+89" in text
+    worse = p.eval_on_selector_all("#board td.worse", "els => els.map(e => e.textContent)")
+    assert "+89.0" in worse or "+89" in worse  # a rise of an error is worse, red
+    # the quality figure of the regression: y is rmse, and its front runs along the lowest errors
+    titles = p.evaluate("[...document.querySelectorAll('div.plot[data-kind=fal]')].map(d => d.layout.yaxis.title.text)")
+    assert any(t.startswith("rmse (test split; lower is better)") for t in titles), titles
+    assert any(t.startswith("top-1 accuracy") for t in titles), titles
+    fronts = p.evaluate("[...document.querySelectorAll('div.plot[data-kind=fal]')]"
+                        ".filter(d => d.layout.yaxis.title.text.startsWith('rmse'))"
+                        ".map(d => d.data.filter(t => t.name.endsWith('Pareto front'))[0])"
+                        ".map(t => t.x.map((x, i) => [x, t.y[i]]))")
+    assert sorted(map(tuple, fronts[0])) == [(0.5, 143), (1, 54.5), (2, 54)]  # each one better on one axis
+    # best quality across two metrics: refused, since rmse and accuracy do not rank together
+    p.select_option("#best-objective", "acc")
+    assert "scored by different metrics" in p.inner_text("#best-result")
+    p.select_option("select[data-filter=dataset]", "diabetes")
+    assert p.inner_text("#best-result li.answer").startswith("alpha: baseline")  # the lowest rmse
+    assert "Lowest rmse" in p.inner_text("#best-result")
+    # the fastest within a quality loss of 1 (rmse may rise by 1): int8, not the ruined pruner
+    p.select_option("#best-objective", "p50")
+    p.fill("#best-max-drop", "1")
+    answer = p.inner_text("#best-result li.answer")
+    assert answer.startswith("alpha: quantize.int8") and "rmse 54.5, Δ +0.5" in answer
+    clean(v)

@@ -26,6 +26,7 @@ from harness.results.compare import (
     UNCHANGED,
     compare_runs,
     judge_latency,
+    judge_quality,
     render_rich,
 )
 from harness.results.records import RECORDS_FILE, append_records, read_records
@@ -129,6 +130,20 @@ def test_a_change_counts_only_when_large_and_significant():
     # the threshold is a ratio either way: 1/1.04 is not beyond 5%, 1/1.06 is
     assert judge_latency(base, base / 1.04)[0] == UNCHANGED
     assert judge_latency(base, base / 1.06)[0] == FASTER
+
+
+def test_another_tasks_quality_is_judged_in_its_own_direction():
+    from harness.suite.schema import AccuracyGate
+
+    def scored(rmse):
+        return {"quality_metric": "rmse", "quality": rmse, "quality_higher_is_better": False, "accuracy": None}
+    gate = AccuracyGate(relative=0.01)
+    assert judge_quality(scored(54.0), scored(60.0), gate) == DROPPED  # the error rose past 1%
+    assert judge_quality(scored(60.0), scored(54.0), gate) == IMPROVED
+    assert judge_quality(scored(54.0), scored(54.3), gate) is None  # within the 99% tier
+    classifier = {"accuracy": 0.95, "quality_metric": "accuracy", "quality": 0.95}
+    assert judge_quality(classifier, {**classifier, "accuracy": 0.90}, gate) == DROPPED
+    assert judge_quality(scored(54.0), classifier, gate) is None  # two metrics do not compare
 
 
 def test_a_large_change_in_too_few_overlapping_samples_is_not_significant():

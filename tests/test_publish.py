@@ -318,8 +318,10 @@ def test_the_page_gets_each_row_of_one_record_once(repeated: Path, tmp_path: Pat
     rows = full_rows(data)
     kept = [k for k in agg.columns if k in rows]
     assert {k: rows[k] for k in kept} == {k: agg.columns[k] for k in kept}
-    # what the page does not get is only a language model's columns, null throughout in this suite
-    assert all(k in site_data.LANGUAGE_COLUMNS and set(agg.columns[k]) == {None} for k in agg.columns if k not in rows)
+    # what the page does not get is only a language model's columns and another task's quality, null throughout
+    # in this suite
+    assert all(k in (*site_data.LANGUAGE_COLUMNS, *site_data.TASK_COLUMNS) and set(agg.columns[k]) == {None}
+               for k in agg.columns if k not in rows)
     assert data["agg"]["at"] == [a for a in range(data["nAgg"]) if data["rows"]["agg"].count(a) > 1]
     assert len(data["agg"]["at"]) == 3  # beta's two rows are one record each
 

@@ -148,7 +148,7 @@ def test_empty_run_still_renders(tmp_path: Path) -> None:
 def test_synthetic_data_skips_the_figure_and_says_why() -> None:
     page = render_report([record(accuracy=None), record(method="q", accuracy=None, latency_p50_ms=1.0)],
                          {"run": {}, "env": {}})
-    assert "No accuracy-vs-latency figure" in page and "no accuracy" in page
+    assert "No quality-vs-latency figure" in page and "no quality figure" in page
     assert '<div class="plot"' not in page
     assert len(body_rows(page)) == 2
 

@@ -1,4 +1,4 @@
-"""HTML report for one run: header, sortable leaderboard, accuracy-vs-latency figures.
+"""HTML report for one run: header, sortable leaderboard, quality-vs-latency figures (accuracy, or the task's metric).
 
 The page is a single file that opens offline from disk: plotly.js is inlined once and
 nothing is fetched from anywhere (``optbench publish --plotly cdn`` alone asks for plotly's
@@ -40,6 +40,7 @@ from harness.results.table_spec import (
     Shown,
     columns,
     known_status,
+    other_metric,
 )
 
 REPORT_FILE = "report.html"
@@ -137,8 +138,16 @@ def _table(records: list[dict]) -> str:
 
 # --- figures ------------------------------------------------------------------------
 
-def _figure_json(points: list[tuple[float, float, dict]]) -> str:
-    """Plotly figure JSON: one trace per batch size plus its Pareto front as a step line.
+def _y_axis(metric: str | None, lower: bool) -> str:
+    """What a quality figure's y is: top-1 accuracy, or the cell's metric and its direction."""
+    if metric is None:
+        return "top-1 accuracy (test split)"
+    return f"{metric} (test split; {'lower' if lower else 'higher'} is better)"
+
+
+def _figure_json(points: list[tuple[float, float, dict]], metric: str | None = None, lower: bool = False) -> str:
+    """Plotly figure JSON: one trace per batch size plus its Pareto front as a step line (for a metric where
+    lower is better, the front of the lowest).
 
     Batch sizes get their own front because latency is per call, so a larger batch is
     slower by construction and comparing across batch sizes would be meaningless.
@@ -153,7 +162,7 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         group = esc(f"batch {batch}")
         hover = [esc(f"{r.get('method')} {fmt_params(r.get('params'))}".strip())
-                 + esc(f" · batch {batch} · p50 {fmt_float(x)} ms · acc {y:.4f}")
+                 + esc(f" · batch {batch} · p50 {fmt_float(x)} ms · {metric or 'acc'} {y:.4g}")
                  + (" · contended: not on the front" if r.get("contended") else "") for x, y, r in pts]
         traces.append({
             "type": "scatter", "x": [p[0] for p in pts], "y": [p[1] for p in pts], "mode": "markers",
@@ -161,26 +170,36 @@ def _figure_json(points: list[tuple[float, float, dict]]) -> str:
                 "color": colour, "size": 10,
                 "symbol": ["star" if r.get("method") == BASELINE else "x" if r.get("contended") else "circle"
                            for _, _, r in pts]}})
-        front = pareto_front([p for p in pts if not p[2].get("contended")])
+        sign = -1 if lower else 1
+        front = [(x, sign * y, r) for x, y, r in
+                 pareto_front([(x, sign * y, r) for x, y, r in pts if not r.get("contended")])]
         traces.append({"type": "scatter", "x": [p[0] for p in front], "y": [p[1] for p in front], "mode": "lines",
                        "line": {"shape": "hv", "dash": "dash", "color": colour}, "name": f"{group} Pareto front",
                        "legendgroup": group, "hoverinfo": "skip"})
     return figure_json(traces, {
         "height": 420, "margin": {"l": 60, "r": 20, "t": 20, "b": 50},
         "xaxis": {"type": "log", "title": {"text": "p50 latency per call (ms, log scale)"}},
-        "yaxis": {"title": {"text": "top-1 accuracy (test split)"}}})
+        "yaxis": {"title": {"text": _y_axis(metric, lower)}}})
 
 
-def _caption(model: str, dataset: str, backend: str) -> str:
+def _caption(model: str, dataset: str, backend: str, metric: str | None = None, lower: bool = False) -> str:
     """Say what was measured and how, so a figure read on its own is not misread."""
+    y = "top-1 accuracy" if metric is None else f"{esc(metric)} ({'lower' if lower else 'higher'} is better)"
     return (f'<p class="caption">Each point is one method (hover for its params) applied to {esc(model)} '
             f'on {esc(dataset)}. x is the p50 (median) latency of the timed calls at that batch size on '
-            f'the {esc(backend)} backend; y is top-1 accuracy on the held-out test split after the method '
+            f'the {esc(backend)} backend; y is {y} on the held-out test split after the method '
             f'was applied. Stars are the baseline. The dashed step line is the Pareto front of each batch '
             f'size: a point is on it when no other point of that batch size is at least as fast and as '
-            f'accurate and strictly better in one. Only records with status ok and both figures are shown; '
+            f'good and strictly better in one. Only records with status ok and both figures are shown; '
             f'a cross is a record timed under contention (other processes took the CPU), which is left out '
             f'of the front.</p>')
+
+
+def _quality_of(r: dict, metric: str | None) -> float | None:
+    """A record's y in the quality figure: its accuracy, or its score of ``metric``."""
+    if metric is None:
+        return finite(r.get("accuracy"))
+    return finite(r.get("quality")) if r.get("quality_metric") == metric else None
 
 
 def _figures(records: list[dict]) -> tuple[str, int]:
@@ -201,18 +220,22 @@ def _figures(records: list[dict]) -> tuple[str, int]:
     for (model, dataset, backend), rs in groups.items():
         title = f'<h3>{esc(model)} · {esc(dataset)} · {esc(backend)}</h3>'
         timed = [r for r in rs if r.get("status") == Status.OK and (finite(r.get("latency_p50_ms")) or 0) > 0]
-        points = [(finite(r["latency_p50_ms"]), finite(r.get("accuracy")), r) for r in timed
-                  if finite(r.get("accuracy")) is not None]
+        # y: the records' quality metric (accuracy for a classifier); a group scored by another metric too
+        # (a suite that changed its metrics between runs) is drawn by its first record's
+        metric = next((str(r["quality_metric"]) for r in timed if other_metric(r)), None)
+        lower = any(r.get("quality_higher_is_better") is False for r in timed if r.get("quality_metric") == metric)
+        points = [(finite(r["latency_p50_ms"]), y, r) for r in timed
+                  if (y := _quality_of(r, metric)) is not None]
         if not points:
             why = ("no record of it finished with status ok and a latency" if not timed else
-                   "its records have no accuracy (the dataset has no meaningful labels, "
+                   "its records have no quality figure (the dataset has no meaningful labels, "
                    "e.g. synthetic data)")
-            parts.append(f'{title}<p class="skip">No accuracy-vs-latency figure: {why}.</p>')
+            parts.append(f'{title}<p class="skip">No quality-vs-latency figure: {why}.</p>')
             continue
-        figure = script_json(_figure_json(points))
+        figure = script_json(_figure_json(points, metric, lower))
         parts.append(f'{title}<div class="plot" id="plot-{n}"></div>'
                      f'<script type="application/json" data-figure="plot-{n}">{figure}</script>'
-                     f'{_caption(model, dataset, backend)}')
+                     f'{_caption(model, dataset, backend, metric, lower)}')
         n += 1
     return "\n".join(parts), n
 
@@ -304,7 +327,7 @@ needed): the share of equal top-1 predictions, the mean cosine similarity of the
 of the baseline's softmax from this row's. Baseline rows are shaded. Click a column header to sort; empty values
 (—) always sort last.</p>
 {_table(records)}
-<h2>Accuracy vs latency</h2>
+<h2>Quality vs latency</h2>
 {figures}
 {training}
 {language}

@@ -11,7 +11,8 @@ a two-sided Mann-Whitney U test on the raw per-call samples (cells/<id>/samples.
 gives p < 0.01. With thousands of samples nearly any shift is significant, so on a busy
 machine it is the threshold that keeps run-to-run jitter out; raise it there.
 
-Accuracy is compared too (``accuracy``, else ``final_accuracy``): a change beyond the
+Quality is compared too (``accuracy``, else ``final_accuracy``; another task's quality metric, in its own
+direction, where both records are scored by it): a change beyond the
 accuracy gate of the base run's suite (``accuracy_gate``; the new run's if the base has
 none; else MLPerf's 99% tier, ``relative: 0.01``) is reported as dropped or improved.
 A regression, for ``--fail-on regression``, is a slower cell, a cell that was ok and no
@@ -56,7 +57,7 @@ from harness.results.load import (
 from harness.results.markdown import markdown_table, md_cell
 from harness.results.records import cell_folder, latency_samples, record_point
 from harness.results.table_spec import COLUMNS as SPEC
-from harness.results.table_spec import FORMATS
+from harness.results.table_spec import FORMATS, other_metric
 from harness.suite.loader import load_yaml, read_suite_text
 from harness.suite.schema import AccuracyGate
 
@@ -109,15 +110,32 @@ def accuracy_of(record: dict[str, Any]) -> float | None:
     return None
 
 
-def judge_accuracy(base: float | None, new: float | None, gate: AccuracyGate) -> str | None:
-    """dropped when ``new`` would fail ``gate`` against ``base``; improved when ``base`` would fail it against ``new``."""
+def quality_of(record: dict[str, Any]) -> tuple[float | None, str, bool]:
+    """(score, metric, whether higher is better) of a record's quality: its accuracy (a training cell's final
+    accuracy), or its score of another task's quality metric (rmse, miou, ...)."""
+    if other_metric(record):
+        return _figure(record, "quality"), str(record.get("quality_metric")), \
+            record.get("quality_higher_is_better") is not False
+    return accuracy_of(record), "accuracy", True
+
+
+def judge_accuracy(base: float | None, new: float | None, gate: AccuracyGate, higher_is_better: bool = True
+                   ) -> str | None:
+    """dropped when ``new`` would fail ``gate`` against ``base``; improved when ``base`` would fail it against ``new``
+    (for a metric where lower is better, such as rmse, a rise is the drop)."""
     if base is None or new is None:
         return None
-    if not gate.passes(new, base):
+    if not gate.passes(new, base, higher_is_better):
         return DROPPED
-    if not gate.passes(base, new):
+    if not gate.passes(base, new, higher_is_better):
         return IMPROVED
     return None
+
+
+def judge_quality(base: dict[str, Any], new: dict[str, Any], gate: AccuracyGate) -> str | None:
+    """``judge_accuracy`` of two records' quality, when both are scored by one metric."""
+    (b, b_metric, higher), (n, n_metric, _) = quality_of(base), quality_of(new)
+    return judge_accuracy(b, n, gate, higher) if b_metric == n_metric else None
 
 
 def _figure(record: dict[str, Any], key: str) -> float | None:
@@ -342,7 +360,7 @@ def _row(key: tuple[str, Any], base: dict | None, new: dict | None, threshold: f
         if base is None:
             return Row(cell_id, bs, None, new, ONLY_NEW, new_ms=ms, note=note)
         return Row(cell_id, bs, base, None, ONLY_BASE, base_ms=ms, note=note)
-    acc = judge_accuracy(accuracy_of(base), accuracy_of(new), gate)
+    acc = judge_quality(base, new, gate)
     fid = judge_fidelity(base, new, gate)
     acc = DROPPED if DROPPED in (acc, fid) else acc or fid
     b_ok, n_ok = base.get("status") == Status.OK, new.get("status") == Status.OK
@@ -447,14 +465,17 @@ def _fmt_p(p: float | None) -> str:
 
 
 def _fmt_acc(r: Row) -> str:
-    b = accuracy_of(r.base) if r.base else None
-    n = accuracy_of(r.new) if r.new else None
+    """The quality of the two records: "0.9533 → 0.9511", or another metric's, named: "rmse 54.15 → 60.2"."""
+    b, b_metric, _ = quality_of(r.base) if r.base else (None, "accuracy", True)
+    n, n_metric, _ = quality_of(r.new) if r.new else (None, "accuracy", True)
     if b is None and n is None:
         return NULL
+    named = {m for m, v in ((b_metric, b), (n_metric, n)) if v is not None} - {"accuracy"}
+    prefix = f"{'/'.join(sorted(named))} " if named else ""
     if r.base is None or r.new is None or b == n:
         v = n if b is None else b
-        return _num(v)
-    text = f"{_num(b)} → {_num(n)}"
+        return prefix + _num(v)
+    text = f"{prefix}{_num(b)} → {_num(n)}"
     return f"{text} ({r.accuracy})" if r.accuracy else text
 
 

@@ -49,7 +49,7 @@ from harness.results.records import (
     record_point,
 )
 from harness.results.seeds import is_training
-from harness.results.table_spec import SITE, Column, backend_label, columns
+from harness.results.table_spec import SITE, Column, backend_label, columns, other_metric
 from harness.site.runs import Run, env_facts
 
 #: The site's one plotly.js, which the run reports inside it load (inline mode).
@@ -156,8 +156,10 @@ def _row(r: dict, interval: tuple[float, float] | None, first_of_cell: bool) -> 
               if contended else None)
     cell = r.get("cell_id")
     figures = [_site_value(c, r) for c in FIGURES]
+    metric = str(r.get("quality_metric"))[:100] if other_metric(r) else None
+    lower = None if metric is None else int(r.get("quality_higher_is_better") is False)
     return (config, status, error, *figures, _round(interval[0]) if interval else None,
-            _round(interval[1]) if interval else None, int(contended), first_of_cell,
+            _round(interval[1]) if interval else None, int(contended), metric, lower, first_of_cell,
             None if cell is None else str(cell), reason, _reference_label(r))
 
 
@@ -165,6 +167,8 @@ def _site_value(column: Column, r: dict) -> Any:
     """A figure of a record as the page's data holds it: flags as 0 or 1, agreement and cosine to six decimals,
     every other figure to four significant digits."""
     value = r.get(column.record_field) if column.record_field else None
+    if column.only == "tasks" and not other_metric(r):  # a classifier's quality is its accuracy, shown as such
+        return None
     if column.kind in ("gate", "flags"):
         return _flag(value)
     return _fidelity(value) if column.key in FIDELITY_COLUMNS else _round(value)
@@ -279,9 +283,13 @@ CONFIG_COLUMNS = ("model", "dataset", "method", "kind", "params", "backend", "ba
 FIGURES: tuple[Column, ...] = tuple(c for c in columns(SITE) if c.key not in CONFIG_COLUMNS and c.kind != "status")
 #: A record's figures on the page, in the order ``_row`` gives them (the speedup's interval ``lo``/``hi`` and whether
 #: it was contended after the spec's); an aggregated row has the same ones.
-ROW_COLUMNS = (*(c.key for c in FIGURES), "lo", "hi", "cont")
-#: Columns a suite whose records lack them does not carry (a language model's figures; null otherwise).
+#: ``qm`` is the record's quality metric where it is not accuracy (rmse, miou, ...), ``qlb`` 1 where a lower
+#: score of it is better: the page ranks and draws ``quality`` by them.
+ROW_COLUMNS = (*(c.key for c in FIGURES), "lo", "hi", "cont", "qm", "qlb")
+#: Columns a suite whose records lack them does not carry (a language model's figures, another task's
+#: quality; null otherwise).
 LANGUAGE_COLUMNS = tuple(c.key for c in FIGURES if c.only == "language" or c.key == "kl")
+TASK_COLUMNS = (*(c.key for c in FIGURES if c.only == "tasks"), "qm", "qlb")
 #: The figures an aggregated row gives as the median over its runs, with their range where the runs differ.
 MEDIAN_COLUMNS = tuple(c.key for c in FIGURES if c.kind not in ("gate", "flags"))
 #: Six decimals for these (see ``_fidelity``), four significant digits for the others.
@@ -338,6 +346,8 @@ def aggregate(records: dict[str, list[Any]], members: list[list[int]], keys: lis
         cols["n"].append(len(used))
         cols["out"].append(len(rows) - len(used))
         cols["cont"].append(int(bool(ok) and not clean))
+        for k in ("qm", "qlb"):  # what its quality is: the suite's word, the same in every run
+            cols[k].append(records[k][used[0]] if used else None)
         for k in MEDIAN_COLUMNS:
             values = [records[k][i] for i in used]
             cols[k].append(_median(values, k))
@@ -372,30 +382,39 @@ def _figures(agg: Aggregated, configs: list[tuple], strings: _Strings) -> tuple[
     groups: dict[str, dict[tuple, int]] = {k: {} for k in figs}
     points: dict[str, dict[int, list[tuple]]] = {"fal": {}, "fsa": {}}
     compared: dict[str, set[int]] = {k: set() for k in figs}  # groups with a method besides the baseline
+    metrics: dict[str, dict[int, tuple[str | None, bool]]] = {"fal": {}, "fsa": {}}  # a group's y: its metric
     for a, cfg in enumerate(A["cfg"]):
         model, dataset, method, _kind, _, backend, batch, _, training = configs[cfg]
-        p50, speedup, theo, acc, cos, size_bytes = (A[k][a] for k in ("p50", "speedup", "theo", "acc", "cos", "bytes"))
+        p50, speedup, theo, cos, size_bytes = (A[k][a] for k in ("p50", "speedup", "theo", "cos", "bytes"))
+        # y of the quality figures: the row's quality metric (accuracy for a classifier), its fronts drawn in
+        # the metric's direction; rows of one model and dataset scored by another metric get figures of their own
+        metric, lower = A["qm"][a], bool(A["qlb"][a])
+        quality = A["quality"][a] if metric is not None else A["acc"][a]
         ok = strings.items[A["status"][a]] == Status.OK and not training
         cont = A["cont"][a]
         member = {
-            "fal": (model, dataset, backend, batch) if ok and p50 and acc is not None else None,
+            "fal": (model, dataset, backend, batch) if ok and p50 and quality is not None else None,
             "fsp": (model, dataset, backend, batch) if ok and speedup is not None and method != BASELINE else None,
             "fre": (backend,) if ok and speedup is not None and theo is not None and method != BASELINE else None,
-            "fsa": (model, dataset) if ok and agg.first[a] and size_bytes and acc is not None else None,
+            "fsa": (model, dataset) if ok and agg.first[a] and size_bytes and quality is not None else None,
             "ffs": (backend,) if ok and speedup is not None and cos is not None and method != BASELINE else None,
         }
         for k, key in member.items():
             if key is None:
                 figs[k].append(0)
                 continue
-            g = groups[k].setdefault(key, len(groups[k]))
+            keyed = (*key, metric) if k in metrics else key
+            g = groups[k].setdefault(keyed, len(groups[k]))
             figs[k].append(g + 1)
             if method != BASELINE:
                 compared[k].add(g)
+            y = -quality if lower else quality  # the fronts take higher as better
             if k == "fal":
-                points[k].setdefault(g, []).append((p50, acc, a, cont, A["machine"][a]))
+                points[k].setdefault(g, []).append((p50, y, a, cont, A["machine"][a]))
+                metrics[k][g] = (metric, lower)
             elif k == "fsa":
-                points[k].setdefault(g, []).append((size_bytes, acc, a, cont))
+                points[k].setdefault(g, []).append((size_bytes, y, a, cont))
+                metrics[k][g] = (metric, lower)
     figures = {}
     for k, keyed in groups.items():
         specs = []
@@ -405,7 +424,9 @@ def _figures(agg: Aggregated, configs: list[tuple], strings: _Strings) -> tuple[
         for key, g in keyed.items():
             if g not in compared[k]:
                 continue
-            spec: dict[str, Any] = {"key": list(key), "id": g + 1}
+            spec: dict[str, Any] = {"key": list(key[:-1] if k in metrics else key), "id": g + 1}
+            if k in metrics and metrics[k][g][0] is not None:
+                spec["metric"], spec["lower"] = metrics[k][g][0], metrics[k][g][1]
             if k == "fal":  # one front per machine: latencies of different machines are never ranked together
                 fronts = {str(m): _fronts([p for p in points[k][g] if p[4] == m])
                           for m in sorted({p[4] for p in points[k][g]})}
@@ -503,7 +524,7 @@ def suite_data(runs: list[Run], machines: dict[str, dict]) -> dict[str, Any]:
         run_cols["hasEnv"].append(int((run.path / "env.json").is_file()))
         run_cols["records"].append(len(run.records))
     several = _several(agg, members)
-    for k in LANGUAGE_COLUMNS:  # a suite without language models carries none of their (null) columns
+    for k in (*LANGUAGE_COLUMNS, *TASK_COLUMNS):  # a suite without them carries none of their (null) columns
         if all(v is None for v in cols[k]):
             del cols[k]
             several.pop(k, None)

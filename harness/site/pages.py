@@ -160,6 +160,14 @@ them together without saying so.</p>
     return _page("optbench leaderboard", body)
 
 
+def _y_said(spec: dict) -> str:
+    """What a quality figure's y is: top-1 accuracy, or the metric its cells are scored by."""
+    metric = spec.get("metric")
+    if metric is None:
+        return "top-1 accuracy"
+    return f"{esc(str(metric))} ({'lower' if spec.get('lower') else 'higher'} is better)"
+
+
 def _caption_fal(spec: dict, machines: int) -> str:
     model, dataset, backend, batch = (esc(str(v)) for v in spec["key"])
     several = (f" Points from {machines} machines are shown: each machine has its own colour and its own front, and "
@@ -167,10 +175,10 @@ def _caption_fal(spec: dict, machines: int) -> str:
     return (f"Each point is one row of the leaderboard: a method (hover for its params, runs and machine) applied "
             f"to {model} on {dataset} on one machine, at the median over its clean runs. x is the p50 "
             f"(median) latency per call of a run's timed calls "
-            f"at batch size {batch} on the {backend} backend (log scale); y is top-1 accuracy on the "
+            f"at batch size {batch} on the {backend} backend (log scale); y is {_y_said(spec)} on the "
             f"held-out test split after the method was applied. Stars are the baseline. The dashed step line is "
             f"the Pareto front: a point is on it when no other point of its machine is at least as fast and as "
-            f"accurate and strictly better in one.{several} Rows with status ok and both figures only; "
+            f"good and strictly better in one.{several} Rows with status ok and both figures only; "
             f"{CONTENDED_NOTE}")
 
 
@@ -204,10 +212,10 @@ def _caption_fre(spec: dict, machines: int) -> str:
 def _caption_fsa(spec: dict, machines: int) -> str:
     model, dataset = (esc(str(v)) for v in spec["key"])
     return (f"x is the model's size: the bytes of its checkpoint (serialized state_dict) after the method, or, "
-            f"for a method that simulates a storage format, the bytes that format takes (log scale); y is top-1 "
-            f"accuracy of {model} on the held-out test split of {dataset}. One point per cell and "
+            f"for a method that simulates a storage format, the bytes that format takes (log scale); y is "
+            f"{_y_said(spec)} of {model} on the held-out test split of {dataset}. One point per cell and "
             f"machine, the median over its clean runs (batch size changes neither). Colours are method kinds; the "
-            f"dashed line is the Pareto front (no other point is at least as small and as accurate and strictly "
+            f"dashed line is the Pareto front (no other point is at least as small and as good and strictly "
             f"better in one). Neither figure depends on the machine's speed, so every machine is pooled here; "
             f"{CONTENDED_NOTE}")
 
@@ -234,13 +242,14 @@ def _title_backend(spec: dict) -> str:
 #: The suite page's figures, in order: kind, heading anchor, heading, what an empty section says, a figure's
 #: title and caption.
 FIGURE_SECTIONS: tuple[tuple[str, str, str, str, Any, Any], ...] = (
-    ("fal", "accuracy-latency", "Accuracy vs latency", "no record has status ok with both a latency and an accuracy "
-     "(training cells are in the Training section)", _title_point, _caption_fal),
+    ("fal", "accuracy-latency", "Quality vs latency", "no record has status ok with both a latency and a quality "
+     "figure (training cells are in the Training section)", _title_point, _caption_fal),
     ("fsp", "speedup", "Speedup per method", "no method other than the baseline has a measured speedup",
      _title_point, _caption_fsp),
     ("fre", "realized", "Realized vs theoretical speedup", "no method has both a measured and a theoretical speedup",
      _title_backend, _caption_fre),
-    ("fsa", "size-accuracy", "Size vs accuracy", "no record has status ok with both a model size and an accuracy",
+    ("fsa", "size-accuracy", "Size vs quality", "no record has status ok with both a model size and a quality "
+     "figure",
      lambda spec: " · ".join(str(v) for v in spec["key"]), _caption_fsa),
     ("ffs", "fidelity-speedup", "Fidelity vs speedup", "no method has both a measured speedup and a cosine "
      "similarity to its baseline's outputs", _title_backend, _caption_ffs),
@@ -320,22 +329,23 @@ last).</p>"""
 BEST_FORM = """<details id="best" class="best" open><summary>Best under constraints</summary>
 <form id="best-form" class="filters">
 <label>maximise <select id="best-objective">
-<option value="acc">accuracy</option><option value="p50">speed (lowest p50 latency)</option>
+<option value="acc">quality (accuracy, or the rows' metric)</option><option value="p50">speed (lowest p50 latency)</option>
 <option value="speedup">speedup</option><option value="ref">vs reference (speedup over the reference backend's
 baseline)</option><option value="size">size ratio (smallest model)</option>
 </select></label>
 <label>p50 latency ≤ <input id="best-max-p50" type="number" min="0" step="any" placeholder="any"> ms</label>
-<label>accuracy drop ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
+<label>quality loss ≤ <input id="best-max-drop" type="number" min="0" step="any" placeholder="any"></label>
 <label>speedup ≥ <input id="best-min-speedup" type="number" min="0" step="any" placeholder="any"> ×</label>
 <label>agreement ≥ <input id="best-min-agreement" type="number" min="0" max="1" step="any" placeholder="any"></label>
 <label>cosine ≥ <input id="best-min-cosine" type="number" min="-1" max="1" step="any" placeholder="any"></label>
-<label><input id="best-gate" type="checkbox" checked> skip rows that fail the accuracy gate</label>
+<label><input id="best-gate" type="checkbox" checked> skip rows that fail the quality gate</label>
 <label><input id="best-quiet" type="checkbox"> skip noisy rows</label>
 </form>
 <p class="note">Among the rows the filters above select, with status ok (contended ones only while they are
 shown): the one that maximises the objective
-within the bounds (ties: the faster, then the more accurate). Accuracy drop is the baseline's accuracy minus the
-row's; agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
+within the bounds (ties: the faster, then the better quality). Quality is accuracy, or the metric the rows are
+scored by (rmse, mIoU, ...: ranked in its own direction, and only among rows of one metric); quality loss is how
+much worse than its baseline's the row's is (the accuracy drop, the rise of an error); agreement and cosine compare the row's outputs with its baseline's (no labels needed); a bound leaves
 out rows without that figure. With several machines there is one answer per machine.</p>
 <div id="best-result" aria-live="polite"></div>
 </details>"""

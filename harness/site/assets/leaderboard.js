@@ -44,6 +44,14 @@
   function isBaseline(r) { return method(r) === "baseline"; }
   function isContended(r) { return A.cont[r] === 1; }
   function range(key, r) { var g = D.ranges[key]; return g && g[r] ? g[r] : null; }
+  // A row's quality: its accuracy, or its score of the metric it is scored by (qm; qlb: lower is better),
+  // and its change against its baseline's, in that metric's direction (loss > 0 is worse).
+  function given(key, r) { var col = A[key]; return col === undefined || col[r] === undefined ? null : col[r]; }
+  function metricOf(r) { return given("qm", r) || "accuracy"; }
+  function lowerBetter(r) { return given("qlb", r) === 1; }
+  function quality(r) { return given("qm", r) ? given("quality", r) : A.acc[r]; }
+  function qualityDelta(r) { return given("qm", r) ? given("dq", r) : A.dacc[r]; }
+  function qualityLoss(r) { var d = qualityDelta(r); return d === null ? null : (lowerBetter(r) ? d : -d); }
   function recStatus(i) { return S[R.status[i]]; }
   // why a record was left out of its row's medians, or null when they are of it
   function leftOut(i) {
@@ -92,6 +100,7 @@
   function fixed4(v) { return v.toFixed(4); }
   function sig4(v) { return String(Number(v.toPrecision(4))); }
   function sig3(v) { return v === 0 ? "0" : v.toPrecision(3); }
+  function sig3signed(v) { return (v > 0 ? "+" : "") + sig3(v); }
   function esc(s) {  // for plotly labels, which understand a little HTML
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
@@ -173,7 +182,22 @@
       var g = A.gate[r];
       if (g === null) { td.textContent = "\u2014"; td.className = "null"; return; }
       var s = td.appendChild(el("span", g ? "pass" : "fail", g ? "gate-pass" : "gate-fail"));
-      if (!g) { s.title = "below the suite's accuracy_gate (accuracy, agreement or cosine) in a run behind this row"; td.className = "worse"; }
+      if (!g) { s.title = "short of the suite's accuracy_gate (its quality metric, agreement or cosine) in a run behind this row"; td.className = "worse"; }
+    }},
+    quality: {type: "num", value: function (r) { return given("quality", r); }, render: function (r, td) {
+      var v = given("quality", r);
+      if (v === null) { td.textContent = "\u2014"; td.className = "num null"; return; }
+      num("quality", sig4).render(r, td);
+      td.insertBefore(document.createTextNode(metricOf(r) + " "), td.firstChild);
+      td.title = (td.title ? td.title + "; " : "") + metricOf(r) + ": " + (lowerBetter(r) ? "lower" : "higher") + " is better";
+    }},
+    dq: {type: "num", value: function (r) { return given("dq", r); }, render: function (r, td) {
+      var v = given("dq", r);
+      if (v === null) { td.textContent = "\u2014"; td.className = "num null"; return; }
+      num("dq", sig3signed).render(r, td);
+      var loss = qualityLoss(r);
+      td.className = "num" + (loss !== null && loss > 1e-12 ? " worse" : "");
+      td.title = metricOf(r) + " minus the baseline's" + (lowerBetter(r) ? " (lower is better: a rise is worse)" : "");
     }},
     noisy: {type: "num", value: row("noisy"), render: function (r, td) {
       var n = A.noisy[r];
@@ -182,6 +206,8 @@
       if (n) { td.appendChild(el("span", "noisy", "noisy")).title = "timing spread (IQR) is over 10% of its median in a run behind this row"; }
     }}
   };
+  // drawn their own way, but shown only where the data has them (another task's quality)
+  var DRAWN_FIGURES = {quality: true, dq: true};
   var SPEC = {};  // the spec of each column, by key
   D.columns.forEach(function (c) { SPEC[c.key] = c; });
   var COLUMNS = [
@@ -207,7 +233,8 @@
     }}]
   ].concat(D.columns.filter(function (c) {
     // a figure the data does not carry (a language model's, in a suite without one) has no column
-    return SPECIAL[c.key] !== undefined || (A[c.key] || []).some(function (v) { return v !== null && v !== undefined; });
+    var drawn = SPECIAL[c.key] !== undefined && !(c.key in DRAWN_FIGURES);
+    return drawn || (A[c.key] || []).some(function (v) { return v !== null && v !== undefined; });
   }).map(function (c) {
     var col = SPECIAL[c.key] || num(c.key, FORMATS[c.format] || fmtFloat, c.worse === null ? undefined : c.worse);
     return [c.label, col, c.key === "ref" ? REF_TITLE : c.title || undefined];
@@ -399,11 +426,16 @@
   }
 
   // --- best under constraints ---------------------------------------------------------------
+  function figure(key) { return function (r) { return A[key][r]; }; }
   var OBJECTIVES = {
-    acc: {key: "acc", sign: 1, show: "accuracy"}, p50: {key: "p50", sign: -1, show: "p50 latency"},
-    speedup: {key: "speedup", sign: 1, show: "speedup"}, size: {key: "size", sign: 1, show: "size ratio"},
-    ref: {key: "ref", sign: 1, show: "speedup vs the reference baseline"}
+    acc: {value: quality, sign: function (r) { return lowerBetter(r) ? -1 : 1; }, show: "quality"},
+    p50: {value: figure("p50"), sign: function () { return -1; }, show: "p50 latency"},
+    speedup: {value: figure("speedup"), sign: function () { return 1; }, show: "speedup"},
+    size: {value: figure("size"), sign: function () { return 1; }, show: "size ratio"},
+    ref: {value: figure("ref"), sign: function () { return 1; }, show: "speedup vs the reference baseline"}
   };
+  // one metric's scores rank against each other; two rows scored by different metrics never do
+  function sameMetric(a, b) { return metricOf(a) === metricOf(b); }
   function bound(id) {
     var v = document.getElementById(id).value;
     return v === "" ? null : parseFloat(v);
@@ -413,39 +445,48 @@
     var maxP50 = bound("best-max-p50"), maxDrop = bound("best-max-drop"), minSpeedup = bound("best-min-speedup");
     var minAgree = bound("best-min-agreement"), minCos = bound("best-min-cosine");
     var gate = document.getElementById("best-gate").checked, quiet = document.getElementById("best-quiet").checked;
-    var winners = {}, candidates = 0;
-    function better(a, b) {  // objective, then faster, then more accurate, then the newer row
-      var d = obj.sign * (A[obj.key][a] - A[obj.key][b]);
+    var winners = {}, candidates = 0, metrics = {};
+    function better(a, b) {  // objective, then faster, then better quality (of one metric), then the newer row
+      var d = obj.sign(a) * (obj.value(a) - obj.value(b));
       if (d) { return d > 0; }
       var pa = A.p50[a], pb = A.p50[b];
       if (pa !== pb && pa !== null && pb !== null) { return pa < pb; }
-      var aa = A.acc[a], ab = A.acc[b];
-      if (aa !== ab && aa !== null && ab !== null) { return aa > ab; }
+      var qa = quality(a), qb = quality(b);
+      if (qa !== qb && qa !== null && qb !== null && sameMetric(a, b)) { return (lowerBetter(a) ? -1 : 1) * (qa - qb) > 0; }
       return a < b;
     }
     rows.forEach(function (r) {
-      if (status(r) !== "ok" || A[obj.key][r] === null) { return; }
+      if (status(r) !== "ok" || obj.value(r) === null || obj.value(r) === undefined) { return; }
       if (maxP50 !== null && !(A.p50[r] !== null && A.p50[r] <= maxP50)) { return; }
-      if (maxDrop !== null && !(A.dacc[r] !== null && -A.dacc[r] <= maxDrop + 1e-12)) { return; }
+      if (maxDrop !== null && !(qualityLoss(r) !== null && qualityLoss(r) <= maxDrop + 1e-12)) { return; }
       if (minSpeedup !== null && !(A.speedup[r] !== null && A.speedup[r] >= minSpeedup)) { return; }
       if (minAgree !== null && !(A.agree[r] !== null && A.agree[r] >= minAgree - 1e-12)) { return; }
       if (minCos !== null && !(A.cos[r] !== null && A.cos[r] >= minCos - 1e-12)) { return; }
       if (gate && A.gate[r] === 0) { return; }
       if (quiet && A.noisy[r] === 1) { return; }
       candidates += 1;
+      metrics[metricOf(r)] = true;
       var m = machineOf(r);
       if (!(m in winners) || better(r, winners[m])) { winners[m] = r; }
     });
     var out = document.getElementById("best-result");
     out.textContent = "";
+    var scored = Object.keys(metrics);
+    if (obj.show === "quality" && scored.length > 1) {
+      out.appendChild(el("p", "The rows that meet these bounds are scored by different metrics (" + scored.join(", ")
+        + "), which do not rank against each other: choose one dataset under the filters to rank them by quality.",
+        "answer none"));
+      return;
+    }
     var ms = Object.keys(winners);
     if (!ms.length) {
       out.appendChild(el("p", "No row of the " + rows.length + " selected meets these bounds.", "answer none"));
       return;
     }
-    out.appendChild(el("p", candidates + " of the " + rows.length + " selected rows meet the bounds. Highest "
-      + obj.show + (obj.sign < 0 ? " (lowest)" : "") + (ms.length > 1 ? ", one answer per machine (their latencies "
-      + "are not comparable):" : ":")));
+    var shown = obj.show === "quality" ? metricOf(winners[ms[0]]) : obj.show;
+    out.appendChild(el("p", candidates + " of the " + rows.length + " selected rows meet the bounds. "
+      + (obj.sign(winners[ms[0]]) < 0 ? "Lowest " : "Highest ") + shown + (ms.length > 1 ? ", one answer per machine "
+      + "(their latencies are not comparable):" : ":")));
     var list = out.appendChild(el("ul"));
     ms.forEach(function (m) {
       var r = winners[m], li = list.appendChild(el("li", null, "answer"));
@@ -454,8 +495,10 @@
       chip.style.background = mm.colour;
       li.appendChild(el("span", mm.short + ": "));
       li.appendChild(el("b", label(r)));
-      li.appendChild(el("span", " on " + where(r) + " \u2014 accuracy " + (A.acc[r] === null ? "\u2014" : A.acc[r].toFixed(4))
-        + ", \u0394 " + (A.dacc[r] === null ? "\u2014" : signed(A.dacc[r])) + ", p50 "
+      var q = quality(r), dq = qualityDelta(r), other = given("qm", r) !== null;
+      li.appendChild(el("span", " on " + where(r) + " \u2014 " + metricOf(r) + " "
+        + (q === null ? "\u2014" : other ? sig4(q) : q.toFixed(4))
+        + ", \u0394 " + (dq === null ? "\u2014" : other ? sig3signed(dq) : signed(dq)) + ", p50 "
         + (A.p50[r] === null ? "\u2014" : fmtMs(A.p50[r]) + " ms") + ", speedup "
         + (A.speedup[r] === null ? "\u2014" : times(A.speedup[r])) + ", vs reference "
         + (A.ref[r] === null ? "\u2014" : times(A.ref[r])) + ", size ratio "
@@ -542,21 +585,26 @@
     return out;
   }
 
+  // a quality figure's y: top-1 accuracy, or the metric its rows are scored by, with its direction
+  function yTitle(spec) {
+    return spec.metric ? esc(spec.metric) + " (test split; " + (spec.lower ? "lower" : "higher") + " is better)"
+      : "top-1 accuracy (test split)";
+  }
   var BUILD = {
     fal: function (spec, rows) {
       var traces = [];
       groupBy(rows, machineOf).forEach(function (g) {
         var m = M[g[0]], rs = g[1];
         traces.push({type: "scatter", mode: "markers", name: esc(m.short), legendgroup: "m" + g[0],
-                     x: rs.map(row("p50")), y: rs.map(row("acc")), text: rs.map(hover), hoverinfo: "text",
+                     x: rs.map(row("p50")), y: rs.map(quality), text: rs.map(hover), hoverinfo: "text",
                      marker: {color: m.colour, size: 9, opacity: 0.8, symbol: symbols(rs)}});
         var fronts = state.contended && spec.frontsAll ? spec.frontsAll : spec.fronts, front = fronts[String(g[0])] || [];
         traces.push({type: "scatter", mode: "lines", name: esc(m.short) + " Pareto front", legendgroup: "m" + g[0],
-                     x: front.map(row("p50")), y: front.map(row("acc")), hoverinfo: "skip",
+                     x: front.map(row("p50")), y: front.map(quality), hoverinfo: "skip",
                      line: {shape: "hv", dash: "dash", color: m.colour}});
       });
       return [traces, layout({xaxis: {type: "log", title: {text: "p50 latency per call (ms, log scale)"}},
-                               yaxis: {title: {text: "top-1 accuracy (test split)"}}})];
+                               yaxis: {title: {text: yTitle(spec)}}})];
     },
     fsp: function (spec, rows) {
       var traces = groupBy(rows, machineOf).map(function (g) {
@@ -605,14 +653,14 @@
       var traces = groupBy(rows, kind).map(function (g) {
         var rs = g[1];
         return {type: "scatter", mode: "markers", name: esc(g[0] || "(no kind)"), x: rs.map(row("bytes")),
-                y: rs.map(row("acc")), text: rs.map(function (r) { return hover(r) + "<br>" + esc(fmtBytes(A.bytes[r])); }),
+                y: rs.map(quality), text: rs.map(function (r) { return hover(r) + "<br>" + esc(fmtBytes(A.bytes[r])); }),
                 hoverinfo: "text+y", marker: {color: kindColour(g[0]), size: 8, opacity: 0.8, symbol: symbols(rs)}};
       });
       var front = state.contended && spec.frontAll ? spec.frontAll : spec.front;
       traces.push({type: "scatter", mode: "lines", name: "Pareto front", x: front.map(row("bytes")),
-                   y: front.map(row("acc")), hoverinfo: "skip", line: {shape: "hv", dash: "dash", color: "#555"}});
+                   y: front.map(quality), hoverinfo: "skip", line: {shape: "hv", dash: "dash", color: "#555"}});
       return [traces, layout({xaxis: {type: "log", title: {text: "model size (bytes, log scale)"}},
-                               yaxis: {title: {text: "top-1 accuracy (test split)"}}})];
+                               yaxis: {title: {text: yTitle(spec)}}})];
     }
   };
 
