@@ -295,3 +295,44 @@ def test_token_states_are_averaged_over_the_attention_mask():
         return {"last_hidden_state": input_ids[..., None].float().repeat(1, 1, 2)}
     features, labels = embeddings(encoder, split, lambda inputs: inputs, torch.arange(2))
     assert features.tolist() == [[1.5, 1.5], [3.0, 3.0]] and labels.tolist() == [0, 1]
+
+
+def _sentences(g, n, vocab=12, length=(3, 9)):
+    words = [f"w{i}" for i in range(vocab)]
+    return [" ".join(words[int(torch.randint(0, vocab, (1,), generator=g))]
+                     for _ in range(int(torch.randint(*length, (1,), generator=g)))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bleu_and_wer_match_torchmetrics(seed):
+    g = torch.Generator().manual_seed(seed)
+    refs = _sentences(g, 30)
+    # generations: the reference with some words changed, dropped or added
+    gens = []
+    for r in refs:
+        words = r.split()
+        words = [w if float(torch.rand(1, generator=g)) > 0.25 else "x" for w in words]
+        if float(torch.rand(1, generator=g)) < 0.3:
+            words = words[:-1]
+        if float(torch.rand(1, generator=g)) < 0.2:
+            words.append("extra")
+        gens.append(" ".join(words))
+    batches = [(gens[i:i + 8], refs[i:i + 8]) for i in range(0, 30, 8)]
+    bleu = torchmetrics.text.BLEUScore(n_gram=4)
+    wer = torchmetrics.text.WordErrorRate()
+    for o, t in batches:
+        bleu.update(o, [[r] for r in t])
+        wer.update(o, t)
+    assert _ours("bleu", batches, "seq2seq") == pytest.approx(float(bleu.compute()), rel=1e-5)
+    assert _ours("wer", batches, "seq2seq") == pytest.approx(float(wer.compute()), rel=1e-6)
+
+
+def test_bleu_takes_several_references_and_a_perfect_generation_scores_one():
+    refs = [["the cat sat on the mat", "a cat sat on the mat"], ["it is raining hard today"]]
+    gens = ["a cat sat on the mat", "it is raining hard today"]
+    assert _ours("bleu", [(gens, refs)], "seq2seq") == pytest.approx(1.0)
+    theirs = torchmetrics.text.BLEUScore()(["the cat sat on a mat", "it rains hard today"], refs)
+    assert _ours("bleu", [(["the cat sat on a mat", "it rains hard today"], refs)], "seq2seq") == pytest.approx(
+        float(theirs), rel=1e-5)
+    with pytest.raises(TypeError, match="scores text"):
+        _ours("bleu", [(torch.zeros(2, 3), ["a", "b"])], "seq2seq")

@@ -8,7 +8,9 @@
   ``average_precision`` (the mean over labels: mAP);
 - segmentation: ``miou`` (the mean intersection over union of the classes) and ``pixel_accuracy``, pixels
   labelled 255 ignored;
-- detection: ``map`` (COCO box mAP over IoU 0.50:0.95), ``map_50``, ``map_75`` (``harness.measure.detection_map``).
+- detection: ``map`` (COCO box mAP over IoU 0.50:0.95), ``map_50``, ``map_75`` (``harness.measure.detection_map``);
+- seq2seq (the target is text): ``bleu`` (corpus BLEU-4, 0 to 1) and ``wer`` (word error rate) of the
+  generations, decoded by the model's own ``postprocess``.
 
 Each is written here, in plain torch, and computes what torchmetrics' class of the same meaning computes
 (``tests/test_metrics.py`` checks them against it), without importing torchmetrics (seconds per cell).
@@ -26,7 +28,15 @@ from pydantic import Field
 
 from harness.measure.detection_map import COCO_IOU_THRESHOLDS, as_detections, as_truth, mean_average_precision
 from harness.plugin.metric import Metric, MetricState, prediction
-from harness.plugin.targets import CLASSIFICATION, DETECTION, IGNORE_INDEX, MULTILABEL, REGRESSION, SEGMENTATION
+from harness.plugin.targets import (
+    CLASSIFICATION,
+    DETECTION,
+    IGNORE_INDEX,
+    MULTILABEL,
+    REGRESSION,
+    SEGMENTATION,
+    SEQ2SEQ,
+)
 from harness.plugin.types import DatasetSplits, Params
 
 
@@ -322,6 +332,87 @@ class ProbeParams(Params):
                                                                       "(a seeded choice when the split has more)")
 
 
+def _texts(outputs: Any, what: str) -> list[str]:
+    if isinstance(outputs, str) or not isinstance(outputs, (list, tuple)) or not all(isinstance(o, str) for o in outputs):
+        raise TypeError(f"{what} scores text: the model's generations decoded (a seq2seq model of the transformers "
+                        f"plugin decodes them with its tokenizer); got {type(outputs).__name__}")
+    return list(outputs)
+
+
+def _references(targets: Any) -> list[list[str]]:
+    """Each sample's reference texts: one string, or a list of them (several references)."""
+    return [[t] if isinstance(t, str) else [str(r) for r in t] for t in targets]
+
+
+class Bleu(MetricState):
+    """Corpus BLEU (Papineni et al.): the geometric mean of the clipped 1..``n``-gram precisions of every
+    generation against its references, times the brevity penalty, over whitespace tokens; from 0 to 1, as
+    torchmetrics' BLEUScore computes it (no smoothing: a corpus without one matching ``n``-gram scores 0).
+    For sacrebleu's tokenization and 0..100 scale, name ``torchmetrics.text.SacreBLEUScore``."""
+
+    def __init__(self, n: int = 4) -> None:
+        self.n = n
+        self.matches, self.totals = [0] * n, [0] * n
+        self.generated = self.reference = 0
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        from collections import Counter
+
+        for text, refs in zip(_texts(outputs, "bleu"), _references(targets), strict=True):
+            words, ref_words = text.split(), [r.split() for r in refs]
+            self.generated += len(words)
+            # the reference closest in length (the first of equals), as torchmetrics picks it
+            diffs = [abs(len(r) - len(words)) for r in ref_words]
+            self.reference += len(ref_words[diffs.index(min(diffs))])
+            for k in range(1, self.n + 1):
+                mine = Counter(tuple(words[i:i + k]) for i in range(len(words) - k + 1))
+                best: Counter = Counter()
+                for r in ref_words:
+                    best |= Counter(tuple(r[i:i + k]) for i in range(len(r) - k + 1))
+                self.matches[k - 1] += sum((mine & best).values())
+                self.totals[k - 1] += sum(mine.values())
+
+    def compute(self) -> float | None:
+        if not self.generated and not self.reference:
+            return None
+        if min(self.matches) == 0:
+            return 0.0
+        log_precision = sum(math.log(m / t) for m, t in zip(self.matches, self.totals)) / self.n
+        brevity = 1.0 if self.generated > self.reference else math.exp(1 - self.reference / self.generated)
+        return brevity * math.exp(log_precision)
+
+
+class WordErrorRate(MetricState):
+    """Word error rate: the word-level edit distance (substitutions, deletions, insertions) of every
+    generation from its reference, summed over the corpus and divided by the reference words (torchmetrics'
+    WordErrorRate); 0 is perfect, and it can exceed 1."""
+
+    def __init__(self) -> None:
+        self.errors = self.words = 0
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        for text, refs in zip(_texts(outputs, "wer"), _references(targets), strict=True):
+            ref = refs[0].split()
+            self.errors += _edit_distance(text.split(), ref)
+            self.words += len(ref)
+
+    def compute(self) -> float | None:
+        return self.errors / self.words if self.words else None
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+class BleuParams(Params):
+    n: int = Field(4, ge=1, le=8, description="the longest n-gram counted (BLEU-4 by default)")
+
+
 class DetectionParams(Params):
     max_detections: int = Field(100, ge=1, le=10_000, description="the highest-scoring detections per image and "
                                                                   "class that count (COCO: 100)")
@@ -371,6 +462,10 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("pixel_accuracy", "segmentation: the share of labelled pixels given their class",
            lambda params, data: SegmentationScores(_labels_of(data), params.ignore_index, "pixel_accuracy"),
            params=SegmentationParams, tasks=(SEGMENTATION,)),
+    Metric("bleu", "seq2seq: corpus BLEU of the generated text against the references (0 to 1)",
+           lambda params, data: Bleu(params.n), params=BleuParams, tasks=(SEQ2SEQ,)),
+    Metric("wer", "seq2seq: word error rate of the generated text against the reference (a transcript's)",
+           lambda params, data: WordErrorRate(), higher_is_better=False, tasks=(SEQ2SEQ,)),
     Metric("map", "detection: COCO box mAP, averaged over IoU 0.50:0.95 and the classes",
            lambda params, data: DetectionMAP(COCO_IOU_THRESHOLDS, params.max_detections),
            params=DetectionParams, tasks=(DETECTION,)),
@@ -388,6 +483,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     MULTILABEL: ("f1", "average_precision"),
     SEGMENTATION: ("miou", "pixel_accuracy"),
     DETECTION: ("map", "map_50"),
+    SEQ2SEQ: ("bleu", "wer"),
 }
 #: A default metric's id in records where it differs from its name (as the record's own fields always named it).
 DEFAULT_IDS = {"top_k_accuracy": "top5_accuracy"}

@@ -46,7 +46,7 @@ class PythonDatasetParams(Params):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the callable")
     num_classes: int | None = Field(None, ge=1, le=10_000_000,
                                     description="classes (default: the dataset's classes, else largest label + 1)")
-    task: Literal["classification", "regression", "multilabel", "segmentation", "detection"] | None = Field(
+    task: Literal["classification", "regression", "multilabel", "segmentation", "detection", "seq2seq"] | None = Field(
         None, description="what the targets are (default: read from them)")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="held-out share when the callable returns "
                                                                    "one set of samples")

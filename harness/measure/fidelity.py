@@ -18,6 +18,9 @@ inputs, computed in float64 on the CPU:
 - ``map_vs_baseline``: for a detector (one dict of boxes, scores and labels per image), the COCO box mAP
   of its detections with the baseline's confident ones (score at least 0.5) as the ground truth.
 
+A model with its own ``postprocess`` (a seq2seq model's generations, decoded to text) is compared by its
+predictions: ``agreement`` is the share of inputs whose whole generation equals the baseline's.
+
 Dense class scores (a segmentation model's ``(N, classes, H, W)``) get ``agreement`` per element: the
 share of pixels whose highest-scoring class is the baseline's.
 """
@@ -91,6 +94,30 @@ def detections(model: nn.Module, batches: Iterable[Any], prepare: Callable[[Any]
     if not found:
         raise ValueError("no inputs to compare outputs on")
     return found
+
+
+def predictions(model: nn.Module, batches: Iterable[Any], prepare: Callable[[Any], Any],
+                postprocess: Callable[[Any], Any]) -> list[Any]:
+    """The model's predictions as its metrics score them (``postprocess`` of its outputs: a seq2seq model's
+    generations as text), one per input."""
+    import torch
+
+    found: list[Any] = []
+    with torch.inference_mode():
+        for inputs in batches:
+            found += list(postprocess(call_model(model, prepare(inputs))))
+    if not found:
+        raise ValueError("no inputs to compare outputs on")
+    return found
+
+
+def compare_predictions(reference: list[Any], output: list[Any] | None) -> dict[str, float | None]:
+    """``agreement``: the share of inputs whose prediction (a whole generated text) equals the baseline's; 1 for
+    the baseline itself."""
+    if output is None:
+        return {"agreement": 1.0}
+    same = sum(a == b for a, b in zip(reference, output, strict=True))
+    return {"agreement": same / len(reference)}
 
 
 def compare_detections(reference: list[Any], output: list[Any] | None) -> dict[str, float | None]:

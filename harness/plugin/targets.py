@@ -2,8 +2,8 @@
 trained on them uses.
 
 A target is what a sample is scored against: a class index (classification), a float or a vector of
-floats (regression), a multi-hot vector of 0/1 (multi-label), a mask of class indices (segmentation), or
-a dict such as ``{"boxes": ..., "labels": ...}`` (detection). Nothing here casts one kind to another:
+floats (regression), a multi-hot vector of 0/1 (multi-label), a mask of class indices (segmentation),
+a dict such as ``{"boxes": ..., "labels": ...}`` (detection), or text (seq2seq: a translation, a transcript). Nothing here casts one kind to another:
 a float target stays a float, so a whole-number regression target (25 to 346) is never read as 347
 classes. ``infer_task`` reads the task from one target when the dataset or the suite does not name it.
 """
@@ -17,9 +17,9 @@ from harness.measure.fidelity import output_tensor
 if TYPE_CHECKING:
     import torch
 
-CLASSIFICATION, REGRESSION, MULTILABEL, SEGMENTATION, DETECTION, UNLABELLED = (
-    "classification", "regression", "multilabel", "segmentation", "detection", "unlabelled")
-TASKS = (CLASSIFICATION, REGRESSION, MULTILABEL, SEGMENTATION, DETECTION, UNLABELLED)
+CLASSIFICATION, REGRESSION, MULTILABEL, SEGMENTATION, DETECTION, SEQ2SEQ, UNLABELLED = (
+    "classification", "regression", "multilabel", "segmentation", "detection", "seq2seq", "unlabelled")
+TASKS = (CLASSIFICATION, REGRESSION, MULTILABEL, SEGMENTATION, DETECTION, SEQ2SEQ, UNLABELLED)
 #: The losses a suite may name for training (``loss:``), and each task's own.
 LOSSES = ("cross_entropy", "mse", "l1", "smooth_l1", "bce")
 TASK_LOSS = {CLASSIFICATION: "cross_entropy", REGRESSION: "mse", MULTILABEL: "bce", SEGMENTATION: "cross_entropy"}
@@ -38,13 +38,15 @@ def _is_int(value: Any) -> bool:
 
 
 def infer_task(target: Any, num_classes: int = 0) -> str:
-    """The task one sample's target makes: None: unlabelled; a dict (or a list of dicts): detection; an
-    integer: classification; a float: regression; a vector of 0/1 as long as ``num_classes`` (above 1):
+    """The task one sample's target makes: None: unlabelled; text: seq2seq (a translation, a summary, a
+    transcript); a dict (or a list of dicts): detection; an integer: classification; a float: regression; a vector of 0/1 as long as ``num_classes`` (above 1):
     multi-label; another vector: regression; a grid of integers: segmentation, of floats: regression."""
     import torch
 
     if target is None:
         return UNLABELLED
+    if isinstance(target, str):
+        return SEQ2SEQ
     if isinstance(target, dict) or (isinstance(target, (list, tuple)) and target and isinstance(target[0], dict)):
         return DETECTION
     if not isinstance(target, torch.Tensor):
@@ -58,7 +60,8 @@ def infer_task(target: Any, num_classes: int = 0) -> str:
 
 
 def collate_targets(values: Sequence[Any]) -> Any:
-    """A batch's targets as one value: None when any sample is unlabelled; a list for dicts (detection); a
+    """A batch's targets as one value: None when any sample is unlabelled; a list for dicts (detection) and
+    text (seq2seq); a
     tensor stacked along a new first dimension for tensors of one shape (their dtype kept); int64 for
     integers, float32 for other numbers."""
     import torch
@@ -66,7 +69,7 @@ def collate_targets(values: Sequence[Any]) -> Any:
     if not values or any(v is None for v in values):
         return None
     first = values[0]
-    if isinstance(first, dict):
+    if isinstance(first, (dict, str)):
         return list(values)
     if isinstance(first, torch.Tensor):
         if all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values):

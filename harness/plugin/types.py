@@ -202,6 +202,8 @@ class DatasetSplits:
         if loss_name is not None and loss_name not in LOSSES:
             raise ValueError(f"loss {loss_name!r}: expected one of {', '.join(LOSSES)}")
         self._task, self.loss_name = task, loss_name
+        #: The cell's model's way from its outputs to what a metric scores (token ids to text), or None.
+        self.postprocess: Callable[[Any], Any] | None = None
 
     def __repr__(self) -> str:
         return (f"DatasetSplits(train={type(self.train).__name__}[{len(self.train)}], "
@@ -216,13 +218,22 @@ class DatasetSplits:
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"DatasetSplits has no field(s) {sorted(unknown)}")
-        return DatasetSplits(**{**fields, **changes})
+        out = DatasetSplits(**{**fields, **changes})
+        out.postprocess = self.postprocess
+        return out
 
     def with_preprocess(self, preprocess: Preprocess | None) -> DatasetSplits:
         """Both splits read through a model's ``preprocess`` (raw samples -> its inputs)."""
         if preprocess is None:
             return self
         return self.replace(train=self.train.with_preprocess(preprocess), test=self.test.with_preprocess(preprocess))
+
+    def with_postprocess(self, postprocess: Callable[[Any], Any] | None) -> DatasetSplits:
+        """A copy whose metrics score ``postprocess(outputs)`` (a model's token ids decoded to text) instead of
+        the model's outputs."""
+        out = self.replace()
+        out.postprocess = postprocess
+        return out
 
     # -- the in-memory form ------------------------------------------------------------------
     def _tensor(self, split: Split, what: str, part: str) -> Any:
@@ -403,6 +414,9 @@ class Model:
     #: raw samples to its inputs (a tokenizer, a weights' transforms); the harness reads every split of
     #: the cell through it, so one dataset serves many models. None: the dataset's own collate.
     preprocess: Callable[[Any, DatasetSplits], Preprocess | None] | None = None
+    #: ``postprocess(params, data) -> (outputs -> predictions) | None``: the model's own way from its outputs to
+    #: what its task's metrics score (a seq2seq model's generated token ids, decoded to text by its tokenizer).
+    postprocess: Callable[[Any, DatasetSplits], Callable[[Any], Any] | None] | None = None
     #: ``pretrained(params) -> bool``: whether ``build`` returns trained weights for these params (a hub
     #: model, torchvision ``weights``); a model the harness does not train is then evaluated as built.
     pretrained: Callable[[Any], bool] | None = None

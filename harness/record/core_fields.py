@@ -95,9 +95,9 @@ CORE_FIELDS: tuple[RecordField, ...] = (
     _f("top5_accuracy", NUMBER, QUALITY, "the share of held-out inputs whose label is among the 5 highest outputs "
        "(null below 5 classes)", label="top-5"),
     _f("task", TEXT, QUALITY, "what the dataset's targets are: classification, regression, multilabel, segmentation, "
-       "detection or unlabelled"),
+       "detection, seq2seq (text) or unlabelled"),
     _f("quality_metric", TEXT, QUALITY, "the metric the record's quality is: the first the suite names for the "
-       "dataset, else the task's first (accuracy, rmse, f1, miou)", label="metric"),
+       "dataset, else the task's first (accuracy, rmse, f1, miou, map, bleu)", label="metric"),
     _f("quality", NUMBER, QUALITY, "the quality metric's score on the held-out split"),
     _f("quality_higher_is_better", BOOL, QUALITY, "whether a higher quality is better (false for an error such as "
        "rmse)"),
@@ -105,7 +105,7 @@ CORE_FIELDS: tuple[RecordField, ...] = (
        "task's own"),
     _f("lower_is_better", LIST, QUALITY, "the ids of the metrics whose lower score is better (errors: rmse, mae)"),
     _f("agreement", NUMBER, FIDELITY, "the share of inputs whose top-1 prediction equals the baseline's (a "
-       "language model: the top next token)"),
+       "language model: the top next token; a seq2seq model: the whole generated text; a segmentation: per pixel)"),
     _f("kl_div", NUMBER, FIDELITY, "mean KL divergence of the baseline's softmax from the method's (nats)",
        label="KL"),
     _f("cosine", NUMBER, FIDELITY, "mean cosine similarity of the method's outputs to the baseline's"),

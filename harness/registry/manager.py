@@ -127,7 +127,7 @@ def _validate(obj: Any, expected: type, info: PluginInfo) -> None:
     for f in fields(obj):
         if f.name in ("apply", "build", "load", "create") and not callable(getattr(obj, f.name)):
             raise RegistrationError(f"{who}: {obj.name!r}.{f.name} must be callable")
-        if f.name in ("fingerprint", "preprocess", "pretrained") and getattr(obj, f.name) is not None \
+        if f.name in ("fingerprint", "preprocess", "postprocess", "pretrained") and getattr(obj, f.name) is not None \
                 and not callable(getattr(obj, f.name)):
             raise RegistrationError(f"{who}: {obj.name!r}.{f.name} must be a callable or None")
 

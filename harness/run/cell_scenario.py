@@ -89,6 +89,8 @@ class CellScenario:
                         "load(params, seed)")
         if plan.model.preprocess is not None:  # read through the model's own preprocessing
             data = data.with_preprocess(plan.model.preprocess(plan.model_params, data))
+        if plan.model.postprocess is not None:  # its outputs as its metrics score them (token ids as text)
+            data = data.with_postprocess(plan.model.postprocess(plan.model_params, data))
         cell = self.payload.cell
         named = {k: v for k, v in (("task", cell.task), ("loss_name", cell.loss)) if v is not None}
         if named:  # the suite's word on what the targets are and how to train on them

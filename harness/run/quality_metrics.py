@@ -16,7 +16,7 @@ from harness.builtin.factories import load_factory
 from harness.builtin.metrics import DEFAULT_IDS, TASK_METRICS, Torchmetric, referenced_metric
 from harness.measure.inputs import call_model
 from harness.plugin.metric import MetricState, score
-from harness.plugin.targets import DETECTION, SEGMENTATION
+from harness.plugin.targets import DETECTION, SEGMENTATION, SEQ2SEQ
 from harness.plugin.types import DatasetSplits
 from harness.registry.manager import Registry
 from harness.suite.metric_refs import REFERENCE, REGISTERED, TORCHMETRICS, MetricRef
@@ -106,10 +106,12 @@ def score_split(scorers: list[Scorer], model: Any, data: DatasetSplits, prepare:
                 s.state, s.why = None, f"{type(exc).__name__}: {exc}"
                 live.remove(s)
     with torch.inference_mode():
-        for batch in data.test.batches(DENSE_BATCH if data.task in (DETECTION, SEGMENTATION) else EVAL_BATCH):
+        for batch in data.test.batches(DENSE_BATCH if data.task in (DETECTION, SEGMENTATION, SEQ2SEQ) else EVAL_BATCH):
             if not live:
                 break
             outputs = _to_cpu(call_model(model, prepare(batch.inputs)))
+            if data.postprocess is not None:  # what the metrics score: a seq2seq model's text, say
+                outputs = data.postprocess(outputs)
             for s in list(live):
                 try:
                     s.state.update(outputs, batch.labels)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.measure import fidelity
-from harness.plugin.targets import CLASSIFICATION, DETECTION, SEGMENTATION
+from harness.plugin.targets import CLASSIFICATION, DETECTION, SEGMENTATION, SEQ2SEQ
 from harness.record.schema import RecordPart
 from harness.run.cell_log import log
 from harness.run.cell_state import CellState, QualityStep
@@ -23,8 +23,29 @@ DENSE_BATCH = 16
 PROBE = MetricRef("linear_probe", "linear_probe", REGISTERED)
 
 
+def _read(state: CellState, model: Any, batches: Any) -> Any:
+    """A model's outputs for fidelity: its predictions where the model decodes them (text), a detector's boxes,
+    else its output tensor."""
+    if state.data.postprocess is not None:
+        return fidelity.predictions(model, batches, state.session.prepare_input, state.data.postprocess)
+    if state.base_data.task == DETECTION:
+        return fidelity.detections(model, batches, state.session.prepare_input)
+    return fidelity.outputs(model, batches, state.session.prepare_input)
+
+
+def _compare(state: CellState, reference: Any, output: Any) -> dict[str, Any]:
+    """The fidelity figures of ``output`` against ``reference`` (None: the baseline against itself)."""
+    if state.data.postprocess is not None:
+        return fidelity.compare_predictions(reference, output)
+    if state.data.task == DETECTION:
+        return fidelity.compare_detections(reference, output)
+    if output is None:
+        return fidelity.exact(reference, state.data.num_classes, state.data.task)
+    return fidelity.compare(reference, output, state.data.num_classes, state.data.task)
+
+
 def _batch(state: CellState) -> int:
-    return DENSE_BATCH if state.base_data.task in (DETECTION, SEGMENTATION) else FIDELITY_BATCH
+    return DENSE_BATCH if state.base_data.task in (DETECTION, SEGMENTATION, SEQ2SEQ) else FIDELITY_BATCH
 
 
 def fidelity_samples(state: CellState) -> int:
@@ -45,8 +66,7 @@ class TaskQuality(QualityStep):
             return
         try:
             batches = (b.inputs for b in state.base_data.test.batches(_batch(state), limit=n))
-            read = fidelity.detections if state.base_data.task == DETECTION else fidelity.outputs
-            self.reference = read(state.baseline_copy, batches, state.session.prepare_input)
+            self.reference = _read(state, state.baseline_copy, batches)
         except Exception as exc:  # noqa: BLE001 - fidelity must never cost the cell its other figures
             log(f"fidelity: no baseline outputs ({type(exc).__name__}: {exc}); agreement/kl_div/cosine stay null")
 
@@ -95,20 +115,11 @@ class TaskQuality(QualityStep):
         """agreement, kl_div, cosine, max_abs_err of the changed model against the reference (exact for the
         baseline itself), and fidelity_n, how many inputs they cover."""
         n = len(self.reference)
-        detector = state.data.task == DETECTION
         if state.plan.baseline:
-            figures = fidelity.compare_detections(self.reference, None) if detector else \
-                fidelity.exact(self.reference, state.data.num_classes, state.data.task)
-            return {**figures, "fidelity_n": n}
+            return {**_compare(state, self.reference, None), "fidelity_n": n}
         try:
             batches = (b.inputs for b in state.data.test.batches(_batch(state), limit=n))
-            if detector:
-                figures = fidelity.compare_detections(self.reference, fidelity.detections(
-                    state.model, batches, state.session.prepare_input))
-            else:
-                figures = fidelity.compare(self.reference, fidelity.outputs(state.model, batches,
-                                                                            state.session.prepare_input),
-                                           state.data.num_classes, state.data.task)
+            figures = _compare(state, self.reference, _read(state, state.model, batches))
         except Exception as exc:  # noqa: BLE001
             log(f"fidelity: not computed ({type(exc).__name__}: {exc})")
             return {"fidelity_n": None}

@@ -39,7 +39,7 @@ class MetricEntry(_Strict):
 
 
 MetricItem = Annotated[MetricEntry, BeforeValidator(_entry)]
-TASK_NAMES = Literal["classification", "regression", "multilabel", "segmentation", "detection"]
+TASK_NAMES = Literal["classification", "regression", "multilabel", "segmentation", "detection", "seq2seq"]
 LOSS_NAMES = Literal["cross_entropy", "mse", "l1", "smooth_l1", "bce"]
 
 

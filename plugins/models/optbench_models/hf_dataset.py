@@ -6,7 +6,8 @@ memory-mapped Arrow files: a batch reads its rows, so memory does not grow with 
 raw input is the row's text (a ``(text, pair)`` tuple with ``text_pair_column``) or image, which a
 model's own preprocessing (a transformers tokenizer) turns into inputs; labels come from
 ``label_column``, class names (a ClassLabel feature, or the sorted distinct values of a text
-column) becoming 0..n-1.
+column) becoming 0..n-1; or a text target from ``target_column`` (a translation, a summary: the task is
+seq2seq, scored by BLEU and WER of a seq2seq model's generations).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class HFDatasetParams(Params):
     text_pair_column: str | None = Field(None, description="a second text column: samples become (text, pair)")
     image_column: str | None = Field(None, description="an image column, instead of text")
     label_column: str | None = Field(None, description="the label column (default: label if present; none: unlabelled)")
+    target_column: str | None = Field(None, description="a text target column instead of labels (a translation, a "
+                                                        "summary, a transcript): the task is then seq2seq")
     train_limit: int | None = Field(None, ge=1, description="at most this many training rows (a seeded choice)")
     test_limit: int | None = Field(None, ge=1, description="at most this many held-out rows (a seeded choice)")
 
@@ -45,6 +48,8 @@ class HFDatasetParams(Params):
             raise ValueError(f"path {self.path!r} reads local files: give `data_files`")
         if self.text_column and self.image_column:
             raise ValueError("give `text_column` or `image_column`, not both")
+        if self.target_column and self.label_column:
+            raise ValueError("give `label_column` (classes) or `target_column` (text), not both")
         files = self.data_files.values() if isinstance(self.data_files, dict) else [self.data_files]
         import os
 
@@ -55,18 +60,22 @@ class HFDatasetParams(Params):
 
 
 class HFSplit(Split):
-    """Rows of a ``datasets.Dataset``; a sample is (text, (text, pair) or image, label index)."""
+    """Rows of a ``datasets.Dataset``; a sample is (text, (text, pair) or image, label index), or with a text
+    target (``text_target``) (input, the target text)."""
 
-    def __init__(self, table: Any, inputs: list[str], label: str | None, classes: list[Any] | None) -> None:
-        self.table, self.inputs, self.label = table, inputs, label
+    def __init__(self, table: Any, inputs: list[str], label: str | None, classes: list[Any] | None,
+                 text_target: bool = False) -> None:
+        self.table, self.inputs, self.label, self.text_target = table, inputs, label, text_target
         self.index = {c: i for i, c in enumerate(classes)} if classes is not None else None
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def _label(self, value: Any) -> int | None:
+    def _label(self, value: Any) -> Any:
         if self.label is None:
             return None
+        if self.text_target:
+            return str(value)
         return self.index[value] if self.index is not None else int(value)
 
     def sample(self, index: int) -> tuple[Any, int | None]:
@@ -78,7 +87,7 @@ class HFSplit(Split):
     def labels(self) -> Any:
         import torch
 
-        if self.label is None:
+        if self.label is None or self.text_target:  # text targets are read sample by sample
             return None
         return torch.as_tensor([self._label(v) for v in self.table[self.label]], dtype=torch.int64)
 
@@ -151,9 +160,13 @@ def load_hf(params: HFDatasetParams, seed: int) -> DatasetSplits:
         if text is None:
             raise ValueError(f"hf: which column holds the inputs? give text_column or image_column (columns: {columns})")
         inputs = [text] + ([_pick(columns, params.text_pair_column, (), "text pair")] if params.text_pair_column else [])
-    label = _pick(columns, params.label_column, LABEL_COLUMNS, "label")
+    text_target = params.target_column is not None
+    label = _pick(columns, params.target_column, (), "target") if text_target else \
+        _pick(columns, params.label_column, LABEL_COLUMNS, "label")
     classes = None
-    if label is not None:
+    if text_target:
+        num_classes = 0
+    elif label is not None:
         feature = test.features[label]
         names = getattr(feature, "names", None)
         if names is None:
@@ -168,8 +181,9 @@ def load_hf(params: HFDatasetParams, seed: int) -> DatasetSplits:
     else:
         num_classes = 0
     train, test = _limited(train, params.train_limit, seed), _limited(test, params.test_limit, seed + 1)
-    return DatasetSplits(train=HFSplit(train, inputs, label, classes), test=HFSplit(test, inputs, label, classes),
-                         num_classes=num_classes)
+    return DatasetSplits(train=HFSplit(train, inputs, label, classes, text_target),
+                         test=HFSplit(test, inputs, label, classes, text_target), num_classes=num_classes,
+                         task="seq2seq" if text_target else None)
 
 
 def fingerprint(params: HFDatasetParams) -> str:

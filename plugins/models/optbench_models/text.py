@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from harness import Dataset, DatasetSplits, Params, SuitePath
 from optbench_models.requirements import check_input_shape, hub_error, require
 
-TASKS = ("sequence-classification", "base", "causal-lm")
+TASKS = ("sequence-classification", "base", "causal-lm", "seq2seq")
 
 
 class TransformersParams(Params):
@@ -27,10 +27,13 @@ class TransformersParams(Params):
     revision: str | None = Field(None, description="hub revision of model_id: a branch, tag or commit")
     path: SuitePath | None = Field(None, description="a local directory a model was saved to (save_pretrained)")
     config: dict[str, Any] | None = Field(None, description="config dict with model_type (random weights)")
-    task: Literal["sequence-classification", "base", "causal-lm"] = Field(
+    task: Literal["sequence-classification", "base", "causal-lm", "seq2seq"] = Field(
         "sequence-classification",
         description="classification head (logits), the bare encoder (hidden states or a pooled embedding), "
-                    "or a language-model head (next-token logits)")
+                    "a language-model head (next-token logits), or an encoder-decoder that generates text "
+                    "(translation, summarisation: a call is one greedy generation)")
+    max_new_tokens: int = Field(32, ge=1, le=100_000, description="task seq2seq: the most tokens one generation "
+                                                                  "makes (it stops sooner at the end of sequence)")
     pooling: Literal["none", "mean", "cls"] = Field(
         "none", description="task base: the last hidden state (none), its mean over real tokens (a sentence "
                             "embedding, as sentence-transformers compute it) or the first token's")
@@ -81,9 +84,9 @@ def _module_class() -> type:
         """The transformers model behind one tensor output: logits, hidden states or a pooled embedding.
         ``.model`` is the transformers model itself (what a causal LM's ``generate`` is called on)."""
 
-        def __init__(self, model: Any, task: str, pooling: str) -> None:
+        def __init__(self, model: Any, task: str, pooling: str, max_new_tokens: int = 32) -> None:
             super().__init__()
-            self.model, self.task, self.pooling = model, task, pooling
+            self.model, self.task, self.pooling, self.max_new_tokens = model, task, pooling, max_new_tokens
             self.accepts = set(inspect.signature(model.forward).parameters)
 
         def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Any:
@@ -92,6 +95,9 @@ def _module_class() -> type:
                 kwargs["attention_mask"] = attention_mask
             if token_type_ids is not None and "token_type_ids" in self.accepts:
                 kwargs["token_type_ids"] = token_type_ids
+            if self.task == "seq2seq":  # one greedy generation of the batch: the generated token ids
+                return self.model.generate(**kwargs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                           num_beams=1)
             out = self.model(**kwargs)
             if self.task != "base":
                 return out.logits
@@ -111,9 +117,9 @@ def _module_class() -> type:
 _MODULE_CLASS: type | None = None
 
 
-def transformers_module(model: Any, task: str, pooling: str) -> Any:
+def transformers_module(model: Any, task: str, pooling: str, max_new_tokens: int = 32) -> Any:
     """A cell's module around a transformers model (the class from ``_module_class``)."""
-    return _module_class()(model, task, pooling)
+    return _module_class()(model, task, pooling, max_new_tokens)
 
 
 def is_transformers_module(module: Any) -> bool:
@@ -131,7 +137,8 @@ def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
 
     check_input_shape([params.seq_len], data.input_shape, "transformers model")
     auto = {"sequence-classification": transformers.AutoModelForSequenceClassification,
-            "base": transformers.AutoModel, "causal-lm": transformers.AutoModelForCausalLM}[params.task]
+            "base": transformers.AutoModel, "causal-lm": transformers.AutoModelForCausalLM,
+            "seq2seq": transformers.AutoModelForSeq2SeqLM}[params.task]
     if params.source is not None:
         inner = _pretrained(auto, params, "model")
         labels = getattr(inner.config, "num_labels", None)
@@ -140,10 +147,30 @@ def build_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
                              "classes; use a dataset with the model's classes, or task: base for its embeddings")
     else:
         cfg = dict(params.config)
-        cfg.setdefault("num_labels", data.num_classes)
+        if data.num_classes:
+            cfg.setdefault("num_labels", data.num_classes)
         config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         inner = auto.from_config(config)
-    return transformers_module(inner, params.task, params.pooling)
+    return transformers_module(inner, params.task, params.pooling, params.max_new_tokens)
+
+
+def postprocess_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
+    """A seq2seq model's generated token ids -> their text, decoded by its own tokenizer (None for other tasks:
+    their metrics read the outputs)."""
+    if params.task != "seq2seq":
+        return None
+    tokenizer = None
+
+    def decode(ids: Any) -> list[str]:
+        nonlocal tokenizer
+        if tokenizer is None:
+            if params.source is None:
+                raise ValueError("this model comes from a config (random weights) and has no tokenizer to decode "
+                                 "its generations with; give `model_id` or `path` of a model saved with one")
+            tokenizer = pretrained_tokenizer(params)
+        return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    return decode
 
 
 def preprocess_transformers(params: TransformersParams, data: DatasetSplits) -> Any:
